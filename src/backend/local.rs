@@ -1,0 +1,175 @@
+//! A repository in a local directory.
+
+use super::Backend;
+use crate::error::{Error, IoContext, Result};
+use crate::format::index::Bytes;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many pack files stay open for reads.
+const OPEN_FILES: usize = 128;
+
+/// Files under a root directory.
+pub struct LocalBackend {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<File>>>,
+    tmp_counter: AtomicU64,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            root: root.into(),
+            open: Mutex::new(HashMap::new()),
+            tmp_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn open_cached(&self, name: &str) -> Result<Arc<File>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = open.get(name) {
+            return Ok(f.clone());
+        }
+        let path = self.path(name);
+        let f = Arc::new(File::open(&path).map_err(|e| not_found_or_io(name, &path, e))?);
+        if open.len() >= OPEN_FILES {
+            open.clear();
+        }
+        open.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+}
+
+fn not_found_or_io(name: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::NotFound {
+        Error::NotFound(name.to_string())
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// fsync a directory so a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl Backend for LocalBackend {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(name);
+        let dir = path.parent().expect("names have a parent");
+        fs::create_dir_all(dir).at(dir)?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, e));
+        }
+        sync_dir(dir)
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(name);
+        fs::read(&path).map_err(|e| not_found_or_io(name, &path, e))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let f = self.open_cached(name)?;
+        let mut buf = vec![0u8; len];
+        match f.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(Error::corrupt(
+                format!("pack {name}"),
+                format!("file ends before byte {}", offset + len as u64),
+            )),
+            Err(e) => Err(Error::io(self.path(name), e)),
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        let path = self.path(name);
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| not_found_or_io(name, &path, e))
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_string()];
+        while let Some(rel) = stack.pop() {
+            let path = self.path(&rel);
+            let rd = match fs::read_dir(&path) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            for ent in rd {
+                let ent = ent.at(&path)?;
+                let name = ent.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let child = format!("{rel}/{name}");
+                if ent.file_type().at(ent.path())?.is_dir() {
+                    stack.push(child);
+                } else {
+                    out.push(child);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().expect("names have a parent")),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.path(name).exists())
+    }
+
+    fn map(&self, name: &str) -> Result<Bytes> {
+        let path = self.path(name);
+        let f = File::open(&path).map_err(|e| not_found_or_io(name, &path, e))?;
+        if f.metadata().at(&path)?.len() == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        // SAFETY: repository files are immutable once renamed into place; prune
+        // only unlinks them, which keeps a mapping valid.
+        let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
+        Ok(Arc::new(map))
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}

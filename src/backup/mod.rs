@@ -1,0 +1,386 @@
+//! The snapshot writer.
+//!
+//! ```text
+//! paths ─ walk (one thread lists directories)
+//!           └─ pool (regular files): stat ─ same as parent? reuse extents
+//!                                        └─ read (skip holes) ─ chunk ─ hash ─ dedup ─ compress ─ pack
+//!         directory trees are written as their last child finishes
+//! stdin / command ─ read ─ chunk ─ … (same path, before the walk)
+//! RepoWriter: packs, then index, then the snapshot
+//! ```
+//!
+//! A backup reads each changed file once and never reads an unchanged one
+//! (same type, size, mtime, ctime and inode as in the parent snapshot). Memory
+//! is bounded by the pipeline: the pool's queue, one read buffer per worker and
+//! the open packs, not by the size of the data.
+
+mod exclude;
+mod file;
+mod walk;
+
+pub use exclude::Excludes;
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::format::id::SnapshotId;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Entry, Extent, Kind, Time, Tree};
+use crate::meta::Names;
+use crate::progress::Progress;
+use crate::repo::writer::RepoWriter;
+use crate::repo::{Repository, SnapshotFilter};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use walk::{Selection, Walk};
+
+/// Where the parent snapshot comes from.
+#[derive(Clone, Debug, Default)]
+pub enum ParentChoice {
+    /// The latest snapshot with the same host and paths.
+    #[default]
+    Auto,
+    /// Read every file.
+    None,
+    /// This one.
+    Snapshot(SnapshotId),
+}
+
+/// A file that comes from standard input or a command's output.
+#[derive(Clone, Debug)]
+pub struct StdinSource {
+    /// Its path in the snapshot.
+    pub path: PathBuf,
+    /// Run this with `sh -c` and store its standard output; `None` reads stdin.
+    pub command: Option<String>,
+}
+
+/// Everything a backup needs to know.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub excludes: Vec<String>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub parent: ParentChoice,
+    /// zstd level; `None` takes the repository's default.
+    pub compression: Option<i32>,
+    pub dry_run: bool,
+    pub stdin: Option<StdinSource>,
+    /// Reader threads (more than cores: reads wait on the disk).
+    pub threads: usize,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            paths: Vec::new(),
+            host: hostname(),
+            tags: Vec::new(),
+            excludes: Vec::new(),
+            exclude_caches: false,
+            one_file_system: false,
+            parent: ParentChoice::Auto,
+            compression: None,
+            dry_run: false,
+            stdin: None,
+            threads: 8,
+        }
+    }
+}
+
+/// What a backup produced.
+#[derive(Clone, Debug)]
+pub struct BackupOutcome {
+    /// The snapshot's id (what it would be, in a dry run).
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub dry_run: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    bytes_read: AtomicU64,
+    total_bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Back up `opts.paths` (and a stdin file) into `repo` as one new snapshot.
+pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+    let started = std::time::Instant::now();
+    let time = now();
+    let paths = absolute_paths(&opts.paths)?;
+    if paths.is_empty() && opts.stdin.is_none() {
+        return Err(Error::InvalidInput("nothing to back up: give a path or --stdin-name".into()));
+    }
+    let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(s) = &opts.stdin {
+        names.push(snapshot_path(&s.path)?.display().to_string());
+    }
+    let excludes = Excludes::new(&opts.excludes)?;
+    let (parent_id, parent_root) = find_parent(&repo, opts, &names)?;
+    let level = opts.compression.unwrap_or(repo.config().compression);
+    let writer = RepoWriter::new(repo.clone(), level, opts.dry_run);
+    let chunker = Chunker::new(repo.config().chunker);
+    let counters = Counters::default();
+
+    let mut root = Selection::Partial(Default::default());
+    for p in &paths {
+        root.insert(&components(p), Selection::Whole);
+    }
+    if let Some(s) = &opts.stdin {
+        let entry = read_stdin(s, &writer, &chunker, &counters, progress)?;
+        root.insert(&components(&snapshot_path(&s.path)?), Selection::Synthetic(entry));
+    }
+    let walk = Walk {
+        writer: &writer,
+        chunker,
+        opts,
+        excludes,
+        progress,
+        names: Names::default(),
+        counters,
+        fatal: Mutex::new(None),
+    };
+    let tree = walk.run(root, parent_root, opts.threads.max(1))?;
+    let stats = writer.stats();
+    let c = &walk.counters;
+    let mut snapshot = Snapshot {
+        time,
+        host: opts.host.clone(),
+        username: Names::default().user(unsafe { libc::getuid() }),
+        paths: names,
+        tags: opts.tags.clone(),
+        tree,
+        parent: parent_id,
+        program: format!("rewind {}", env!("CARGO_PKG_VERSION")),
+        summary: Summary {
+            files_new: c.files_new.load(Relaxed),
+            files_changed: c.files_changed.load(Relaxed),
+            files_unchanged: c.files_unchanged.load(Relaxed),
+            dirs: c.dirs.load(Relaxed),
+            other_entries: c.other.load(Relaxed),
+            bytes_read: c.bytes_read.load(Relaxed),
+            total_bytes: c.total_bytes.load(Relaxed),
+            data_blobs_added: stats.data_blobs,
+            tree_blobs_added: stats.tree_blobs,
+            bytes_added_raw: stats.raw_bytes,
+            bytes_added_stored: stats.stored_bytes,
+            duration_ms: 0,
+            errors: c.errors.load(Relaxed),
+        },
+    };
+    snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
+    let id = writer.commit(&snapshot)?;
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        dry_run: opts.dry_run,
+    })
+}
+
+/// The parent snapshot and its root tree.
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: &[String],
+) -> Result<(Option<SnapshotId>, Option<Tree>)> {
+    let found = match &opts.parent {
+        ParentChoice::None => return Ok((None, None)),
+        ParentChoice::Snapshot(id) => Some(repo.find_snapshot(&id.to_hex(), &SnapshotFilter::default())?),
+        ParentChoice::Auto => {
+            let (all, _) = repo.snapshots()?;
+            all.into_iter()
+                .rev()
+                .find(|(_, s)| s.host == opts.host && same_set(&s.paths, paths))
+        }
+    };
+    match found {
+        Some((id, s)) => Ok((Some(id), Some(repo.load_tree(&s.tree)?))),
+        None => Ok((None, None)),
+    }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Absolute, normalized paths that exist; nested ones dropped.
+fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+        let abs = normalize(&cwd.join(p));
+        // Resolve symlinks in the parent so the snapshot holds the real path;
+        // the last component stays as it is (a symlink is stored as one).
+        let abs = match (abs.parent(), abs.file_name()) {
+            (Some(parent), Some(name)) => parent.canonicalize().map_err(|e| Error::io(parent, e))?.join(name),
+            _ => abs,
+        };
+        out.push(abs);
+    }
+    out.sort();
+    out.dedup();
+    let all = out.clone();
+    out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    Ok(out)
+}
+
+/// Remove `.` and resolve `..` lexically.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A stdin file's place in the snapshot, as an absolute path.
+fn snapshot_path(p: &Path) -> Result<PathBuf> {
+    let n = normalize(&Path::new("/").join(p));
+    if n == Path::new("/") {
+        return Err(Error::InvalidInput(format!("--stdin-name {:?} names no file", p)));
+    }
+    Ok(n)
+}
+
+fn components(p: &Path) -> Vec<Vec<u8>> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Read standard input or a command's output into a file entry. A command
+/// that exits non-zero fails the backup: a failed dump must never look like a
+/// good backup.
+fn read_stdin(
+    src: &StdinSource,
+    writer: &RepoWriter,
+    chunker: &Chunker,
+    counters: &Counters,
+    progress: &dyn Progress,
+) -> Result<Entry> {
+    let name = src.path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let mut entry = Entry::new(name, Kind::File);
+    let t = now();
+    (entry.mtime, entry.atime, entry.ctime) = (t, t, t);
+    entry.mode = 0o600;
+    entry.uid = unsafe { libc::getuid() };
+    entry.gid = unsafe { libc::getgid() };
+    let names = Names::default();
+    entry.user = names.user(entry.uid);
+    entry.group = names.group(entry.gid);
+    let label = src.path.display().to_string();
+    let (extents, size) = match &src.command {
+        None => chunk_stream(std::io::stdin().lock(), chunker, writer, &label, progress)?,
+        Some(cmd) => {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
+            let out = child.stdout.take().expect("piped");
+            let res = chunk_stream(out, chunker, writer, &label, progress);
+            let status = child.wait().map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
+            if !status.success() {
+                writer.flush()?;
+                return Err(Error::InvalidInput(format!(
+                    "command {cmd:?} failed ({status}); no snapshot was written"
+                )));
+            }
+            res?
+        }
+    };
+    entry.size = size;
+    entry.extents = extents;
+    counters.files_new.fetch_add(1, Relaxed);
+    counters.bytes_read.fetch_add(size, Relaxed);
+    counters.total_bytes.fetch_add(size, Relaxed);
+    Ok(entry)
+}
+
+/// Chunk a stream into data blobs.
+fn chunk_stream(
+    mut r: impl Read,
+    chunker: &Chunker,
+    writer: &RepoWriter,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<(Vec<Extent>, u64)> {
+    let mut buf = Vec::with_capacity(chunker.max_size() * 2);
+    let mut extents = Vec::new();
+    let mut total = 0u64;
+    let mut eof = false;
+    while !eof {
+        while buf.len() < chunker.max_size() {
+            let old = buf.len();
+            buf.resize(old + (1 << 20), 0);
+            let n = loop {
+                match r.read(&mut buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(label, e)),
+                }
+            };
+            buf.truncate(old + n);
+            total += n as u64;
+            progress.bytes_read(n as u64);
+            if n == 0 {
+                eof = true;
+                break;
+            }
+        }
+        let mut at = 0;
+        while let Some(n) = chunker.next_cut(&buf[at..], eof) {
+            let id = writer.add_data(&buf[at..at + n])?;
+            extents.push(Extent::Data { id, len: n as u32 });
+            at += n;
+        }
+        buf.drain(..at);
+    }
+    Ok((extents, total))
+}
+
+/// The current time.
+pub(crate) fn now() -> Time {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}

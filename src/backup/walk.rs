@@ -1,0 +1,482 @@
+//! The walk: directories are listed by one thread, regular files are stat'ed
+//! and read by a pool, and each directory's tree blob is written by whichever
+//! thread finishes its last child. Nothing waits for a directory to finish
+//! before going on, so the pool's disk queue stays full.
+
+use super::exclude::Excludes;
+use super::file::read_file;
+use super::{BackupOptions, Counters};
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::format::id::TreeId;
+use crate::format::tree::{Entry, Kind, Tree};
+use crate::meta::{self, cstr, Names};
+use crate::progress::Progress;
+use crate::repo::writer::RepoWriter;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+/// What of a directory the backup takes.
+pub(super) enum Selection {
+    /// The entry and everything below it.
+    Whole,
+    /// Only the named children (a directory on the way to a backed-up path).
+    Partial(BTreeMap<Vec<u8>, Selection>),
+    /// An entry that does not come from the file system (stdin).
+    Synthetic(Entry),
+}
+
+impl Selection {
+    /// Insert `components` below this selection, ending in `leaf`.
+    pub fn insert(&mut self, components: &[Vec<u8>], leaf: Selection) {
+        let Selection::Partial(map) = self else { return }; // already whole
+        match components {
+            [] => *self = leaf,
+            [last] => {
+                let slot = map.entry(last.clone()).or_insert(Selection::Partial(BTreeMap::new()));
+                if !matches!(leaf, Selection::Partial(_)) {
+                    *slot = leaf;
+                }
+            }
+            [first, rest @ ..] => map
+                .entry(first.clone())
+                .or_insert(Selection::Partial(BTreeMap::new()))
+                .insert(rest, leaf),
+        }
+    }
+}
+
+/// A directory whose tree is being built. Its children fill `slots`; when
+/// `remaining` drops to zero the tree is written and the parent told.
+struct DirNode {
+    path: PathBuf,
+    slots: Mutex<Vec<Option<Entry>>>,
+    remaining: AtomicUsize,
+    parent: Option<(Arc<DirNode>, usize)>,
+    result: Mutex<Option<TreeId>>,
+}
+
+/// A regular file for the pool.
+struct Job {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: PathBuf,
+    previous: Option<Entry>,
+    node: Arc<DirNode>,
+    slot: usize,
+}
+
+pub(super) struct Walk<'a> {
+    pub writer: &'a RepoWriter,
+    pub chunker: Chunker,
+    pub opts: &'a BackupOptions,
+    pub excludes: Excludes,
+    pub progress: &'a dyn Progress,
+    pub names: Names,
+    pub counters: Counters,
+    pub fatal: Mutex<Option<Error>>,
+}
+
+impl DirNode {
+    fn new(path: PathBuf, parent: Option<(Arc<DirNode>, usize)>) -> Arc<Self> {
+        Arc::new(DirNode {
+            path,
+            slots: Mutex::new(Vec::new()),
+            remaining: AtomicUsize::new(1), // the walker's hold
+            parent,
+            result: Mutex::new(None),
+        })
+    }
+
+    fn add_slot(&self, entry: Option<Entry>) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.push(entry);
+        self.remaining.fetch_add(1, AcqRel);
+        slots.len() - 1
+    }
+
+    fn fill(&self, slot: usize, entry: Option<Entry>) {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())[slot] = entry;
+    }
+}
+
+impl Walk<'_> {
+    /// Back up the selection below `/` and return the root tree.
+    pub fn run(&self, root: Selection, parent_root: Option<Tree>, threads: usize) -> Result<TreeId> {
+        let node = DirNode::new(PathBuf::from("/"), None);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let rx: Receiver<Job> = rx.clone();
+                s.spawn(move || {
+                    for job in rx {
+                        self.file_job(job);
+                    }
+                });
+            }
+            let Selection::Partial(children) = root else { unreachable!("root is a directory") };
+            let fd = meta::open_dir_path(Path::new("/")).map_err(|e| Error::io("/", e));
+            match fd {
+                Ok(fd) => self.selected(Some(Arc::new(fd)), &node, children, parent_root, &tx),
+                Err(e) => self.fail(e),
+            }
+            self.release(&node);
+            drop(tx);
+        });
+        if let Some(e) = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        let id = *node.result.lock().unwrap_or_else(|e| e.into_inner());
+        id.ok_or_else(|| Error::InvalidInput("backup did not complete".into()))
+    }
+
+    fn fail(&self, e: Error) {
+        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn warn(&self, e: Error) {
+        self.counters.errors.fetch_add(1, Relaxed);
+        self.progress.warn(&e);
+    }
+
+    /// Drop one hold on `node`; the last one writes its tree.
+    fn release(&self, node: &Arc<DirNode>) {
+        if node.remaining.fetch_sub(1, AcqRel) != 1 {
+            return;
+        }
+        let entries: Vec<Entry> = std::mem::take(&mut *node.slots.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .flatten()
+            .collect();
+        let tree = Tree::new(entries);
+        let id = match self.writer.add_tree(&tree.encode()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        };
+        match &node.parent {
+            Some((parent, slot)) => {
+                if let Some(entry) = parent.slots.lock().unwrap_or_else(|e| e.into_inner())[*slot].as_mut() {
+                    entry.subtree = id;
+                }
+                self.release(parent);
+            }
+            None => *node.result.lock().unwrap_or_else(|e| e.into_inner()) = id,
+        }
+    }
+
+    /// Visit the selected children of a directory on the way to backed-up paths.
+    fn selected(
+        &self,
+        dir: Option<Arc<OwnedFd>>,
+        node: &Arc<DirNode>,
+        children: BTreeMap<Vec<u8>, Selection>,
+        previous: Option<Tree>,
+        tx: &Sender<Job>,
+    ) {
+        for (name, sel) in children {
+            let prev = previous.as_ref().and_then(|t| t.get(&name)).cloned();
+            match sel {
+                Selection::Synthetic(entry) => {
+                    node.add_slot(Some(entry));
+                    self.release(node);
+                }
+                Selection::Whole => match &dir {
+                    Some(dir) => self.visit(dir, node, name, libc::DT_UNKNOWN, prev, None, tx),
+                    None => self.warn(Error::NotFound(node.path.join(os(&name)).display().to_string())),
+                },
+                Selection::Partial(grand) => {
+                    let path = node.path.join(os(&name));
+                    let (entry, fd) = match &dir {
+                        Some(dir) => match self.dir_entry(dir.as_raw_fd(), &name, &path) {
+                            Ok((entry, _)) => (entry, self.open_child(dir, &name, &path)),
+                            Err(e) => {
+                                self.warn(e);
+                                continue;
+                            }
+                        },
+                        None => (synthetic_dir(name.clone()), None),
+                    };
+                    let slot = node.add_slot(Some(entry));
+                    let child = DirNode::new(path, Some((node.clone(), slot)));
+                    let prev_tree = self.previous_tree(prev.as_ref());
+                    self.selected(fd, &child, grand, prev_tree, tx);
+                    self.release(&child);
+                }
+            }
+        }
+    }
+
+    fn open_child(&self, dir: &Arc<OwnedFd>, name: &[u8], path: &Path) -> Option<Arc<OwnedFd>> {
+        match cstr(name).and_then(|c| meta::open_dir_at(dir.as_raw_fd(), &c)) {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) => {
+                self.warn(Error::io(path, e));
+                None
+            }
+        }
+    }
+
+    fn previous_tree(&self, prev: Option<&Entry>) -> Option<Tree> {
+        let sub = prev.filter(|e| e.kind == Kind::Dir)?.subtree?;
+        self.writer.repo().load_tree(&sub).ok()
+    }
+
+    /// Stat a directory and read its xattrs; returns the entry and `st_dev`.
+    fn dir_entry(&self, dir: i32, name: &[u8], path: &Path) -> Result<(Entry, u64)> {
+        let c = cstr(name).map_err(|e| Error::io(path, e))?;
+        let st = meta::stat_at(dir, &c).map_err(|e| Error::io(path, e))?;
+        let entry = self.entry(dir, name.to_vec(), &st, path)?;
+        Ok((entry, st.st_dev))
+    }
+
+    /// A full entry from a stat: names and xattrs included.
+    fn entry(&self, dir: i32, name: Vec<u8>, st: &libc::stat64, path: &Path) -> Result<Entry> {
+        let mut entry = meta::entry_from_stat(name, st)
+            .ok_or_else(|| Error::InvalidInput(format!("{}: unknown file type", path.display())))?;
+        entry.user = self.names.user(entry.uid);
+        entry.group = self.names.group(entry.gid);
+        entry.xattrs = meta::xattrs_at(dir, &entry.name).map_err(|e| Error::io(path, e))?;
+        Ok(entry)
+    }
+
+    /// Back up the whole directory open as `dir` into `node`.
+    fn directory(&self, dir: Arc<OwnedFd>, node: &Arc<DirNode>, dev: u64, previous: Option<Tree>, tx: &Sender<Job>) {
+        let mut names = match meta::read_dir(dir.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => return self.warn(Error::io(&node.path, e)),
+        };
+        names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if self.opts.exclude_caches && self.is_cache_dir(&dir, &names) {
+            names.retain(|n| n.name == b"CACHEDIR.TAG");
+        }
+        for n in names {
+            if self.failed() {
+                return;
+            }
+            if self.excludes.matches(&node.path, &n.name) {
+                continue;
+            }
+            let prev = previous.as_ref().and_then(|t| t.get(&n.name)).cloned();
+            self.visit(&dir, node, n.name, n.d_type, prev, Some(dev), tx);
+        }
+    }
+
+    fn is_cache_dir(&self, dir: &Arc<OwnedFd>, names: &[meta::DirName]) -> bool {
+        const SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+        if !names.iter().any(|n| n.name == b"CACHEDIR.TAG") {
+            return false;
+        }
+        let Ok(c) = CString::new("CACHEDIR.TAG") else { return false };
+        let Ok(fd) = meta::open_at(dir.as_raw_fd(), &c, libc::O_RDONLY) else { return false };
+        let mut buf = [0u8; 43];
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        n == buf.len() as isize && buf == SIGNATURE
+    }
+
+    /// One child of a directory: files go to the pool, the rest is done here.
+    /// `dev` is the file system of the directory (`None` at a backed-up path).
+    #[allow(clippy::too_many_arguments)]
+    fn visit(
+        &self,
+        dir: &Arc<OwnedFd>,
+        node: &Arc<DirNode>,
+        name: Vec<u8>,
+        d_type: u8,
+        prev: Option<Entry>,
+        dev: Option<u64>,
+        tx: &Sender<Job>,
+    ) {
+        let path = node.path.join(os(&name));
+        if d_type == libc::DT_REG {
+            let slot = node.add_slot(None);
+            let job = Job { dir: dir.clone(), name, path, previous: prev, node: node.clone(), slot };
+            if tx.send(job).is_err() {
+                self.release(node);
+            }
+            return;
+        }
+        let (entry, st_dev) = match self.dir_entry(dir.as_raw_fd(), &name, &path) {
+            Ok(x) => x,
+            Err(e) => return self.warn_vanished(e),
+        };
+        match entry.kind {
+            Kind::File => {
+                let slot = node.add_slot(None);
+                let job = Job { dir: dir.clone(), name, path, previous: prev, node: node.clone(), slot };
+                if tx.send(job).is_err() {
+                    self.release(node);
+                }
+            }
+            Kind::Dir => {
+                self.counters.dirs.fetch_add(1, Relaxed);
+                let crosses = dev.is_some_and(|d| d != st_dev) && self.opts.one_file_system;
+                let slot = node.add_slot(Some(entry));
+                let child = DirNode::new(path.clone(), Some((node.clone(), slot)));
+                if !crosses {
+                    if let Some(fd) = self.open_child(dir, &name, &path) {
+                        let prev_tree = self.previous_tree(prev.as_ref());
+                        self.directory(fd, &child, st_dev, prev_tree, tx);
+                    }
+                }
+                self.release(&child);
+            }
+            _ => {
+                let mut entry = entry;
+                if entry.kind == Kind::Symlink {
+                    match cstr(&name).and_then(|c| meta::read_link_at(dir.as_raw_fd(), &c)) {
+                        Ok(t) => entry.target = t,
+                        Err(e) => return self.warn_vanished(Error::io(&path, e)),
+                    }
+                }
+                self.counters.other.fetch_add(1, Relaxed);
+                node.add_slot(Some(entry));
+                self.release(node);
+            }
+        }
+    }
+
+    /// A vanished entry is a warning like any other unreadable one.
+    fn warn_vanished(&self, e: Error) {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            if let Error::Io { path, .. } = &e {
+                return self.warn(Error::io(path, io::Error::other("vanished during backup")));
+            }
+        }
+        self.warn(e)
+    }
+
+    /// Pool side: stat, compare with the previous snapshot, read if needed.
+    fn file_job(&self, job: Job) {
+        let entry = if self.failed() {
+            None
+        } else {
+            match self.file_entry(&job) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    if matches!(e, Error::Io { .. }) {
+                        self.warn_vanished(e);
+                    } else {
+                        self.fail(e);
+                    }
+                    None
+                }
+            }
+        };
+        job.node.fill(job.slot, entry);
+        self.release(&job.node);
+    }
+
+    fn file_entry(&self, job: &Job) -> Result<Entry> {
+        let dirfd = job.dir.as_raw_fd();
+        let io_err = |e| Error::io(&job.path, e);
+        let c = cstr(&job.name).map_err(io_err)?;
+        let st = meta::stat_at(dirfd, &c).map_err(io_err)?;
+        let mut entry = self.entry(dirfd, job.name.clone(), &st, &job.path)?;
+        if entry.kind != Kind::File {
+            return Err(Error::io(&job.path, io::Error::other("changed type during backup")));
+        }
+        let c = &self.counters;
+        c.total_bytes.fetch_add(entry.size, Relaxed);
+        if let Some(prev) = job.previous.as_ref().filter(|p| unchanged(p, &entry)) {
+            if self.blobs_present(prev)? {
+                entry.extents = prev.extents.clone();
+                c.files_unchanged.fetch_add(1, Relaxed);
+                self.progress.file_done(&job.path, 0);
+                return Ok(entry);
+            }
+        }
+        let fd = meta::open_at(dirfd, &c_name(&job.name)?, libc::O_RDONLY).map_err(io_err)?;
+        let before = meta::stat_fd(fd.as_raw_fd()).map_err(io_err)?;
+        if before.st_ino != st.st_ino || before.st_dev != st.st_dev {
+            return Err(Error::io(&job.path, io::Error::other("replaced during backup")));
+        }
+        let on_read = |n: u64| self.progress.bytes_read(n);
+        let content = read_file(
+            fd.as_raw_fd(),
+            before.st_size as u64,
+            before.st_blocks as u64,
+            &self.chunker,
+            self.writer,
+            &job.path,
+            &on_read,
+        )?;
+        let after = meta::stat_fd(fd.as_raw_fd()).map_err(io_err)?;
+        if changed_while_read(&before, &after) || content.size != after.st_size as u64 {
+            self.warn(Error::io(
+                &job.path,
+                io::Error::other("changed while being read; the snapshot holds what was read"),
+            ));
+        }
+        meta::fill_from_stat(&mut entry, &before);
+        entry.size = content.size;
+        entry.extents = content.extents;
+        c.bytes_read.fetch_add(content.bytes_read, Relaxed);
+        let counter = if job.previous.is_some() { &c.files_changed } else { &c.files_new };
+        counter.fetch_add(1, Relaxed);
+        self.progress.file_done(&job.path, content.bytes_read);
+        Ok(entry)
+    }
+
+    fn blobs_present(&self, prev: &Entry) -> Result<bool> {
+        for e in &prev.extents {
+            if let crate::format::tree::Extent::Data { id, .. } = e {
+                if !self.writer.repo().has_blob(id)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn c_name(name: &[u8]) -> Result<CString> {
+    cstr(name).map_err(|e| Error::io(os(name), e))
+}
+
+fn os(name: &[u8]) -> &std::ffi::OsStr {
+    std::ffi::OsStr::from_bytes(name)
+}
+
+/// A file is taken as unchanged when type, size, mtime, ctime and inode match.
+fn unchanged(prev: &Entry, now: &Entry) -> bool {
+    prev.kind == Kind::File
+        && prev.size == now.size
+        && prev.mtime == now.mtime
+        && prev.ctime == now.ctime
+        && prev.ino == now.ino
+}
+
+fn changed_while_read(a: &libc::stat64, b: &libc::stat64) -> bool {
+    (a.st_size, a.st_mtime, a.st_mtime_nsec, a.st_ctime, a.st_ctime_nsec)
+        != (b.st_size, b.st_mtime, b.st_mtime_nsec, b.st_ctime, b.st_ctime_nsec)
+}
+
+/// A directory that exists only in the snapshot (the parents of a stdin file).
+pub(super) fn synthetic_dir(name: Vec<u8>) -> Entry {
+    let mut e = Entry::new(name, Kind::Dir);
+    e.mode = 0o755;
+    let now = super::now();
+    e.mtime = now;
+    e.atime = now;
+    e.ctime = now;
+    e.uid = unsafe { libc::getuid() };
+    e.gid = unsafe { libc::getgid() };
+    e
+}

@@ -1,0 +1,251 @@
+//! Index files: sorted, fixed-width tables from blob id to its place in a pack.
+//!
+//! An index file is read through a memory map and searched in place, so the
+//! memory a reader needs does not grow with the repository. Its body is one
+//! *raw* codec frame (scheme `0`), so the table sits at a fixed offset.
+//!
+//! | part     | size        | content                                    |
+//! |----------|-------------|--------------------------------------------|
+//! | envelope | 8           | `RWND` `I` version 1                       |
+//! | scheme   | 1           | `0` (raw frame)                            |
+//! | counts   | 8           | `p` packs u32 LE, `n` blobs u32 LE         |
+//! | packs    | 32·p        | pack ids, in no particular order           |
+//! | records  | 52·n        | sorted by blob id, bytewise                |
+//! | checksum | 32          | BLAKE3 of everything from `counts` to here |
+//!
+//! Record (little-endian):
+//!
+//! | offset | size | field                                       |
+//! |--------|------|---------------------------------------------|
+//! | 0      | 32   | blob id                                     |
+//! | 32     | 4    | pack number: position in the packs table    |
+//! | 36     | 4    | offset of the blob's frame in the pack      |
+//! | 40     | 4    | stored (frame) length                       |
+//! | 44     | 4    | plaintext length                            |
+//! | 48     | 1    | kind: `0` data, `1` tree                    |
+//! | 49     | 3    | reserved, zero                              |
+//!
+//! A blob may appear in several index files (two backups racing, or a repack):
+//! any one entry is valid. An index file *must* only be written after every pack
+//! it names is durable. `check` verifies the checksum; lookups do not, so opening
+//! an index touches only the pages a search visits.
+
+use super::codec::{envelope, open_envelope, FileKind, ENVELOPE_LEN};
+use super::id::{BlobId, PackId};
+use super::pack::{BlobKind, PackEntry};
+use crate::error::{Error, Result};
+use std::ops::Deref;
+use std::sync::Arc;
+
+const RECORD_LEN: usize = 52;
+const BODY_START: usize = ENVELOPE_LEN + 1;
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// Serialize an index file from entries grouped by pack.
+pub fn encode(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
+    let mut records: Vec<(BlobId, u32, &PackEntry)> = Vec::new();
+    for (n, (_, entries)) in packs.iter().enumerate() {
+        records.extend(entries.iter().map(|e| (e.id, n as u32, e)));
+    }
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    records.dedup_by(|a, b| a.0 == b.0);
+    let mut out = Vec::with_capacity(BODY_START + 8 + packs.len() * 32 + records.len() * RECORD_LEN + 32);
+    out.extend_from_slice(&envelope(FileKind::Index));
+    out.push(0);
+    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    for (id, _) in packs {
+        out.extend_from_slice(&id.0);
+    }
+    for (id, pack, e) in records {
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&pack.to_le_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.stored_len.to_le_bytes());
+        out.extend_from_slice(&e.raw_len.to_le_bytes());
+        out.extend_from_slice(&[e.kind.to_byte(), 0, 0, 0]);
+    }
+    let sum = blake3::hash(&out[BODY_START..]);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Bytes of an index file: a memory map or a buffer.
+pub type Bytes = Arc<dyn Deref<Target = [u8]> + Send + Sync>;
+
+/// A parsed view of one index file; searches the bytes in place.
+#[derive(Clone)]
+pub struct IndexFile {
+    bytes: Bytes,
+    packs: usize,
+    records: usize,
+    name: String,
+}
+
+impl IndexFile {
+    /// Check the framing of `bytes` (named `name` in errors).
+    pub fn open(bytes: Bytes, name: &str) -> Result<Self> {
+        let object = format!("index {name}");
+        open_envelope(&bytes, FileKind::Index, &object)?;
+        if bytes.len() < BODY_START + 8 + 32 || bytes[ENVELOPE_LEN] != 0 {
+            return Err(Error::corrupt(&object, "index too short or not a raw frame"));
+        }
+        let u = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let (packs, records) = (u(BODY_START), u(BODY_START + 4));
+        let expect = BODY_START + 8 + packs * 32 + records * RECORD_LEN + 32;
+        if bytes.len() != expect {
+            return Err(Error::corrupt(
+                &object,
+                format!("length {} does not match its counts (expected {expect})", bytes.len()),
+            ));
+        }
+        Ok(IndexFile {
+            bytes,
+            packs,
+            records,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Verify the checksum and that records are sorted and point at known packs.
+    pub fn verify(&self) -> Result<()> {
+        let object = format!("index {}", self.name);
+        let end = self.bytes.len() - 32;
+        if blake3::hash(&self.bytes[BODY_START..end]).as_bytes() != &self.bytes[end..] {
+            return Err(Error::corrupt(&object, "checksum mismatch"));
+        }
+        let mut prev: Option<BlobId> = None;
+        for i in 0..self.records {
+            let id = self.id_at(i);
+            if prev.is_some_and(|p| p >= id) {
+                return Err(Error::corrupt(&object, "records not sorted"));
+            }
+            prev = Some(id);
+            self.location_at(i, &object)?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The pack ids this index names.
+    pub fn packs(&self) -> impl Iterator<Item = PackId> + '_ {
+        (0..self.packs).map(|i| self.pack_at(i))
+    }
+
+    fn pack_at(&self, i: usize) -> PackId {
+        let at = BODY_START + 8 + i * 32;
+        PackId(self.bytes[at..at + 32].try_into().unwrap())
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        let at = BODY_START + 8 + self.packs * 32 + i * RECORD_LEN;
+        &self.bytes[at..at + RECORD_LEN]
+    }
+
+    fn id_at(&self, i: usize) -> BlobId {
+        BlobId(self.record(i)[..32].try_into().unwrap())
+    }
+
+    fn location_at(&self, i: usize, object: &str) -> Result<Location> {
+        let r = self.record(i);
+        let u = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
+        let pack = u(32) as usize;
+        if pack >= self.packs {
+            return Err(Error::corrupt(object, "record names a pack beyond the table"));
+        }
+        let kind = BlobKind::from_byte(r[48]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
+        Ok(Location {
+            pack: self.pack_at(pack),
+            kind,
+            offset: u(36),
+            stored_len: u(40),
+            raw_len: u(44),
+        })
+    }
+
+    /// Binary search for `id`.
+    pub fn get(&self, id: &BlobId) -> Result<Option<Location>> {
+        let (mut lo, mut hi) = (0usize, self.records);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.record(mid)[..32].cmp(&id.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return self.location_at(mid, &format!("index {}", self.name)).map(Some)
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every record, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(BlobId, Location)>> + '_ {
+        let object = format!("index {}", self.name);
+        (0..self.records).map(move |i| Ok((self.id_at(i), self.location_at(i, &object)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u8, offset: u32) -> PackEntry {
+        PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([id; 32]),
+            offset,
+            stored_len: 10,
+            raw_len: 20,
+        }
+    }
+
+    #[test]
+    fn lookups_find_every_record_and_nothing_else() {
+        let packs = vec![
+            (PackId([7; 32]), vec![entry(5, 8), entry(1, 18)]),
+            (PackId([9; 32]), vec![entry(3, 8)]),
+        ];
+        let bytes = encode(&packs);
+        let idx = IndexFile::open(Arc::new(bytes), "t").unwrap();
+        idx.verify().unwrap();
+        assert_eq!(idx.len(), 3);
+        let loc = idx.get(&BlobId([3; 32])).unwrap().unwrap();
+        assert_eq!((loc.pack, loc.offset), (PackId([9; 32]), 8));
+        assert_eq!(idx.get(&BlobId([1; 32])).unwrap().unwrap().offset, 18);
+        assert!(idx.get(&BlobId([2; 32])).unwrap().is_none());
+        assert!(idx.get(&BlobId([255; 32])).unwrap().is_none());
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let mut bytes = encode(&[(PackId([7; 32]), vec![entry(5, 8)])]);
+        let idx = IndexFile::open(Arc::new(bytes.clone()), "t").unwrap();
+        idx.verify().unwrap();
+        bytes[BODY_START + 8 + 32 + 40] ^= 1;
+        let idx = IndexFile::open(Arc::new(bytes.clone()), "t").unwrap();
+        assert!(idx.verify().is_err());
+        bytes.pop();
+        assert!(IndexFile::open(Arc::new(bytes), "t").is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! rewind: permission-exact, deduplicated snapshots of directory trees.
+//!
+//! # Layout
+//!
+//! - [`error`]: the one error type and its policy.
+//! - [`format`]: bytes to types and back; its docs are the repository format.
+//! - [`chunker`]: FastCDC over byte slices.
+//! - [`backend`]: where repository files live (local directory, memory).
+//! - [`repo`]: an open repository; [`repo::writer`] owns the write order.
+//! - [`meta`]: file metadata through directory fds and `*at` calls.
+//! - [`backup`]: the snapshot writer, as a pipeline.
+//! - [`restore`]: a snapshot (or part of it) back onto disk.
+//! - [`check`]: proves the repository is whole.
+//! - [`progress`]: how the library reports without printing.
+//! - [`cli`]: the command line (the only user of clap).
+//!
+//! # Data flow
+//!
+//! ```text
+//! backup:  walk -> parent? -> read (holes skipped) -> chunk -> hash -> dedup -> compress -> pack
+//!          RepoWriter: packs, then index, then snapshot
+//! restore: snapshot -> trees -> files created by one thread, content written by a pool
+//! check:   config, index, snapshots, trees, blobs present; --read-data: every byte
+//! ```
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let repo = Arc::new(rewind::repo::Repository::open_dir("/var/backups/rewind".as_ref())?);
+//! let opts = rewind::backup::BackupOptions { paths: vec!["/srv/www".into()], ..Default::default() };
+//! let out = rewind::backup::backup(repo, &opts, &rewind::progress::Silent)?;
+//! println!("snapshot {}", out.id);
+//! # Ok::<(), rewind::error::Error>(())
+//! ```
+//!
+//! # Choices not made
+//!
+//! - No workspace: one crate, modules with a dependency rule (`format` and
+//!   `chunker` use only `error`; only `cli` uses clap).
+//! - Index files are not compressed: they are searched in place through a
+//!   memory map, which matters more than their size.
+//! - Hard links carry their content in every link (deduplicated, so free in
+//!   the repository), so any one link restores on its own.
+
+pub mod backend;
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod cli;
+pub mod error;
+pub mod format;
+pub mod meta;
+pub mod progress;
+pub mod repo;
+pub mod restore;

@@ -1,0 +1,324 @@
+//! File metadata through directory file descriptors and `*at` calls.
+//!
+//! Every path operation here is relative to an open directory, so names are raw
+//! bytes and paths may be longer than `PATH_MAX`. Extended attributes are
+//! reached as `/proc/self/fd/<dirfd>/<name>`, which is short whatever the depth
+//! and works for symlinks (`l*xattr` do not follow the last component).
+
+use crate::format::tree::{Entry, Kind, Time, Xattr};
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A C string of a name or path (names from trees never hold NUL).
+pub fn cstr(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
+}
+
+/// Open a path as a directory (following symlinks in it).
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str().as_bytes())?;
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open the directory `name` in `dir`, never following a symlink.
+pub fn open_dir_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
+/// Open `name` in `dir` for reading without following a symlink, and without
+/// touching its atime where permitted.
+pub fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let base = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let mut fd = unsafe { libc::openat(dir, name.as_ptr(), base | libc::O_NOATIME) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+        fd = unsafe { libc::openat(dir, name.as_ptr(), base) };
+    }
+    let fd = cvt(fd)?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One directory entry name with the type `getdents` reported.
+pub struct DirName {
+    pub name: Vec<u8>,
+    /// `DT_*`, `DT_UNKNOWN` when the file system does not say.
+    pub d_type: u8,
+}
+
+/// The names in an open directory, without `.` and `..`, in no order.
+pub fn read_dir(dir: RawFd) -> io::Result<Vec<DirName>> {
+    let dup = cvt(unsafe { libc::fcntl(dir, libc::F_DUPFD_CLOEXEC, 0) })?;
+    let dirp = unsafe { libc::fdopendir(dup) };
+    if dirp.is_null() {
+        let e = io::Error::last_os_error();
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    unsafe { libc::rewinddir(dirp) };
+    let mut out = Vec::new();
+    let res = loop {
+        unsafe { *libc::__errno_location() = 0 };
+        let ent = unsafe { libc::readdir64(dirp) };
+        if ent.is_null() {
+            let errno = unsafe { *libc::__errno_location() };
+            break if errno == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(errno)) };
+        }
+        let ent = unsafe { &*ent };
+        let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            out.push(DirName {
+                name: name.to_vec(),
+                d_type: ent.d_type,
+            });
+        }
+    };
+    unsafe { libc::closedir(dirp) };
+    res.map(|_| out)
+}
+
+/// `lstat` of `name` in `dir`.
+pub fn stat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat64> {
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstatat64(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(st)
+}
+
+/// `fstat` of an open file.
+pub fn stat_fd(fd: RawFd) -> io::Result<libc::stat64> {
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstat64(fd, &mut st) })?;
+    Ok(st)
+}
+
+/// The target of the symlink `name` in `dir`, as bytes.
+pub fn read_link_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if (n as usize) < buf.len() {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        buf.resize(buf.len() * 4, 0);
+    }
+}
+
+/// The `/proc/self/fd` path of `name` inside `dir`.
+pub fn proc_path(dir: RawFd, name: &[u8]) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+    p.extend_from_slice(name);
+    cstr(&p)
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
+}
+
+/// Every extended attribute of `name` in `dir` (not following a symlink),
+/// sorted by name.
+pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
+    let path = proc_path(dir, name)?;
+    let mut list = vec![0u8; 1024];
+    let len = loop {
+        let n = unsafe { libc::llistxattr(path.as_ptr(), list.as_mut_ptr().cast(), list.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => {
+                let need = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+                list.resize((need.max(0) as usize).max(list.len() * 2), 0);
+            }
+            _ if unsupported(&e) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    };
+    let mut out = Vec::new();
+    for xname in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = cstr(xname)?;
+        let mut value = vec![0u8; 256];
+        loop {
+            let n = unsafe {
+                libc::lgetxattr(path.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            };
+            if n >= 0 {
+                value.truncate(n as usize);
+                break;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ERANGE) => {
+                    let need = unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0) };
+                    value.resize((need.max(0) as usize).max(value.len() * 2), 0);
+                }
+                Some(libc::ENODATA) => break, // removed meanwhile
+                _ => return Err(e),
+            }
+        }
+        out.push(Xattr {
+            name: xname.to_vec(),
+            value,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Set one extended attribute on `name` in `dir` (not following a symlink).
+pub fn set_xattr_at(dir: RawFd, name: &[u8], x: &Xattr) -> io::Result<()> {
+    let path = proc_path(dir, name)?;
+    let cname = cstr(&x.name)?;
+    cvt(unsafe {
+        libc::lsetxattr(path.as_ptr(), cname.as_ptr(), x.value.as_ptr().cast(), x.value.len(), 0)
+    })
+    .map(drop)
+}
+
+/// The kind of a `st_mode`, or `None` for something unknown.
+pub fn kind_of(mode: u32) -> Option<Kind> {
+    Some(match mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        libc::S_IFIFO => Kind::Fifo,
+        libc::S_IFSOCK => Kind::Socket,
+        libc::S_IFCHR => Kind::CharDev,
+        libc::S_IFBLK => Kind::BlockDev,
+        _ => return None,
+    })
+}
+
+/// The `S_IF*` bits of a kind.
+pub fn mode_type(kind: Kind) -> u32 {
+    match kind {
+        Kind::File => libc::S_IFREG,
+        Kind::Dir => libc::S_IFDIR,
+        Kind::Symlink => libc::S_IFLNK,
+        Kind::Fifo => libc::S_IFIFO,
+        Kind::Socket => libc::S_IFSOCK,
+        Kind::CharDev => libc::S_IFCHR,
+        Kind::BlockDev => libc::S_IFBLK,
+    }
+}
+
+/// An entry with everything `stat` says (no xattrs, content or names yet).
+pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat64) -> Option<Entry> {
+    let mut e = Entry::new(name, kind_of(st.st_mode)?);
+    fill_from_stat(&mut e, st);
+    Some(e)
+}
+
+/// Overwrite an entry's stat-derived fields.
+pub fn fill_from_stat(e: &mut Entry, st: &libc::stat64) {
+    e.mode = st.st_mode & 0o7777;
+    e.uid = st.st_uid;
+    e.gid = st.st_gid;
+    e.size = if e.kind == Kind::Dir { 0 } else { st.st_size as u64 };
+    e.mtime = Time { sec: st.st_mtime, nsec: st.st_mtime_nsec as u32 };
+    e.atime = Time { sec: st.st_atime, nsec: st.st_atime_nsec as u32 };
+    e.ctime = Time { sec: st.st_ctime, nsec: st.st_ctime_nsec as u32 };
+    e.dev = st.st_dev;
+    e.ino = st.st_ino;
+    e.nlink = st.st_nlink;
+    e.rdev = if matches!(e.kind, Kind::CharDev | Kind::BlockDev) { st.st_rdev } else { 0 };
+}
+
+/// Set access and modification times of `name` in `dir` (not following a symlink).
+pub fn set_times_at(dir: RawFd, name: &CStr, atime: Time, mtime: Time) -> io::Result<()> {
+    let ts = [
+        libc::timespec { tv_sec: atime.sec, tv_nsec: atime.nsec as i64 },
+        libc::timespec { tv_sec: mtime.sec, tv_nsec: mtime.nsec as i64 },
+    ];
+    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+}
+
+/// Set owner of `name` in `dir` (not following a symlink).
+pub fn set_owner_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+}
+
+/// Set the permission bits of `name` in `dir` (never called for symlinks).
+pub fn set_mode_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
+    cvt(unsafe { libc::fchmodat(dir, name.as_ptr(), mode, 0) }).map(drop)
+}
+
+/// Cached uid/gid to name lookups, and back.
+#[derive(Default)]
+pub struct Names {
+    users: Mutex<HashMap<u32, String>>,
+    groups: Mutex<HashMap<u32, String>>,
+    uids: Mutex<HashMap<String, Option<u32>>>,
+    gids: Mutex<HashMap<String, Option<u32>>>,
+}
+
+impl Names {
+    pub fn user(&self, uid: u32) -> String {
+        let mut m = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    pub fn group(&self, gid: u32) -> String {
+        let mut m = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(gid.into())
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// The uid of user `name` on this system.
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        if name.is_empty() {
+            return None;
+        }
+        let mut m = self.uids.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(name.to_string()).or_insert_with(|| {
+            nix::unistd::User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+        })
+    }
+
+    /// The gid of group `name` on this system.
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        if name.is_empty() {
+            return None;
+        }
+        let mut m = self.gids.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(name.to_string()).or_insert_with(|| {
+            nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+        })
+    }
+}
+
+/// The raw fd of anything that has one.
+pub fn raw(fd: &impl AsRawFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,310 @@
+//! A repository: a backend, the codec, the hash key and the index.
+//!
+//! [`Repository`] reads: blobs by id (checked against their hash), trees,
+//! snapshots. [`writer::RepoWriter`] adds to it, and owns the write order.
+
+pub mod writer;
+
+use crate::backend::local::LocalBackend;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::format::codec::Codec;
+use crate::format::config::Config;
+use crate::format::id::{BlobId, Hasher, PackId, SnapshotId, TreeId};
+use crate::format::index::{IndexFile, Location};
+use crate::format::pack::{self, BlobKind, PackEntry};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Entry, Kind, Tree};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// An open repository. Cheap to share between threads behind an `Arc`.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    codec: Codec,
+    hasher: Hasher,
+    index: RwLock<Vec<IndexFile>>,
+}
+
+/// The name of a pack file.
+pub fn pack_name(id: &PackId) -> String {
+    let hex = id.to_hex();
+    format!("data/{}/{hex}", &hex[..2])
+}
+
+impl Repository {
+    /// Create a repository in an empty backend.
+    pub fn init(backend: Arc<dyn Backend>) -> Result<Self> {
+        if backend.exists("config")? {
+            return Err(Error::InvalidInput(format!(
+                "{} already holds a repository",
+                backend.location()
+            )));
+        }
+        let config = Config::generate()?;
+        backend.put("config", &config.encode())?;
+        Self::with_config(backend, config)
+    }
+
+    /// Open an existing repository and map its index.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Self> {
+        let bytes = match backend.get("config") {
+            Ok(b) => b,
+            Err(Error::NotFound(_)) => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is not a rewind repository (it has no config file; create one with `rewind init`)",
+                    backend.location()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let config = Config::decode(&bytes)
+            .map_err(|e| prefix_error(e, &format!("{}/", backend.location())))?;
+        let repo = Self::with_config(backend, config)?;
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// Open the repository in directory `dir`.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::NotFound(format!("repository {}", dir.display())));
+        }
+        Self::open(Arc::new(LocalBackend::new(dir)))
+    }
+
+    fn with_config(backend: Arc<dyn Backend>, config: Config) -> Result<Self> {
+        Ok(Repository {
+            hasher: Hasher::new(config.key()?),
+            codec: Codec::new(config.compression),
+            backend,
+            config,
+            index: RwLock::new(Vec::new()),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// Map every index file not yet mapped (new backups add some).
+    pub fn reload_index(&self) -> Result<()> {
+        let names = self.backend.list("index")?;
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let known: HashSet<String> = index.iter().map(|f| f.name().to_string()).collect();
+        for name in names {
+            if !known.contains(&name) {
+                let file = IndexFile::open(self.backend.map(&name)?, &name)?;
+                index.push(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make a just-written index file visible to lookups.
+    pub(crate) fn add_index(&self, file: IndexFile) {
+        self.index.write().unwrap_or_else(|e| e.into_inner()).push(file);
+    }
+
+    /// The index files currently mapped.
+    pub fn index_files(&self) -> Vec<IndexFile> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where blob `id` is stored, if anywhere.
+    pub fn lookup(&self, id: &BlobId) -> Result<Option<Location>> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        for file in index.iter().rev() {
+            if let Some(loc) = file.get(id)? {
+                return Ok(Some(loc));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether blob `id` is in the index.
+    pub fn has_blob(&self, id: &BlobId) -> Result<bool> {
+        Ok(self.lookup(id)?.is_some())
+    }
+
+    /// The plaintext of blob `id`, checked against its id.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .lookup(id)?
+            .ok_or_else(|| Error::corrupt(format!("blob {}", id.short()), "not in any index (missing data)"))?;
+        self.read_blob_at(id, &loc)
+    }
+
+    /// The plaintext of blob `id` at `loc`, checked against its id.
+    pub fn read_blob_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let name = pack_name(&loc.pack);
+        let object = format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let frame = match self.backend.get_range(&name, loc.offset as u64, loc.stored_len as usize) {
+            Err(Error::NotFound(_)) => return Err(Error::corrupt(&object, "pack file is missing")),
+            Err(Error::Corrupt { reason, .. }) => return Err(Error::corrupt(&object, reason)),
+            other => other?,
+        };
+        self.decode_blob(id, loc.kind, &frame, loc.raw_len as usize, &object)
+    }
+
+    /// Decode a frame and check it hashes to `id`.
+    pub fn decode_blob(&self, id: &BlobId, kind: BlobKind, frame: &[u8], raw_len: usize, object: &str) -> Result<Vec<u8>> {
+        let plain = self.codec.decode(frame, Some(raw_len), object)?;
+        let actual = match kind {
+            BlobKind::Data => self.hasher.blob(&plain),
+            BlobKind::Tree => self.hasher.tree(&plain).blob(),
+        };
+        if actual != *id {
+            return Err(Error::corrupt(object, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    /// Load and validate a tree.
+    pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
+        let bytes = self.read_blob(&id.blob())?;
+        Tree::decode(&bytes, &format!("tree {}", id.short()))
+    }
+
+    /// The header entries of a pack, read from its end.
+    pub fn pack_header(&self, id: &PackId) -> Result<Vec<PackEntry>> {
+        let name = pack_name(id);
+        let object = format!("pack {}", id.short());
+        let size = self.backend.size(&name)?;
+        if size < (pack::TRAILER_LEN + 8) as u64 {
+            return Err(Error::corrupt(&object, "pack too short"));
+        }
+        let trailer = self.backend.get_range(&name, size - pack::TRAILER_LEN as u64, pack::TRAILER_LEN)?;
+        let hlen = pack::trailer_header_len(&trailer, &object)?;
+        let start = (size - pack::TRAILER_LEN as u64)
+            .checked_sub(hlen as u64)
+            .ok_or_else(|| Error::corrupt(&object, "header length out of range"))?;
+        let frame = self.backend.get_range(&name, start, hlen)?;
+        let plain = self.codec.decode(&frame, None, &object)?;
+        pack::decode_header(&plain, &object)
+    }
+
+    /// Every snapshot, oldest first. Damaged manifests are returned as errors
+    /// beside the good ones.
+    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for name in self.backend.list("snapshots")? {
+            let hex = name.trim_start_matches("snapshots/");
+            let Ok(id) = SnapshotId::from_hex(hex) else { continue };
+            match self
+                .backend
+                .get(&name)
+                .and_then(|b| Snapshot::decode(&b, &self.codec, hex))
+            {
+                Ok(s) => good.push((id, s)),
+                Err(Error::NotFound(_)) => {} // removed by a concurrent forget
+                Err(e) => bad.push(e),
+            }
+        }
+        good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((good, bad))
+    }
+
+    /// Resolve a snapshot spec: an id, a unique id prefix, or `latest`; `filter`
+    /// narrows the candidates.
+    pub fn find_snapshot(&self, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
+        let (all, _) = self.snapshots()?;
+        let mut candidates: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        if spec == "latest" {
+            return candidates
+                .pop()
+                .ok_or_else(|| Error::NotFound(format!("snapshot latest{}", filter.describe())));
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{spec:?} is not a snapshot id, an id prefix of 4 or more hex digits, or `latest`"
+            )));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        candidates.retain(|(id, _)| id.to_hex().starts_with(&spec_lc));
+        match candidates.len() {
+            0 => Err(Error::NotFound(format!("snapshot {spec}"))),
+            1 => Ok(candidates.pop().expect("one")),
+            n => Err(Error::InvalidInput(format!(
+                "snapshot prefix {spec} is ambiguous ({n} snapshots match)"
+            ))),
+        }
+    }
+
+    /// The entry at `path` (components separated by `/`) below `root`. The root
+    /// itself is returned as a synthetic directory entry.
+    pub fn entry_at(&self, root: &TreeId, path: &[u8]) -> Result<Entry> {
+        let mut cur = Entry::new(b"/".to_vec(), Kind::Dir);
+        cur.mode = 0o755;
+        cur.subtree = Some(*root);
+        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+            let sub = match (cur.kind, cur.subtree) {
+                (Kind::Dir, Some(sub)) => sub,
+                _ => return Err(Error::NotFound(format!("{} in snapshot", String::from_utf8_lossy(path)))),
+            };
+            let tree = self.load_tree(&sub)?;
+            cur = tree
+                .get(comp)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("{} in snapshot", String::from_utf8_lossy(path))))?;
+        }
+        Ok(cur)
+    }
+}
+
+fn prefix_error(e: Error, prefix: &str) -> Error {
+    match e {
+        Error::Corrupt { object, reason } => Error::Corrupt {
+            object: format!("{prefix}{object}"),
+            reason,
+        },
+        Error::InvalidInput(m) => Error::InvalidInput(format!("{prefix}{m}")),
+        other => other,
+    }
+}
+
+/// Which snapshots `latest` and listings consider.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub host: Option<String>,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && self.paths.iter().all(|p| s.paths.contains(p))
+            && self.tags.iter().all(|t| s.tags.contains(t))
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        for p in &self.paths {
+            parts.push(format!("path {p}"));
+        }
+        for t in &self.tags {
+            parts.push(format!("tag {t}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
+}
