@@ -1,0 +1,149 @@
+//! The command line. Raw clap arguments become checked options here, and only
+//! then call the library. The only module that uses clap, and with `main.rs`
+//! the only one that uses anyhow.
+//!
+//! Exit codes: 0 success; 1 failure; 2 usage error; 3 finished, but some files
+//! could not be read or restored (each named on stderr).
+
+mod backup;
+mod cat;
+mod check;
+mod init;
+mod ls;
+mod output;
+mod restore;
+mod snapshots;
+mod stats;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crate::repo::{Repository, SnapshotFilter};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// Permission-exact, deduplicated snapshots of directory trees.
+#[derive(Parser, Debug)]
+#[command(name = "rewind", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Repository directory [default: $XDG_DATA_HOME/rewind or ~/.local/share/rewind]
+    #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
+    pub repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository
+    Init(init::Args),
+    /// Back up paths (or standard input) as a new snapshot
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// List the entries of a snapshot
+    Ls(ls::Args),
+    /// Write a file of a snapshot to standard output
+    Cat(cat::Args),
+    /// Restore a snapshot, or a path in it, into a directory
+    Restore(restore::Args),
+    /// Check the repository's integrity
+    Check(check::Args),
+    /// Show sizes, deduplication and compression
+    Stats(stats::Args),
+}
+
+/// Parse the command line and run it. Returns the exit code.
+pub fn run() -> Result<u8> {
+    let cli = Cli::parse();
+    let repo = RepoArg { explicit: cli.repo.clone() };
+    match cli.command {
+        Command::Init(a) => init::run(&repo, a),
+        Command::Backup(a) => backup::run(&repo, a),
+        Command::Snapshots(a) => snapshots::run(&repo, a),
+        Command::Ls(a) => ls::run(&repo, a),
+        Command::Cat(a) => cat::run(&repo, a),
+        Command::Restore(a) => restore::run(&repo, a),
+        Command::Check(a) => check::run(&repo, a),
+        Command::Stats(a) => stats::run(&repo, a),
+    }
+}
+
+/// Where the repository is.
+pub struct RepoArg {
+    explicit: Option<PathBuf>,
+}
+
+impl RepoArg {
+    /// The repository directory: `--repo`, `REWIND_REPO`, or the default.
+    pub fn path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.explicit {
+            return Ok(p.clone());
+        }
+        default_repo()
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.explicit.is_none()
+    }
+
+    /// Open the repository.
+    pub fn open(&self) -> Result<Arc<Repository>> {
+        let path = self.path()?;
+        let repo = Repository::open_dir(&path).with_context(|| format!("opening repository {}", path.display()))?;
+        Ok(Arc::new(repo))
+    }
+}
+
+/// `$XDG_DATA_HOME/rewind`, else `~/.local/share/rewind`.
+pub fn default_repo() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("rewind"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("cannot find a default repository: set --repo, REWIND_REPO or HOME")?;
+    Ok(PathBuf::from(home).join(".local/share/rewind"))
+}
+
+/// Filters that narrow `latest` and listings.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that include this path
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Only snapshots with this tag
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            host: self.host.clone(),
+            paths: self.paths.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// Split `SNAP[:PATH]`.
+pub fn split_snap_path(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (spec, None),
+    }
+}
+
+/// Whether stderr is a terminal (progress bars only there).
+pub fn stderr_is_tty() -> bool {
+    unsafe { libc::isatty(2) == 1 }
+}

@@ -1,0 +1,123 @@
+//! Test support: a temporary repository, the `rewind` binary, tree builders
+//! and the entry-by-entry comparer.
+
+#![allow(dead_code)]
+
+pub mod compare;
+pub mod tree;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The built `rewind` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rewind"))
+}
+
+/// A scratch directory with a repository in `repo/` (not yet initialised).
+pub struct TempRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempRepo {
+    /// A scratch directory and an initialised repository.
+    pub fn new() -> Self {
+        let t = Self::uninit();
+        let out = t.rewind(["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        t
+    }
+
+    /// A scratch directory, repository not created.
+    pub fn uninit() -> Self {
+        TempRepo {
+            dir: tempfile::Builder::new().prefix("rewind-it-").tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path().join("repo")
+    }
+
+    /// A path inside the scratch directory.
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path().join(p)
+    }
+
+    /// Run `rewind --repo REPO ARGS…`.
+    pub fn rewind<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd(args).output().expect("run rewind")
+    }
+
+    /// The command, for tweaks (stdin, env).
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(bin());
+        c.arg("--repo").arg(self.repo()).args(args);
+        c.env_remove("REWIND_REPO");
+        c
+    }
+
+    /// Run and insist on exit code 0; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let out = self.rewind(&args);
+        assert!(
+            out.status.success(),
+            "rewind {:?} exited {:?}\nstdout: {}\nstderr: {}",
+            args,
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Back up `src` and return the snapshot id (from `--json`).
+    pub fn backup(&self, src: &Path) -> String {
+        let out = self.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("backup json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// Restore `spec` (SNAP[:PATH]) into `target`.
+    pub fn restore(&self, spec: &str, target: &Path) {
+        self.ok([OsStr::new("restore"), OsStr::new(spec), OsStr::new("--target"), target.as_os_str()]);
+    }
+}
+
+impl Default for TempRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Where the tree backed up from absolute path `src` lies inside a full restore
+/// into `target` (snapshots keep absolute paths).
+pub fn restored(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").expect("absolute"))
+}
