@@ -12,6 +12,8 @@
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
 //! - [`check`]: proves the repository is whole.
 //! - [`progress`]: how the library reports without printing.
+//! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
+//! - [`fuse`]: the thin fuser adapter over [`vfs`].
 //! - [`cli`]: the command line (the only user of clap).
 //!
 //! # Data flow
@@ -50,7 +52,9 @@ pub mod chunker;
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod fuse;
 pub mod meta;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod vfs;
