@@ -36,11 +36,15 @@ pub(super) enum Selection {
 impl Selection {
     /// Insert `components` below this selection, ending in `leaf`.
     pub fn insert(&mut self, components: &[Vec<u8>], leaf: Selection) {
-        let Selection::Partial(map) = self else { return }; // already whole
+        let Selection::Partial(map) = self else {
+            return;
+        }; // already whole
         match components {
             [] => *self = leaf,
             [last] => {
-                let slot = map.entry(last.clone()).or_insert(Selection::Partial(BTreeMap::new()));
+                let slot = map
+                    .entry(last.clone())
+                    .or_insert(Selection::Partial(BTreeMap::new()));
                 if !matches!(leaf, Selection::Partial(_)) {
                     *slot = leaf;
                 }
@@ -109,7 +113,12 @@ impl DirNode {
 
 impl Walk<'_> {
     /// Back up the selection below `/` and return the root tree.
-    pub fn run(&self, root: Selection, parent_root: Option<Tree>, threads: usize) -> Result<TreeId> {
+    pub fn run(
+        &self,
+        root: Selection,
+        parent_root: Option<Tree>,
+        threads: usize,
+    ) -> Result<TreeId> {
         let node = DirNode::new(PathBuf::from("/"), None);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
         std::thread::scope(|s| {
@@ -121,7 +130,9 @@ impl Walk<'_> {
                     }
                 });
             }
-            let Selection::Partial(children) = root else { unreachable!("root is a directory") };
+            let Selection::Partial(children) = root else {
+                unreachable!("root is a directory")
+            };
             let fd = meta::open_dir_path(Path::new("/")).map_err(|e| Error::io("/", e));
             match fd {
                 Ok(fd) => self.selected(Some(Arc::new(fd)), &node, children, parent_root, &tx),
@@ -145,7 +156,10 @@ impl Walk<'_> {
     }
 
     fn failed(&self) -> bool {
-        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     fn warn(&self, e: Error) {
@@ -158,10 +172,11 @@ impl Walk<'_> {
         if node.remaining.fetch_sub(1, AcqRel) != 1 {
             return;
         }
-        let entries: Vec<Entry> = std::mem::take(&mut *node.slots.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_iter()
-            .flatten()
-            .collect();
+        let entries: Vec<Entry> =
+            std::mem::take(&mut *node.slots.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .flatten()
+                .collect();
         let tree = Tree::new(entries);
         let id = match self.writer.add_tree(&tree.encode()) {
             Ok(id) => Some(id),
@@ -172,7 +187,9 @@ impl Walk<'_> {
         };
         match &node.parent {
             Some((parent, slot)) => {
-                if let Some(entry) = parent.slots.lock().unwrap_or_else(|e| e.into_inner())[*slot].as_mut() {
+                if let Some(entry) =
+                    parent.slots.lock().unwrap_or_else(|e| e.into_inner())[*slot].as_mut()
+                {
                     entry.subtree = id;
                 }
                 self.release(parent);
@@ -199,18 +216,25 @@ impl Walk<'_> {
                 }
                 Selection::Whole => match &dir {
                     Some(dir) => self.visit(dir, node, name, libc::DT_UNKNOWN, prev, None, tx),
-                    None => self.warn(Error::NotFound(node.path.join(os(&name)).display().to_string())),
+                    None => self.warn(Error::NotFound(
+                        node.path.join(os(&name)).display().to_string(),
+                    )),
                 },
                 Selection::Partial(grand) => {
                     let path = node.path.join(os(&name));
-                    let (entry, fd) = match &dir {
-                        Some(dir) => match self.dir_entry(dir.as_raw_fd(), &name, &path) {
-                            Ok((entry, _)) => (entry, self.open_child(dir, &name, &path)),
-                            Err(e) => {
-                                self.warn(e);
-                                continue;
-                            }
-                        },
+                    let on_disk = dir
+                        .as_ref()
+                        .map(|d| (d, self.dir_entry(d.as_raw_fd(), &name, &path)));
+                    let (entry, fd) = match on_disk {
+                        Some((dir, Ok((entry, _)))) => (entry, self.open_child(dir, &name, &path)),
+                        // Directories that exist only to hold a stdin file.
+                        Some((_, Err(_))) | None if only_synthetic(&grand) => {
+                            (synthetic_dir(name.clone()), None)
+                        }
+                        Some((_, Err(e))) => {
+                            self.warn(e);
+                            continue;
+                        }
                         None => (synthetic_dir(name.clone()), None),
                     };
                     let slot = node.add_slot(Some(entry));
@@ -257,7 +281,14 @@ impl Walk<'_> {
     }
 
     /// Back up the whole directory open as `dir` into `node`.
-    fn directory(&self, dir: Arc<OwnedFd>, node: &Arc<DirNode>, dev: u64, previous: Option<Tree>, tx: &Sender<Job>) {
+    fn directory(
+        &self,
+        dir: Arc<OwnedFd>,
+        node: &Arc<DirNode>,
+        dev: u64,
+        previous: Option<Tree>,
+        tx: &Sender<Job>,
+    ) {
         let mut names = match meta::read_dir(dir.as_raw_fd()) {
             Ok(n) => n,
             Err(e) => return self.warn(Error::io(&node.path, e)),
@@ -283,8 +314,12 @@ impl Walk<'_> {
         if !names.iter().any(|n| n.name == b"CACHEDIR.TAG") {
             return false;
         }
-        let Ok(c) = CString::new("CACHEDIR.TAG") else { return false };
-        let Ok(fd) = meta::open_at(dir.as_raw_fd(), &c, libc::O_RDONLY) else { return false };
+        let Ok(c) = CString::new("CACHEDIR.TAG") else {
+            return false;
+        };
+        let Ok(fd) = meta::open_at(dir.as_raw_fd(), &c, libc::O_RDONLY) else {
+            return false;
+        };
         let mut buf = [0u8; 43];
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         n == buf.len() as isize && buf == SIGNATURE
@@ -306,7 +341,14 @@ impl Walk<'_> {
         let path = node.path.join(os(&name));
         if d_type == libc::DT_REG {
             let slot = node.add_slot(None);
-            let job = Job { dir: dir.clone(), name, path, previous: prev, node: node.clone(), slot };
+            let job = Job {
+                dir: dir.clone(),
+                name,
+                path,
+                previous: prev,
+                node: node.clone(),
+                slot,
+            };
             if tx.send(job).is_err() {
                 self.release(node);
             }
@@ -319,7 +361,14 @@ impl Walk<'_> {
         match entry.kind {
             Kind::File => {
                 let slot = node.add_slot(None);
-                let job = Job { dir: dir.clone(), name, path, previous: prev, node: node.clone(), slot };
+                let job = Job {
+                    dir: dir.clone(),
+                    name,
+                    path,
+                    previous: prev,
+                    node: node.clone(),
+                    slot,
+                };
                 if tx.send(job).is_err() {
                     self.release(node);
                 }
@@ -390,7 +439,10 @@ impl Walk<'_> {
         let st = meta::stat_at(dirfd, &c).map_err(io_err)?;
         let mut entry = self.entry(dirfd, job.name.clone(), &st, &job.path)?;
         if entry.kind != Kind::File {
-            return Err(Error::io(&job.path, io::Error::other("changed type during backup")));
+            return Err(Error::io(
+                &job.path,
+                io::Error::other("changed type during backup"),
+            ));
         }
         let c = &self.counters;
         c.total_bytes.fetch_add(entry.size, Relaxed);
@@ -405,7 +457,10 @@ impl Walk<'_> {
         let fd = meta::open_at(dirfd, &c_name(&job.name)?, libc::O_RDONLY).map_err(io_err)?;
         let before = meta::stat_fd(fd.as_raw_fd()).map_err(io_err)?;
         if before.st_ino != st.st_ino || before.st_dev != st.st_dev {
-            return Err(Error::io(&job.path, io::Error::other("replaced during backup")));
+            return Err(Error::io(
+                &job.path,
+                io::Error::other("replaced during backup"),
+            ));
         }
         let on_read = |n: u64| self.progress.bytes_read(n);
         let content = read_file(
@@ -428,7 +483,11 @@ impl Walk<'_> {
         entry.size = content.size;
         entry.extents = content.extents;
         c.bytes_read.fetch_add(content.bytes_read, Relaxed);
-        let counter = if job.previous.is_some() { &c.files_changed } else { &c.files_new };
+        let counter = if job.previous.is_some() {
+            &c.files_changed
+        } else {
+            &c.files_new
+        };
         counter.fetch_add(1, Relaxed);
         self.progress.file_done(&job.path, content.bytes_read);
         Ok(entry)
@@ -464,8 +523,28 @@ fn unchanged(prev: &Entry, now: &Entry) -> bool {
 }
 
 fn changed_while_read(a: &libc::stat64, b: &libc::stat64) -> bool {
-    (a.st_size, a.st_mtime, a.st_mtime_nsec, a.st_ctime, a.st_ctime_nsec)
-        != (b.st_size, b.st_mtime, b.st_mtime_nsec, b.st_ctime, b.st_ctime_nsec)
+    (
+        a.st_size,
+        a.st_mtime,
+        a.st_mtime_nsec,
+        a.st_ctime,
+        a.st_ctime_nsec,
+    ) != (
+        b.st_size,
+        b.st_mtime,
+        b.st_mtime_nsec,
+        b.st_ctime,
+        b.st_ctime_nsec,
+    )
+}
+
+/// Whether every leaf below is a synthetic entry.
+fn only_synthetic(children: &BTreeMap<Vec<u8>, Selection>) -> bool {
+    children.values().all(|c| match c {
+        Selection::Synthetic(_) => true,
+        Selection::Partial(g) => only_synthetic(g),
+        Selection::Whole => false,
+    })
 }
 
 /// A directory that exists only in the snapshot (the parents of a stdin file).

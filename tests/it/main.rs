@@ -10,3 +10,5 @@ mod faults;
 mod fidelity;
 // The FUSE mount, for real.
 mod mount;
+// Names and paths: raw bytes, beyond PATH_MAX.
+mod names;
