@@ -1,15 +1,23 @@
 //! `check`: proves the repository is whole, and names what is not.
 //!
 //! Always: every index file's checksum and order; every pack an index names
-//! exists and is long enough; every snapshot decodes; every tree every snapshot
-//! reaches decodes; every blob a file needs is indexed. With `read_data`
-//! (all packs or a random share of them): every byte of each chosen pack is
-//! read, the pack's hash matches its name, and every blob in it decodes to its
-//! id. Damage is reported by pack and by the files that depend on it.
+//! exists and holds every blob the index places in it; every snapshot decodes;
+//! every tree every snapshot reaches decodes; every blob a file needs is
+//! indexed. With `read_data` (all packs or a random share of them): every byte
+//! of each chosen pack is read, the pack's hash matches its name, its header
+//! decodes, and every blob in it decodes to its id.
+//!
+//! Damage is reported by pack and by the files that depend on it, in every
+//! snapshot that reaches them. A blob counts as damaged only when it cannot be
+//! read back as the index places it (its pack is missing, cut short before the
+//! blob's end, or the blob fails to decode when read): exactly the blobs a
+//! restore would fail on, so the files `check` names are the files a restore
+//! fails, and no others.
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
-use crate::format::pack;
+use crate::format::index::Location;
+use crate::format::pack::{self, PackEntry};
 use crate::format::tree::{Extent, Kind};
 use crate::progress::Progress;
 use crate::repo::{pack_name, Repository};
@@ -47,25 +55,23 @@ impl CheckReport {
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
     }
+
+    fn damaged(&mut self, pack: PackId, why: String) {
+        self.errors.push(format!("pack {pack}: {why}"));
+        self.damaged_packs.insert(pack);
+    }
 }
+
+/// Where each indexed blob is, as a lookup would find it (later index files win).
+type Blobs = HashMap<BlobId, Location>;
 
 /// Check `repo`.
 pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
-    let mut blob_pack: HashMap<BlobId, PackId> = HashMap::new();
-    let mut pack_end: HashMap<PackId, u64> = HashMap::new();
-    for file in repo.index_files() {
-        if let Err(e) = file.verify() {
-            report.errors.push(e.to_string());
-            continue;
-        }
-        for rec in file.iter() {
-            let (id, loc) = rec?;
-            blob_pack.insert(id, loc.pack);
-            let end = pack_end.entry(loc.pack).or_default();
-            *end = (*end).max(loc.offset as u64 + loc.stored_len as u64);
-        }
+    let blobs = read_indexes(repo, &mut report)?;
+    let mut by_pack: HashMap<PackId, Vec<(BlobId, Location)>> = HashMap::new();
+    for (id, loc) in &blobs {
+        by_pack.entry(loc.pack).or_default().push((*id, *loc));
     }
     let on_disk: BTreeSet<PackId> = repo
         .backend()
@@ -74,50 +80,72 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
         .filter_map(|n| n.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()))
         .collect();
     report.packs = on_disk.len();
-    report.unreferenced_packs = on_disk.iter().filter(|p| !pack_end.contains_key(p)).copied().collect();
-    for (pack, end) in &pack_end {
-        let damage = match repo.backend().size(&pack_name(pack)) {
-            Err(Error::NotFound(_)) => Some("is missing".to_string()),
-            Err(e) => Some(e.to_string()),
-            Ok(size) if size < end + pack::TRAILER_LEN as u64 => Some(format!("is truncated ({size} bytes)")),
-            Ok(_) => None,
-        };
-        if let Some(d) = damage {
-            report.errors.push(format!("pack {pack} {d}"));
-            report.damaged_packs.insert(*pack);
-        }
+    report.unreferenced_packs = on_disk.iter().filter(|p| !by_pack.contains_key(p)).copied().collect();
+
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    for (pack, indexed) in &by_pack {
+        check_pack_size(repo, pack, indexed, &mut bad_blobs, &mut report);
     }
     let to_read: Vec<PackId> = match read {
         ReadData::None => Vec::new(),
         ReadData::All => on_disk.iter().copied().collect(),
         ReadData::Subset(pct) => choose(&on_disk, pct),
     };
+    let none = Vec::new();
     for pack in to_read {
         report.packs_read += 1;
-        match read_pack(repo, &pack, progress) {
-            Ok((n, bad)) => {
-                report.bytes_read += n;
-                if !bad.is_empty() {
-                    report.damaged_packs.insert(pack);
-                    for (id, why) in bad {
-                        report.errors.push(format!("pack {pack}: blob {id}: {why}"));
-                        bad_blobs.insert(id);
-                    }
-                }
-            }
-            Err(e) => {
-                report.errors.push(format!("pack {pack}: {e}"));
-                report.damaged_packs.insert(pack);
-            }
-        }
+        let indexed = by_pack.get(&pack).unwrap_or(&none);
+        read_pack(repo, &pack, indexed, &mut bad_blobs, &mut report, progress);
     }
-    for (id, pack) in &blob_pack {
-        if report.damaged_packs.contains(pack) {
-            bad_blobs.insert(*id);
-        }
-    }
-    walk_snapshots(repo, &blob_pack, &bad_blobs, &mut report)?;
+    walk_snapshots(repo, &blobs, &bad_blobs, &mut report)?;
     Ok(report)
+}
+
+/// Every record of every intact index file. A damaged index file is reported
+/// and its records ignored: its blobs then count as missing.
+fn read_indexes(repo: &Repository, report: &mut CheckReport) -> Result<Blobs> {
+    let mut blobs = Blobs::new();
+    for file in repo.index_files() {
+        if let Err(e) = file.verify() {
+            report.errors.push(e.to_string());
+            continue;
+        }
+        for rec in file.iter() {
+            let (id, loc) = rec?;
+            blobs.insert(id, loc);
+        }
+    }
+    Ok(blobs)
+}
+
+/// A pack the index names must exist and reach past the end of its last blob.
+fn check_pack_size(
+    repo: &Repository,
+    pack: &PackId,
+    indexed: &[(BlobId, Location)],
+    bad_blobs: &mut HashSet<BlobId>,
+    report: &mut CheckReport,
+) {
+    let end = indexed.iter().map(|(_, l)| blob_end(l)).max().unwrap_or(0);
+    match repo.backend().size(&pack_name(pack)) {
+        Ok(size) if size >= end + pack::TRAILER_LEN as u64 => {}
+        Ok(size) => {
+            report.damaged(*pack, format!("is truncated ({size} bytes, its blobs need {end} and a trailer)"));
+            bad_blobs.extend(indexed.iter().filter(|(_, l)| blob_end(l) > size).map(|(id, _)| *id));
+        }
+        Err(e) => {
+            let why = match e {
+                Error::NotFound(_) => "is missing".to_string(),
+                e => e.to_string(),
+            };
+            report.damaged(*pack, why);
+            bad_blobs.extend(indexed.iter().map(|(id, _)| *id));
+        }
+    }
+}
+
+fn blob_end(loc: &Location) -> u64 {
+    loc.frame.offset as u64 + loc.frame.stored_len as u64
 }
 
 /// A random `pct` percent of `packs` (at least one when there are any).
@@ -133,72 +161,120 @@ fn choose(packs: &BTreeSet<PackId>, pct: f64) -> Vec<PackId> {
     keyed.into_iter().take(want).map(|(_, p)| p).collect()
 }
 
-/// Read a whole pack; returns bytes read and the blobs that failed.
-fn read_pack(repo: &Repository, pack: &PackId, progress: &dyn Progress) -> Result<(u64, Vec<(BlobId, String)>)> {
+/// Read a whole pack: its hash, its header, and every blob in it, both where
+/// the index places them (what restores read) and where the header does (what
+/// an index rebuild would read).
+fn read_pack(
+    repo: &Repository,
+    pack: &PackId,
+    indexed: &[(BlobId, Location)],
+    bad_blobs: &mut HashSet<BlobId>,
+    report: &mut CheckReport,
+    progress: &dyn Progress,
+) {
     let object = format!("pack {}", pack.short());
-    let bytes = repo.backend().get(&pack_name(pack))?;
-    progress.bytes_read(bytes.len() as u64);
-    let mut bad = Vec::new();
-    if crate::format::id::file_hash(&bytes) != pack.0 {
-        bad.push((BlobId(pack.0), "pack content does not match its name".to_string()));
-    }
-    let entries = pack::read_header(&bytes, repo.codec(), &object)?;
-    for e in entries {
-        let frame = &bytes[e.offset as usize..(e.offset + e.stored_len) as usize];
-        if let Err(err) = repo.decode_blob(&e.id, e.kind, frame, e.raw_len as usize, &object) {
-            bad.push((e.id, err.to_string()));
+    let bytes = match repo.backend().get(&pack_name(pack)) {
+        Ok(b) => b,
+        Err(e) => {
+            if !report.damaged_packs.contains(pack) {
+                report.damaged(*pack, e.to_string());
+            }
+            bad_blobs.extend(indexed.iter().map(|(id, _)| *id));
+            return;
         }
+    };
+    progress.bytes_read(bytes.len() as u64);
+    report.bytes_read += bytes.len() as u64;
+    if crate::format::id::file_hash(&bytes) != pack.0 {
+        report.damaged(*pack, "content does not match its name".into());
     }
-    Ok((bytes.len() as u64, bad))
+    let mut todo: Vec<PackEntry> = indexed
+        .iter()
+        .map(|(id, l)| PackEntry {
+            kind: l.kind,
+            id: *id,
+            frame: l.frame,
+            inner: l.inner,
+            raw_len: l.raw_len,
+        })
+        .collect();
+    match pack::read_header(&bytes, repo.codec(), &object) {
+        Ok(entries) => todo.extend(entries),
+        Err(e) => report.damaged(*pack, format!("header: {e}")),
+    }
+    todo.sort_by_key(|e| (e.frame.offset, e.inner, e.id));
+    todo.dedup_by_key(|e| (e.frame.offset, e.inner, e.id));
+    for (id, why) in repo.verify_pack(&bytes, &todo, &object) {
+        report.damaged(*pack, format!("blob {id}: {why}"));
+        bad_blobs.insert(id);
+    }
 }
 
 /// Walk every snapshot's trees; report damaged trees and files needing bad data.
-fn walk_snapshots(
-    repo: &Repository,
-    blob_pack: &HashMap<BlobId, PackId>,
-    bad_blobs: &HashSet<BlobId>,
-    report: &mut CheckReport,
-) -> Result<()> {
+///
+/// Each snapshot is walked on its own, so a damaged file shared by many
+/// snapshots is named in each; a tree found whole is not walked again.
+fn walk_snapshots(repo: &Repository, blobs: &Blobs, bad_blobs: &HashSet<BlobId>, report: &mut CheckReport) -> Result<()> {
     let (snaps, bad) = repo.snapshots()?;
     for e in bad {
         report.errors.push(e.to_string());
     }
     report.snapshots = snaps.len();
     let mut seen: HashSet<TreeId> = HashSet::new();
+    let mut whole: HashSet<TreeId> = HashSet::new();
+    enum Step {
+        Enter(TreeId, PathBuf),
+        /// All of a tree's descendants are done; it is whole if no damage was
+        /// found since `damage` entries were recorded.
+        Leave(TreeId, usize),
+    }
     for (sid, snap) in snaps {
-        let mut stack: Vec<(TreeId, PathBuf)> = vec![(snap.tree, PathBuf::from("/"))];
-        while let Some((tree_id, path)) = stack.pop() {
-            if !seen.insert(tree_id) {
+        let sid = sid.short();
+        let mut stack = vec![Step::Enter(snap.tree, PathBuf::from("/"))];
+        while let Some(step) = stack.pop() {
+            let (tree_id, path) = match step {
+                Step::Leave(id, damage) => {
+                    if report.damaged_files.len() == damage {
+                        whole.insert(id);
+                    }
+                    continue;
+                }
+                Step::Enter(id, path) => (id, path),
+            };
+            if whole.contains(&tree_id) {
                 continue;
             }
-            report.trees += 1;
-            let tree = match blob_problem(&tree_id.blob(), blob_pack, bad_blobs)
+            if seen.insert(tree_id) {
+                report.trees += 1;
+            }
+            let tree = match blob_problem(&tree_id.blob(), blobs, bad_blobs)
                 .map(Err)
                 .unwrap_or_else(|| repo.load_tree(&tree_id).map_err(|e| e.to_string()))
             {
                 Ok(t) => t,
                 Err(why) => {
-                    report.errors.push(format!("snapshot {}: directory {}: tree {}: {why}", sid.short(), path.display(), tree_id.short()));
-                    report.damaged_files.push(format!("{}:{}", sid.short(), path.display()));
+                    report.errors.push(format!("snapshot {sid}: directory {}: tree {}: {why}", path.display(), tree_id.short()));
+                    report.damaged_files.push(format!("{sid}:{}", path.display()));
                     continue;
                 }
             };
+            stack.push(Step::Leave(tree_id, report.damaged_files.len()));
             for entry in &tree.entries {
                 let p = path.join(std::ffi::OsStr::from_bytes(&entry.name));
                 match entry.kind {
                     Kind::Dir => {
                         if let Some(sub) = entry.subtree {
-                            stack.push((sub, p));
+                            stack.push(Step::Enter(sub, p));
                         }
                     }
                     Kind::File => {
                         let why = entry.extents.iter().find_map(|x| match x {
-                            Extent::Data { id, .. } => blob_problem(id, blob_pack, bad_blobs),
+                            Extent::Data { id, .. } => blob_problem(id, blobs, bad_blobs),
                             Extent::Hole { .. } => None,
                         });
                         if let Some(why) = why {
-                            report.errors.push(format!("snapshot {}: file {}: {why}", sid.short(), p.display()));
-                            report.damaged_files.push(format!("{}:{}", sid.short(), p.display()));
+                            report.errors.push(format!("snapshot {sid}: file {}: {why}", p.display()));
+                            report.damaged_files.push(format!("{sid}:{}", p.display()));
                         }
                     }
                     _ => {}
@@ -209,10 +285,10 @@ fn walk_snapshots(
     Ok(())
 }
 
-fn blob_problem(id: &BlobId, blob_pack: &HashMap<BlobId, PackId>, bad: &HashSet<BlobId>) -> Option<String> {
-    match blob_pack.get(id) {
+fn blob_problem(id: &BlobId, blobs: &Blobs, bad: &HashSet<BlobId>) -> Option<String> {
+    match blobs.get(id) {
         None => Some(format!("blob {} is not in the index (missing data)", id.short())),
-        Some(pack) if bad.contains(id) => Some(format!("needs blob {} in damaged pack {}", id.short(), pack.short())),
+        Some(loc) if bad.contains(id) => Some(format!("needs blob {} in damaged pack {}", id.short(), loc.pack.short())),
         Some(_) => None,
     }
 }

@@ -78,7 +78,11 @@ mod tests {
     }
 
     fn small() -> Chunker {
-        Chunker::new(ChunkerParams { min: 2048, avg: 8192, max: 32768 })
+        Chunker::new(ChunkerParams {
+            min: 2048,
+            avg: 8192,
+            max: 32768,
+        })
     }
 
     #[test]
@@ -87,7 +91,9 @@ mod tests {
         let data = noise(1 << 20, 1);
         let cuts = c.split(&data);
         assert_eq!(cuts.iter().sum::<usize>(), data.len());
-        assert!(cuts[..cuts.len() - 1].iter().all(|&n| (2048..=32768).contains(&n)));
+        assert!(cuts[..cuts.len() - 1]
+            .iter()
+            .all(|&n| (2048..=32768).contains(&n)));
         assert!(cuts.len() > 60 && cuts.len() < 300, "{}", cuts.len());
     }
 

@@ -24,13 +24,19 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 
 /// A C string of a name or path (names from trees never hold NUL).
 pub fn cstr(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
+    CString::new(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
 }
 
 /// Open a path as a directory (following symlinks in it).
 pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
     let c = cstr(path.as_os_str().as_bytes())?;
-    let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -74,7 +80,11 @@ pub fn read_dir(dir: RawFd) -> io::Result<Vec<DirName>> {
         let ent = unsafe { libc::readdir64(dirp) };
         if ent.is_null() {
             let errno = unsafe { *libc::__errno_location() };
-            break if errno == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(errno)) };
+            break if errno == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(errno))
+            };
         }
         let ent = unsafe { &*ent };
         let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) }.to_bytes();
@@ -156,7 +166,12 @@ pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
         let mut value = vec![0u8; 256];
         loop {
             let n = unsafe {
-                libc::lgetxattr(path.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
+                libc::lgetxattr(
+                    path.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
             };
             if n >= 0 {
                 value.truncate(n as usize);
@@ -165,7 +180,9 @@ pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::ERANGE) => {
-                    let need = unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0) };
+                    let need = unsafe {
+                        libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0)
+                    };
                     value.resize((need.max(0) as usize).max(value.len() * 2), 0);
                 }
                 Some(libc::ENODATA) => break, // removed meanwhile
@@ -186,7 +203,13 @@ pub fn set_xattr_at(dir: RawFd, name: &[u8], x: &Xattr) -> io::Result<()> {
     let path = proc_path(dir, name)?;
     let cname = cstr(&x.name)?;
     cvt(unsafe {
-        libc::lsetxattr(path.as_ptr(), cname.as_ptr(), x.value.as_ptr().cast(), x.value.len(), 0)
+        libc::lsetxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            x.value.as_ptr().cast(),
+            x.value.len(),
+            0,
+        )
     })
     .map(drop)
 }
@@ -230,28 +253,53 @@ pub fn fill_from_stat(e: &mut Entry, st: &libc::stat64) {
     e.mode = st.st_mode & 0o7777;
     e.uid = st.st_uid;
     e.gid = st.st_gid;
-    e.size = if e.kind == Kind::Dir { 0 } else { st.st_size as u64 };
-    e.mtime = Time { sec: st.st_mtime, nsec: st.st_mtime_nsec as u32 };
-    e.atime = Time { sec: st.st_atime, nsec: st.st_atime_nsec as u32 };
-    e.ctime = Time { sec: st.st_ctime, nsec: st.st_ctime_nsec as u32 };
+    e.size = if e.kind == Kind::Dir {
+        0
+    } else {
+        st.st_size as u64
+    };
+    e.mtime = Time {
+        sec: st.st_mtime,
+        nsec: st.st_mtime_nsec as u32,
+    };
+    e.atime = Time {
+        sec: st.st_atime,
+        nsec: st.st_atime_nsec as u32,
+    };
+    e.ctime = Time {
+        sec: st.st_ctime,
+        nsec: st.st_ctime_nsec as u32,
+    };
     e.dev = st.st_dev;
     e.ino = st.st_ino;
     e.nlink = st.st_nlink;
-    e.rdev = if matches!(e.kind, Kind::CharDev | Kind::BlockDev) { st.st_rdev } else { 0 };
+    e.rdev = if matches!(e.kind, Kind::CharDev | Kind::BlockDev) {
+        st.st_rdev
+    } else {
+        0
+    };
 }
 
 /// Set access and modification times of `name` in `dir` (not following a symlink).
 pub fn set_times_at(dir: RawFd, name: &CStr, atime: Time, mtime: Time) -> io::Result<()> {
     let ts = [
-        libc::timespec { tv_sec: atime.sec, tv_nsec: atime.nsec as i64 },
-        libc::timespec { tv_sec: mtime.sec, tv_nsec: mtime.nsec as i64 },
+        libc::timespec {
+            tv_sec: atime.sec,
+            tv_nsec: atime.nsec as i64,
+        },
+        libc::timespec {
+            tv_sec: mtime.sec,
+            tv_nsec: mtime.nsec as i64,
+        },
     ];
-    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
 }
 
 /// Set owner of `name` in `dir` (not following a symlink).
 pub fn set_owner_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
 }
 
 /// Set the permission bits of `name` in `dir` (never called for symlinks).
@@ -302,7 +350,10 @@ impl Names {
         }
         let mut m = self.uids.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(name.to_string()).or_insert_with(|| {
-            nix::unistd::User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
         })
     }
 
@@ -313,7 +364,10 @@ impl Names {
         }
         let mut m = self.gids.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(name.to_string()).or_insert_with(|| {
-            nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
         })
     }
 }

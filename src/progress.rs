@@ -29,6 +29,9 @@ pub struct Collect {
 
 impl Progress for Collect {
     fn warn(&self, err: &Error) {
-        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(err.to_string());
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(err.to_string());
     }
 }

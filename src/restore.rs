@@ -87,9 +87,19 @@ struct Restorer<'a> {
 /// Restore `entry` (found at `snap_path` in the snapshot) into `opts.target`:
 /// a directory's children go into the target, anything else becomes
 /// `target/<name>`.
-pub fn restore(repo: &Repository, entry: &Entry, snap_path: &Path, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreOutcome> {
+pub fn restore(
+    repo: &Repository,
+    entry: &Entry,
+    snap_path: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
     let created = prepare_target(&opts.target, opts.overwrite)?;
-    let includes = if opts.includes.is_empty() { None } else { Some(Excludes::new(&opts.includes)?) };
+    let includes = if opts.includes.is_empty() {
+        None
+    } else {
+        Some(Excludes::new(&opts.includes)?)
+    };
     let r = Restorer {
         repo,
         opts,
@@ -99,7 +109,8 @@ pub fn restore(repo: &Repository, entry: &Entry, snap_path: &Path, opts: &Restor
         counts: Counts::default(),
         links: Default::default(),
     };
-    let target = Arc::new(meta::open_dir_path(&opts.target).map_err(|e| Error::io(&opts.target, e))?);
+    let target =
+        Arc::new(meta::open_dir_path(&opts.target).map_err(|e| Error::io(&opts.target, e))?);
     let (tx, rx) = crossbeam_channel::bounded::<Job>(opts.threads.max(1) * 16);
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1) {
@@ -115,7 +126,14 @@ pub fn restore(repo: &Repository, entry: &Entry, snap_path: &Path, opts: &Restor
             let matched = r.includes.is_none();
             r.children(&target, entry, snap_path, &opts.target, matched, &tx);
         } else {
-            r.entry(&target, entry, snap_path, &opts.target.join(OsStr::from_bytes(&entry.name)), true, &tx);
+            r.entry(
+                &target,
+                entry,
+                snap_path,
+                &opts.target.join(OsStr::from_bytes(&entry.name)),
+                true,
+                &tx,
+            );
         }
         drop(tx);
     });
@@ -142,7 +160,10 @@ pub fn restore(repo: &Repository, entry: &Entry, snap_path: &Path, opts: &Restor
 /// Returns whether it was created.
 fn prepare_target(target: &Path, overwrite: bool) -> Result<bool> {
     match std::fs::symlink_metadata(target) {
-        Ok(m) if !m.is_dir() => Err(Error::InvalidInput(format!("target {} is not a directory", target.display()))),
+        Ok(m) if !m.is_dir() => Err(Error::InvalidInput(format!(
+            "target {} is not a directory",
+            target.display()
+        ))),
         Ok(_) => {
             let mut rd = std::fs::read_dir(target).map_err(|e| Error::io(target, e))?;
             if !overwrite && rd.next().is_some() {
@@ -168,12 +189,22 @@ impl Restorer<'_> {
     }
 
     fn included(&self, snap_dir: &Path, name: &[u8]) -> bool {
-        self.includes.as_ref().is_none_or(|inc| inc.matches(snap_dir, name))
+        self.includes
+            .as_ref()
+            .is_none_or(|inc| inc.matches(snap_dir, name))
     }
 
     /// Restore the children of directory entry `dir` into the open `fd`.
     /// Returns whether anything was restored.
-    fn children(&self, fd: &Arc<OwnedFd>, dir: &Entry, snap: &Path, path: &Path, matched: bool, tx: &crossbeam_channel::Sender<Job>) -> bool {
+    fn children(
+        &self,
+        fd: &Arc<OwnedFd>,
+        dir: &Entry,
+        snap: &Path,
+        path: &Path,
+        matched: bool,
+        tx: &crossbeam_channel::Sender<Job>,
+    ) -> bool {
         let Some(sub) = dir.subtree else { return false };
         let tree = match self.repo.load_tree(&sub) {
             Ok(t) => t,
@@ -192,7 +223,15 @@ impl Restorer<'_> {
     }
 
     /// Restore one entry into `dir`. Returns whether it was restored.
-    fn entry(&self, dir: &Arc<OwnedFd>, e: &Entry, snap: &Path, path: &Path, matched: bool, tx: &crossbeam_channel::Sender<Job>) -> bool {
+    fn entry(
+        &self,
+        dir: &Arc<OwnedFd>,
+        e: &Entry,
+        snap: &Path,
+        path: &Path,
+        matched: bool,
+        tx: &crossbeam_channel::Sender<Job>,
+    ) -> bool {
         if e.kind != Kind::Dir && !matched {
             return false;
         }
@@ -211,7 +250,15 @@ impl Restorer<'_> {
         }
     }
 
-    fn directory(&self, dir: &Arc<OwnedFd>, e: &Entry, snap: &Path, path: &Path, matched: bool, tx: &crossbeam_channel::Sender<Job>) -> bool {
+    fn directory(
+        &self,
+        dir: &Arc<OwnedFd>,
+        e: &Entry,
+        snap: &Path,
+        path: &Path,
+        matched: bool,
+        tx: &crossbeam_channel::Sender<Job>,
+    ) -> bool {
         let res = (|| -> io::Result<OwnedFd> {
             let name = cstr(&e.name)?;
             let made = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) };
@@ -220,7 +267,9 @@ impl Restorer<'_> {
                 if err.raw_os_error() != Some(libc::EEXIST) || !self.opts.overwrite {
                     return Err(err);
                 }
-                if !meta::stat_at(dir.as_raw_fd(), &name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+                if !meta::stat_at(dir.as_raw_fd(), &name)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                {
                     remove_at(dir.as_raw_fd(), &name)?;
                     if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) } < 0 {
                         return Err(io::Error::last_os_error());
@@ -250,14 +299,26 @@ impl Restorer<'_> {
         true
     }
 
-    fn file(&self, dir: &Arc<OwnedFd>, e: &Entry, path: &Path, tx: &crossbeam_channel::Sender<Job>) -> Result<()> {
+    fn file(
+        &self,
+        dir: &Arc<OwnedFd>,
+        e: &Entry,
+        path: &Path,
+        tx: &crossbeam_channel::Sender<Job>,
+    ) -> Result<()> {
         let name = cstr(&e.name).map_err(|err| Error::io(path, err))?;
         if let Some(key) = e.link_key() {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((first_dir, first_name)) = links.get(&key) {
                 self.clear(dir.as_raw_fd(), &name, path)?;
                 let r = unsafe {
-                    libc::linkat(first_dir.as_raw_fd(), first_name.as_ptr(), dir.as_raw_fd(), name.as_ptr(), 0)
+                    libc::linkat(
+                        first_dir.as_raw_fd(),
+                        first_name.as_ptr(),
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        0,
+                    )
                 };
                 if r == 0 {
                     self.counts.files.fetch_add(1, Relaxed);
@@ -269,7 +330,8 @@ impl Restorer<'_> {
             }
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o600) };
         if fd < 0 {
             return Err(Error::io(path, io::Error::last_os_error()));
@@ -312,7 +374,15 @@ impl Restorer<'_> {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((first_dir, first_name)) = links.get(&key) {
                 self.clear(dir.as_raw_fd(), &name, path)?;
-                let r = unsafe { libc::linkat(first_dir.as_raw_fd(), first_name.as_ptr(), dir.as_raw_fd(), name.as_ptr(), 0) };
+                let r = unsafe {
+                    libc::linkat(
+                        first_dir.as_raw_fd(),
+                        first_name.as_ptr(),
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        0,
+                    )
+                };
                 if r == 0 {
                     self.counts.other.fetch_add(1, Relaxed);
                     return Ok(());
@@ -323,7 +393,8 @@ impl Restorer<'_> {
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
         let mode = meta::mode_type(e.kind) | 0o600;
-        if unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, e.rdev as libc::dev_t) } < 0 {
+        if unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, e.rdev as libc::dev_t) } < 0
+        {
             return Err(io_err(io::Error::last_os_error()));
         }
         self.counts.other.fetch_add(1, Relaxed);
@@ -338,7 +409,13 @@ impl Restorer<'_> {
                 self.counts.files.fetch_add(1, Relaxed);
                 self.counts.bytes.fetch_add(n, Relaxed);
                 self.progress.file_done(&job.path, n);
-                self.apply_meta(job.dir.as_raw_fd(), &job.entry.name, &job.entry, &job.path, Some(job.fd.as_raw_fd()));
+                self.apply_meta(
+                    job.dir.as_raw_fd(),
+                    &job.entry.name,
+                    &job.entry,
+                    &job.path,
+                    Some(job.fd.as_raw_fd()),
+                );
             }
             Err(e) => {
                 // Never leave a file that looks restored but holds wrong bytes.
@@ -358,7 +435,10 @@ impl Restorer<'_> {
             if let Extent::Data { id, len } = ext {
                 let data = self.repo.read_blob(id)?;
                 if data.len() != *len as usize {
-                    return Err(Error::corrupt(format!("blob {}", id.short()), "length differs from the tree"));
+                    return Err(Error::corrupt(
+                        format!("blob {}", id.short()),
+                        "length differs from the tree",
+                    ));
                 }
                 write_all_at(fd, &data, offset).map_err(|e| Error::io(&job.path, e))?;
                 written += data.len() as u64;
@@ -379,7 +459,10 @@ impl Restorer<'_> {
         let (uid, gid) = if self.opts.numeric_owner {
             (e.uid, e.gid)
         } else {
-            (self.names.uid(&e.user).unwrap_or(e.uid), self.names.gid(&e.group).unwrap_or(e.gid))
+            (
+                self.names.uid(&e.user).unwrap_or(e.uid),
+                self.names.gid(&e.group).unwrap_or(e.gid),
+            )
         };
         let owner = match fd {
             Some(fd) => cvt(unsafe { libc::fchown(fd, uid, gid) }),
@@ -411,10 +494,13 @@ impl Restorer<'_> {
                     Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EACCES) => {
                         self.counts.xattr_denied.fetch_add(1, Relaxed);
                     }
-                    _ => self.warn(Error::io(path, io::Error::new(err.kind(), format!(
-                        "xattr {}: {err}",
-                        String::from_utf8_lossy(&x.name)
-                    )))),
+                    _ => self.warn(Error::io(
+                        path,
+                        io::Error::new(
+                            err.kind(),
+                            format!("xattr {}: {err}", String::from_utf8_lossy(&x.name)),
+                        ),
+                    )),
                 }
             }
         }
@@ -432,7 +518,10 @@ impl Restorer<'_> {
 }
 
 fn timespec(t: crate::format::tree::Time) -> libc::timespec {
-    libc::timespec { tv_sec: t.sec, tv_nsec: t.nsec as i64 }
+    libc::timespec {
+        tv_sec: t.sec,
+        tv_nsec: t.nsec as i64,
+    }
 }
 
 fn cvt(r: libc::c_int) -> io::Result<()> {

@@ -1,6 +1,6 @@
 //! A repository in a local directory.
 
-use super::Backend;
+use super::{Backend, Upload};
 use crate::error::{Error, IoContext, Result};
 use crate::format::index::Bytes;
 use std::collections::HashMap;
@@ -74,7 +74,10 @@ impl Backend for LocalBackend {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()
         };
@@ -144,7 +147,10 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let path = self.path(name);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(path.parent().expect("names have a parent")),
@@ -169,7 +175,62 @@ impl Backend for LocalBackend {
         Ok(Arc::new(map))
     }
 
+    fn upload(&self, dir: &str) -> Result<Box<dyn Upload>> {
+        let dir = self.path(dir);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        Ok(Box::new(LocalUpload {
+            file: Some(file),
+            tmp,
+            root: self.root.clone(),
+        }))
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+/// A temporary file that becomes a repository file on commit.
+struct LocalUpload {
+    file: Option<File>,
+    tmp: PathBuf,
+    root: PathBuf,
+}
+
+impl Write for LocalUpload {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("open until commit").write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for LocalUpload {
+    fn commit(mut self: Box<Self>, name: &str) -> Result<()> {
+        let path = self.root.join(name);
+        let file = self.file.take().expect("committed once");
+        file.sync_all().at(&path)?;
+        drop(file);
+        let dir = path.parent().expect("names have a parent");
+        fs::create_dir_all(dir).at(dir)?;
+        fs::rename(&self.tmp, &path).at(&path)?;
+        sync_dir(dir)
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // Not committed (or the rename failed): never leave the temporary file.
+        if self.file.is_some() || self.tmp.exists() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }

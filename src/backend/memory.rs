@@ -1,14 +1,38 @@
 //! An in-memory backend for tests.
 
-use super::Backend;
+use super::{Backend, Upload};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Files in a map. Durable until dropped.
 #[derive(Default)]
 pub struct MemoryBackend {
-    files: Mutex<BTreeMap<String, Vec<u8>>>,
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+}
+
+/// An upload into a [`MemoryBackend`].
+struct MemoryUpload {
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for MemoryUpload {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for MemoryUpload {
+    fn commit(self: Box<Self>, name: &str) -> Result<()> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.insert(name.to_string(), self.buf);
+        Ok(())
+    }
 }
 
 impl MemoryBackend {
@@ -43,7 +67,9 @@ impl Backend for MemoryBackend {
 
     fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let files = self.files();
-        let f = files.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let f = files
+            .get(name)
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let start = offset as usize;
         f.get(start..start + len)
             .map(<[u8]>::to_vec)
@@ -59,7 +85,12 @@ impl Backend for MemoryBackend {
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let prefix = format!("{dir}/");
-        Ok(self.files().keys().filter(|k| k.starts_with(&prefix)).cloned().collect())
+        Ok(self
+            .files()
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect())
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -69,6 +100,13 @@ impl Backend for MemoryBackend {
 
     fn exists(&self, name: &str) -> Result<bool> {
         Ok(self.files().contains_key(name))
+    }
+
+    fn upload(&self, _dir: &str) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(MemoryUpload {
+            files: self.files.clone(),
+            buf: Vec::new(),
+        }))
     }
 
     fn location(&self) -> String {

@@ -46,6 +46,18 @@ pub trait Backend: Send + Sync {
         Ok(Arc::new(self.get(name)?))
     }
 
+    /// Start writing a new file in `dir`, streamed rather than held in
+    /// memory. Nothing is visible until [`Upload::commit`]; dropping an
+    /// uncommitted upload discards it.
+    fn upload(&self, dir: &str) -> Result<Box<dyn Upload>>;
+
     /// A human-readable location, for messages.
     fn location(&self) -> String;
+}
+
+/// A file being written by [`Backend::upload`].
+pub trait Upload: std::io::Write + Send {
+    /// Make the bytes written durable and visible as `name`, atomically (the
+    /// same contract as [`Backend::put`]).
+    fn commit(self: Box<Self>, name: &str) -> Result<()>;
 }

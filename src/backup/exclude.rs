@@ -67,7 +67,12 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let ex = Excludes::new(&["*.log".into(), "/srv/www/cache/*".into(), "node_modules".into()]).unwrap();
+        let ex = Excludes::new(&[
+            "*.log".into(),
+            "/srv/www/cache/*".into(),
+            "node_modules".into(),
+        ])
+        .unwrap();
         assert!(ex.matches(Path::new("/a/b"), b"x.log"));
         assert!(ex.matches(Path::new("/srv/www/cache"), b"f"));
         assert!(!ex.matches(Path::new("/srv/www/cache/f"), b"g"));

@@ -43,7 +43,11 @@ fn data_regions(fd: RawFd, size: u64, blocks: u64) -> Option<Vec<Region>> {
             return None;
         }
         let hole = unsafe { libc::lseek64(fd, data, libc::SEEK_HOLE) };
-        let end = if hole < 0 { size } else { (hole as u64).min(size) };
+        let end = if hole < 0 {
+            size
+        } else {
+            (hole as u64).min(size)
+        };
         if end > data as u64 {
             out.push((data as u64, Some(end)));
         }
@@ -76,7 +80,17 @@ pub fn read_file(
             push_hole(&mut out.extents, start - out.size);
             out.size = start;
         }
-        let n = read_region(fd, start, end, &mut buf, chunker, writer, &mut out.extents, path, on_read)?;
+        let n = read_region(
+            fd,
+            start,
+            end,
+            &mut buf,
+            chunker,
+            writer,
+            &mut out.extents,
+            path,
+            on_read,
+        )?;
         out.size += n;
         out.bytes_read += n;
     }
@@ -124,7 +138,8 @@ fn read_region(
             let old = buf.len();
             buf.resize(old + want, 0);
             let n = loop {
-                let r = unsafe { libc::pread64(fd, buf[old..].as_mut_ptr().cast(), want, pos as i64) };
+                let r =
+                    unsafe { libc::pread64(fd, buf[old..].as_mut_ptr().cast(), want, pos as i64) };
                 if r >= 0 {
                     break r as usize;
                 }

@@ -115,12 +115,18 @@ pub(crate) struct Counters {
 }
 
 /// Back up `opts.paths` (and a stdin file) into `repo` as one new snapshot.
-pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: Arc<Repository>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupOutcome> {
     let started = std::time::Instant::now();
     let time = now();
     let paths = absolute_paths(&opts.paths)?;
     if paths.is_empty() && opts.stdin.is_none() {
-        return Err(Error::InvalidInput("nothing to back up: give a path or --stdin-name".into()));
+        return Err(Error::InvalidInput(
+            "nothing to back up: give a path or --stdin-name".into(),
+        ));
     }
     let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if let Some(s) = &opts.stdin {
@@ -139,7 +145,10 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progre
     }
     if let Some(s) = &opts.stdin {
         let entry = read_stdin(s, &writer, &chunker, &counters, progress)?;
-        root.insert(&components(&snapshot_path(&s.path)?), Selection::Synthetic(entry));
+        root.insert(
+            &components(&snapshot_path(&s.path)?),
+            Selection::Synthetic(entry),
+        );
     }
     let walk = Walk {
         writer: &writer,
@@ -196,7 +205,9 @@ fn find_parent(
 ) -> Result<(Option<SnapshotId>, Option<Tree>)> {
     let found = match &opts.parent {
         ParentChoice::None => return Ok((None, None)),
-        ParentChoice::Snapshot(id) => Some(repo.find_snapshot(&id.to_hex(), &SnapshotFilter::default())?),
+        ParentChoice::Snapshot(id) => {
+            Some(repo.find_snapshot(&id.to_hex(), &SnapshotFilter::default())?)
+        }
         ParentChoice::Auto => {
             let (all, _) = repo.snapshots()?;
             all.into_iter()
@@ -228,7 +239,10 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         // Resolve symlinks in the parent so the snapshot holds the real path;
         // the last component stays as it is (a symlink is stored as one).
         let abs = match (abs.parent(), abs.file_name()) {
-            (Some(parent), Some(name)) => parent.canonicalize().map_err(|e| Error::io(parent, e))?.join(name),
+            (Some(parent), Some(name)) => parent
+                .canonicalize()
+                .map_err(|e| Error::io(parent, e))?
+                .join(name),
             _ => abs,
         };
         out.push(abs);
@@ -259,7 +273,10 @@ fn normalize(p: &Path) -> PathBuf {
 fn snapshot_path(p: &Path) -> Result<PathBuf> {
     let n = normalize(&Path::new("/").join(p));
     if n == Path::new("/") {
-        return Err(Error::InvalidInput(format!("--stdin-name {:?} names no file", p)));
+        return Err(Error::InvalidInput(format!(
+            "--stdin-name {:?} names no file",
+            p
+        )));
     }
     Ok(n)
 }
@@ -283,7 +300,11 @@ fn read_stdin(
     counters: &Counters,
     progress: &dyn Progress,
 ) -> Result<Entry> {
-    let name = src.path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let name = src
+        .path
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
     let mut entry = Entry::new(name, Kind::File);
     let t = now();
     (entry.mtime, entry.atime, entry.ctime) = (t, t, t);
@@ -306,7 +327,9 @@ fn read_stdin(
                 .map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
             let out = child.stdout.take().expect("piped");
             let res = chunk_stream(out, chunker, writer, &label, progress);
-            let status = child.wait().map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
+            let status = child
+                .wait()
+                .map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
             if !status.success() {
                 writer.flush()?;
                 return Err(Error::InvalidInput(format!(

@@ -68,7 +68,10 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let repo = repo_arg.open()?;
     let mut excludes = args.excludes.clone();
     for f in &args.exclude_files {
-        excludes.extend(Excludes::read_file(f).with_context(|| format!("reading exclude file {}", f.display()))?);
+        excludes.extend(
+            Excludes::read_file(f)
+                .with_context(|| format!("reading exclude file {}", f.display()))?,
+        );
     }
     let parent = match (&args.parent, args.force) {
         (_, true) => ParentChoice::None,
@@ -107,7 +110,11 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         v["dry_run"] = serde_json::Value::Bool(out.dry_run);
         println!("{v}");
     } else {
-        let verb = if out.dry_run { "would be saved (dry run)" } else { "saved" };
+        let verb = if out.dry_run {
+            "would be saved (dry run)"
+        } else {
+            "saved"
+        };
         println!("snapshot {} {verb}", out.id.short());
         println!(
             "files: {} new, {} changed, {} unchanged; {} directories, {} other",
@@ -123,7 +130,10 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         println!("took {:.2}s", s.duration_ms as f64 / 1000.0);
     }
     if s.errors > 0 {
-        eprintln!("warning: {} entries could not be read (named above); the snapshot holds the rest", s.errors);
+        eprintln!(
+            "warning: {} entries could not be read (named above); the snapshot holds the rest",
+            s.errors
+        );
         return Ok(super::EXIT_PARTIAL);
     }
     Ok(super::EXIT_OK)

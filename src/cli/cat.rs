@@ -31,7 +31,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     for ext in &entry.extents {
         match ext {
             Extent::Data { id, .. } => {
-                let data = repo.read_blob(id).with_context(|| format!("reading {}", args.path))?;
+                let data = repo
+                    .read_blob(id)
+                    .with_context(|| format!("reading {}", args.path))?;
                 out.write_all(&data)?;
             }
             Extent::Hole { len } => {

@@ -3,7 +3,7 @@
 use super::output::bytes;
 use super::RepoArg;
 use crate::check::{self, ReadData};
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -11,22 +11,16 @@ pub struct Args {
     #[arg(long)]
     pub read_data: bool,
     /// Read and verify a random N% of packs (e.g. 10%)
-    #[arg(long, value_name = "N%", conflicts_with = "read_data")]
-    pub read_data_subset: Option<String>,
+    #[arg(long, value_name = "N%", conflicts_with = "read_data", value_parser = percentage)]
+    pub read_data_subset: Option<f64>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let read = match (&args.read_data_subset, args.read_data) {
-        (Some(s), _) => {
-            let pct: f64 = s.trim_end_matches('%').parse().map_err(|_| anyhow::anyhow!("--read-data-subset {s:?}: expected a percentage like 10%"))?;
-            if !(0.0..=100.0).contains(&pct) {
-                bail!("--read-data-subset {s:?}: must be between 0% and 100%");
-            }
-            ReadData::Subset(pct)
-        }
+    let read = match (args.read_data_subset, args.read_data) {
+        (Some(pct), _) => ReadData::Subset(pct),
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
@@ -73,7 +67,30 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 println!("  {f}");
             }
         }
-        println!("{}", if report.ok() { "no errors found" } else { "the repository is damaged" });
+        println!(
+            "{}",
+            if report.ok() {
+                "no errors found"
+            } else {
+                "the repository is damaged"
+            }
+        );
     }
-    Ok(if report.ok() { super::EXIT_OK } else { super::EXIT_FAILURE })
+    Ok(if report.ok() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
+/// `10%` or `10`: a percentage from 0 to 100. A bad one is a usage error (exit 2).
+fn percentage(s: &str) -> std::result::Result<f64, String> {
+    let pct: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| "expected a percentage like 10%".to_string())?;
+    if !(0.0..=100.0).contains(&pct) {
+        return Err("must be between 0% and 100%".into());
+    }
+    Ok(pct)
 }

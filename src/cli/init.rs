@@ -26,10 +26,15 @@ pub fn create(path: &Path) -> Result<Repository> {
         anyhow::bail!("{} already holds a repository", path.display());
     }
     if path.is_dir() && std::fs::read_dir(path)?.next().is_some() {
-        anyhow::bail!("{} is not empty; a repository needs an empty directory", path.display());
+        anyhow::bail!(
+            "{} is not empty; a repository needs an empty directory",
+            path.display()
+        );
     }
     for dir in ["data", "index", "snapshots", "locks"] {
-        std::fs::create_dir_all(path.join(dir)).with_context(|| format!("creating {}", path.join(dir).display()))?;
+        std::fs::create_dir_all(path.join(dir))
+            .with_context(|| format!("creating {}", path.join(dir).display()))?;
     }
-    Repository::init(Arc::new(LocalBackend::new(path))).with_context(|| format!("creating repository {}", path.display()))
+    Repository::init(Arc::new(LocalBackend::new(path)))
+        .with_context(|| format!("creating repository {}", path.display()))
 }

@@ -32,7 +32,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         .find_snapshot(&args.snapshot, &args.filter.filter())
         .with_context(|| format!("finding snapshot {}", args.snapshot))?;
     let path = args.path.clone().unwrap_or_else(|| "/".into());
-    let entry = repo.entry_at(&snap.tree, path.as_bytes()).with_context(|| format!("snapshot {}", args.snapshot))?;
+    let entry = repo
+        .entry_at(&snap.tree, path.as_bytes())
+        .with_context(|| format!("snapshot {}", args.snapshot))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let base = path.trim_end_matches('/').as_bytes().to_vec();
     if entry.kind == Kind::Dir {
@@ -44,8 +46,16 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-fn list(repo: &Repository, dir: &Entry, path: &[u8], args: &Args, out: &mut impl Write) -> Result<()> {
-    let Some(sub) = dir.subtree else { return Ok(()) };
+fn list(
+    repo: &Repository,
+    dir: &Entry,
+    path: &[u8],
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
+    let Some(sub) = dir.subtree else {
+        return Ok(());
+    };
     let tree = repo
         .load_tree(&sub)
         .with_context(|| format!("reading directory {}", String::from_utf8_lossy(path)))?;
@@ -77,7 +87,13 @@ fn print(e: &Entry, path: &[u8], args: &Args, out: &mut impl Write) -> Result<()
         return Ok(());
     }
     if args.long {
-        let owner = |name: &str, id: u32| if name.is_empty() { id.to_string() } else { name.to_string() };
+        let owner = |name: &str, id: u32| {
+            if name.is_empty() {
+                id.to_string()
+            } else {
+                name.to_string()
+            }
+        };
         write!(
             out,
             "{} {:>8} {:>8} {:>12} {} ",

@@ -15,12 +15,11 @@ mod restore;
 mod snapshots;
 mod stats;
 
+use crate::repo::{Repository, SnapshotFilter};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use crate::repo::{Repository, SnapshotFilter};
 use std::path::PathBuf;
 use std::sync::Arc;
-
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
@@ -61,7 +60,9 @@ pub enum Command {
 /// Parse the command line and run it. Returns the exit code.
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
-    let repo = RepoArg { explicit: cli.repo.clone() };
+    let repo = RepoArg {
+        explicit: cli.repo.clone(),
+    };
     match cli.command {
         Command::Init(a) => init::run(&repo, a),
         Command::Backup(a) => backup::run(&repo, a),
@@ -95,7 +96,8 @@ impl RepoArg {
     /// Open the repository.
     pub fn open(&self) -> Result<Arc<Repository>> {
         let path = self.path()?;
-        let repo = Repository::open_dir(&path).with_context(|| format!("opening repository {}", path.display()))?;
+        let repo = Repository::open_dir(&path)
+            .with_context(|| format!("opening repository {}", path.display()))?;
         Ok(Arc::new(repo))
     }
 }

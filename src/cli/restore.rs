@@ -53,7 +53,13 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let snap_path = Path::new("/").join(sub.trim_start_matches('/'));
     let out = restore::restore(&repo, &entry, &snap_path, &opts, &reporter);
     reporter.finish();
-    let out = out.with_context(|| format!("restoring snapshot {} into {}", id.short(), args.target.display()))?;
+    let out = out.with_context(|| {
+        format!(
+            "restoring snapshot {} into {}",
+            id.short(),
+            args.target.display()
+        )
+    })?;
     if args.json {
         println!(
             "{}",
@@ -75,7 +81,10 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         );
     }
     if out.owner_denied > 0 {
-        eprintln!("warning: could not set the owner of {} entries (restoring owners needs root)", out.owner_denied);
+        eprintln!(
+            "warning: could not set the owner of {} entries (restoring owners needs root)",
+            out.owner_denied
+        );
     }
     if out.xattr_denied > 0 {
         eprintln!(
@@ -84,7 +93,10 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         );
     }
     if out.errors > 0 {
-        eprintln!("error: {} entries could not be restored (named above)", out.errors);
+        eprintln!(
+            "error: {} entries could not be restored (named above)",
+            out.errors
+        );
         return Ok(super::EXIT_PARTIAL);
     }
     Ok(super::EXIT_OK)

@@ -32,7 +32,10 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:<8}  {:<19}  {:<16}  {:>10}  {:<12}  paths", "id", "time", "host", "size", "tags");
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:>10}  {:<12}  paths",
+            "id", "time", "host", "size", "tags"
+        );
         for (id, s) in &list {
             println!(
                 "{:<8}  {:<19}  {:<16}  {:>10}  {:<12}  {}",
@@ -46,5 +49,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         }
         println!("{} snapshots", list.len());
     }
-    Ok(if bad.is_empty() { super::EXIT_OK } else { super::EXIT_FAILURE })
+    Ok(if bad.is_empty() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    })
 }

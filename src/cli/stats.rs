@@ -33,8 +33,15 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let repo = repo.open()?;
     let filter = args.filter.filter();
     let snaps = match &args.snapshot {
-        Some(spec) => vec![repo.find_snapshot(spec, &filter).with_context(|| format!("finding snapshot {spec}"))?],
-        None => repo.snapshots()?.0.into_iter().filter(|(_, s)| filter.matches(s)).collect(),
+        Some(spec) => vec![repo
+            .find_snapshot(spec, &filter)
+            .with_context(|| format!("finding snapshot {spec}"))?],
+        None => repo
+            .snapshots()?
+            .0
+            .into_iter()
+            .filter(|(_, s)| filter.matches(s))
+            .collect(),
     };
     let mut t = Totals::default();
     let mut blobs: HashSet<BlobId> = HashSet::new();
@@ -63,10 +70,20 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         println!("snapshots:           {}", t.snapshots);
         println!("files:               {}", t.files);
         println!("logical size:        {}", bytes(t.logical));
-        println!("unique data:         {} in {} blobs", bytes(t.unique_raw), t.blobs);
+        println!(
+            "unique data:         {} in {} blobs",
+            bytes(t.unique_raw),
+            t.blobs
+        );
         println!("stored size:         {}", bytes(t.unique_stored));
-        println!("deduplication ratio: {:.2}x", ratio(t.logical, t.unique_raw));
-        println!("compression ratio:   {:.2}x", ratio(t.unique_raw, t.unique_stored));
+        println!(
+            "deduplication ratio: {:.2}x",
+            ratio(t.logical, t.unique_raw)
+        );
+        println!(
+            "compression ratio:   {:.2}x",
+            ratio(t.unique_raw, t.unique_stored)
+        );
         println!("repository packs:    {}", bytes(repo_bytes));
     }
     Ok(super::EXIT_OK)
@@ -92,7 +109,8 @@ fn walk(repo: &Repository, id: TreeId, blobs: &mut HashSet<BlobId>, t: &mut Tota
                             if let Some(loc) = repo.lookup(id)? {
                                 t.blobs += 1;
                                 t.unique_raw += loc.raw_len as u64;
-                                t.unique_stored += loc.stored_len as u64;
+                                // A bundled blob's share of its frame.
+                                t.unique_stored += loc.frame.stored_len as u64 * loc.raw_len as u64 / loc.frame.raw_len.max(1) as u64;
                             }
                         }
                     }

@@ -80,7 +80,10 @@ pub fn open_envelope<'a>(bytes: &'a [u8], kind: FileKind, object: &str) -> Resul
     if bytes[4] != kind.tag() {
         return Err(Error::corrupt(
             object,
-            format!("expected a {kind:?} file, found kind {:?}", bytes[4] as char),
+            format!(
+                "expected a {kind:?} file, found kind {:?}",
+                bytes[4] as char
+            ),
         ));
     }
     if bytes[5] != kind.version() {
@@ -162,9 +165,15 @@ impl Codec {
                         _ => return Err(Error::corrupt(object, "zstd frame without a sane size")),
                     },
                 };
-                decompress(payload, cap).map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?
+                decompress(payload, cap)
+                    .map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?
             }
-            other => return Err(Error::corrupt(object, format!("unknown frame scheme {other}"))),
+            other => {
+                return Err(Error::corrupt(
+                    object,
+                    format!("unknown frame scheme {other}"),
+                ))
+            }
         };
         if let Some(n) = expect_len {
             if plain.len() != n {
@@ -198,7 +207,10 @@ fn compress_to(level: i32, plain: &[u8], dst: &mut [u8]) -> std::io::Result<usiz
         if slot.as_ref().map(|(l, _)| *l) != Some(level) {
             *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
-        slot.as_mut().expect("just set").1.compress_to_buffer(plain, dst)
+        slot.as_mut()
+            .expect("just set")
+            .1
+            .compress_to_buffer(plain, dst)
     })
 }
 
@@ -229,7 +241,9 @@ mod tests {
     #[test]
     fn random_data_is_stored_raw() {
         let c = Codec::new(3);
-        let plain: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let plain: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let frame = c.encode(&plain);
         let decoded = c.decode(&frame, Some(plain.len()), "t").unwrap();
         assert_eq!(decoded, plain);
@@ -239,9 +253,18 @@ mod tests {
     fn wrong_length_and_bad_scheme_are_corrupt() {
         let c = Codec::new(3);
         let frame = c.encode(&b"abc".repeat(100));
-        assert!(matches!(c.decode(&frame, Some(5), "t"), Err(Error::Corrupt { .. })));
-        assert!(matches!(c.decode(&[9, 1, 2], None, "t"), Err(Error::Corrupt { .. })));
-        assert!(matches!(c.decode(&[], None, "t"), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            c.decode(&frame, Some(5), "t"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            c.decode(&[9, 1, 2], None, "t"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            c.decode(&[], None, "t"),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -251,7 +274,9 @@ mod tests {
         assert_eq!(open_envelope(&f, FileKind::Pack, "p").unwrap(), &[7]);
         assert!(open_envelope(&f, FileKind::Index, "p").is_err());
         f[5] = 99;
-        let err = open_envelope(&f, FileKind::Pack, "p").unwrap_err().to_string();
+        let err = open_envelope(&f, FileKind::Pack, "p")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown format version 99"), "{err}");
         assert!(open_envelope(b"nope", FileKind::Pack, "p").is_err());
     }

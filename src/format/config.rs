@@ -91,7 +91,11 @@ impl Config {
             )));
         }
         let c = cfg.chunker;
-        if !(64..=c.avg).contains(&c.min) || c.avg > c.max || c.max > 16 << 20 || !c.avg.is_power_of_two() {
+        if !(64..=c.avg).contains(&c.min)
+            || c.avg > c.max
+            || c.max > 16 << 20
+            || !c.avg.is_power_of_two()
+        {
             return Err(Error::corrupt("config", "chunker parameters out of range"));
         }
         cfg.key()?;

@@ -10,20 +10,22 @@
 //! | scheme   | 1           | `0` (raw frame)                            |
 //! | counts   | 8           | `p` packs u32 LE, `n` blobs u32 LE         |
 //! | packs    | 32·p        | pack ids, in no particular order           |
-//! | records  | 52·n        | sorted by blob id, bytewise                |
+//! | records  | 60·n        | sorted by blob id, bytewise                |
 //! | checksum | 32          | BLAKE3 of everything from `counts` to here |
 //!
 //! Record (little-endian):
 //!
-//! | offset | size | field                                       |
-//! |--------|------|---------------------------------------------|
-//! | 0      | 32   | blob id                                     |
-//! | 32     | 4    | pack number: position in the packs table    |
-//! | 36     | 4    | offset of the blob's frame in the pack      |
-//! | 40     | 4    | stored (frame) length                       |
-//! | 44     | 4    | plaintext length                            |
-//! | 48     | 1    | kind: `0` data, `1` tree                    |
-//! | 49     | 3    | reserved, zero                              |
+//! | offset | size | field                                              |
+//! |--------|------|----------------------------------------------------|
+//! | 0      | 32   | blob id                                            |
+//! | 32     | 4    | pack number: position in the packs table           |
+//! | 36     | 4    | offset of the blob's frame in the pack             |
+//! | 40     | 4    | stored length of the frame                         |
+//! | 44     | 4    | plaintext length of the frame                      |
+//! | 48     | 4    | offset of the blob's plaintext in the frame's      |
+//! | 52     | 4    | plaintext length of the blob                       |
+//! | 56     | 1    | kind: `0` data, `1` tree                           |
+//! | 57     | 3    | reserved, zero                                     |
 //!
 //! A blob may appear in several index files (two backups racing, or a repack):
 //! any one entry is valid. An index file *must* only be written after every pack
@@ -32,12 +34,12 @@
 
 use super::codec::{envelope, open_envelope, FileKind, ENVELOPE_LEN};
 use super::id::{BlobId, PackId};
-use super::pack::{BlobKind, PackEntry};
+use super::pack::{BlobKind, Frame, PackEntry};
 use crate::error::{Error, Result};
 use std::ops::Deref;
 use std::sync::Arc;
 
-const RECORD_LEN: usize = 52;
+const RECORD_LEN: usize = 60;
 const BODY_START: usize = ENVELOPE_LEN + 1;
 
 /// Where a blob is stored.
@@ -45,8 +47,11 @@ const BODY_START: usize = ENVELOPE_LEN + 1;
 pub struct Location {
     pub pack: PackId,
     pub kind: BlobKind,
-    pub offset: u32,
-    pub stored_len: u32,
+    /// The frame holding the blob.
+    pub frame: Frame,
+    /// Offset of the blob's plaintext in the frame's plaintext.
+    pub inner: u32,
+    /// Length of the blob's plaintext.
     pub raw_len: u32,
 }
 
@@ -58,7 +63,8 @@ pub fn encode(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
     }
     records.sort_by(|a, b| a.0.cmp(&b.0));
     records.dedup_by(|a, b| a.0 == b.0);
-    let mut out = Vec::with_capacity(BODY_START + 8 + packs.len() * 32 + records.len() * RECORD_LEN + 32);
+    let mut out =
+        Vec::with_capacity(BODY_START + 8 + packs.len() * 32 + records.len() * RECORD_LEN + 32);
     out.extend_from_slice(&envelope(FileKind::Index));
     out.push(0);
     out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
@@ -68,10 +74,10 @@ pub fn encode(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
     }
     for (id, pack, e) in records {
         out.extend_from_slice(&id.0);
-        out.extend_from_slice(&pack.to_le_bytes());
-        out.extend_from_slice(&e.offset.to_le_bytes());
-        out.extend_from_slice(&e.stored_len.to_le_bytes());
-        out.extend_from_slice(&e.raw_len.to_le_bytes());
+        let f = e.frame;
+        for v in [pack, f.offset, f.stored_len, f.raw_len, e.inner, e.raw_len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         out.extend_from_slice(&[e.kind.to_byte(), 0, 0, 0]);
     }
     let sum = blake3::hash(&out[BODY_START..]);
@@ -97,7 +103,10 @@ impl IndexFile {
         let object = format!("index {name}");
         open_envelope(&bytes, FileKind::Index, &object)?;
         if bytes.len() < BODY_START + 8 + 32 || bytes[ENVELOPE_LEN] != 0 {
-            return Err(Error::corrupt(&object, "index too short or not a raw frame"));
+            return Err(Error::corrupt(
+                &object,
+                "index too short or not a raw frame",
+            ));
         }
         let u = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let (packs, records) = (u(BODY_START), u(BODY_START + 4));
@@ -105,7 +114,10 @@ impl IndexFile {
         if bytes.len() != expect {
             return Err(Error::corrupt(
                 &object,
-                format!("length {} does not match its counts (expected {expect})", bytes.len()),
+                format!(
+                    "length {} does not match its counts (expected {expect})",
+                    bytes.len()
+                ),
             ));
         }
         Ok(IndexFile {
@@ -173,14 +185,22 @@ impl IndexFile {
         if pack >= self.packs {
             return Err(Error::corrupt(object, "record names a pack beyond the table"));
         }
-        let kind = BlobKind::from_byte(r[48]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
-        Ok(Location {
+        let kind = BlobKind::from_byte(r[56]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
+        let loc = Location {
             pack: self.pack_at(pack),
             kind,
-            offset: u(36),
-            stored_len: u(40),
-            raw_len: u(44),
-        })
+            frame: Frame {
+                offset: u(36),
+                stored_len: u(40),
+                raw_len: u(44),
+            },
+            inner: u(48),
+            raw_len: u(52),
+        };
+        if loc.inner as u64 + loc.raw_len as u64 > loc.frame.raw_len as u64 {
+            return Err(Error::corrupt(object, "record places a blob outside its frame"));
+        }
+        Ok(loc)
     }
 
     /// Binary search for `id`.
@@ -192,7 +212,9 @@ impl IndexFile {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => {
-                    return self.location_at(mid, &format!("index {}", self.name)).map(Some)
+                    return self
+                        .location_at(mid, &format!("index {}", self.name))
+                        .map(Some)
                 }
             }
         }
@@ -214,8 +236,12 @@ mod tests {
         PackEntry {
             kind: BlobKind::Data,
             id: BlobId([id; 32]),
-            offset,
-            stored_len: 10,
+            frame: Frame {
+                offset,
+                stored_len: 10,
+                raw_len: 20,
+            },
+            inner: 0,
             raw_len: 20,
         }
     }
@@ -231,8 +257,8 @@ mod tests {
         idx.verify().unwrap();
         assert_eq!(idx.len(), 3);
         let loc = idx.get(&BlobId([3; 32])).unwrap().unwrap();
-        assert_eq!((loc.pack, loc.offset), (PackId([9; 32]), 8));
-        assert_eq!(idx.get(&BlobId([1; 32])).unwrap().unwrap().offset, 18);
+        assert_eq!((loc.pack, loc.frame.offset), (PackId([9; 32]), 8));
+        assert_eq!(idx.get(&BlobId([1; 32])).unwrap().unwrap().frame.offset, 18);
         assert!(idx.get(&BlobId([2; 32])).unwrap().is_none());
         assert!(idx.get(&BlobId([255; 32])).unwrap().is_none());
     }

@@ -1,4 +1,4 @@
-//! Pack files: many blobs, then a header that lists them.
+//! Pack files: frames of blobs, then a header that lists them.
 //!
 //! A pack is written once and never changed. Its name is the BLAKE3 of its
 //! bytes ([`PackId`](super::id::PackId)), under `data/<first two hex digits>/`.
@@ -6,26 +6,33 @@
 //! | part    | size          | content                                              |
 //! |---------|---------------|------------------------------------------------------|
 //! | envelope| 8             | `RWND` `P` version 1, see [`codec`](super::codec)    |
-//! | blobs   | variable      | one codec frame per blob, back to back               |
+//! | frames  | variable      | codec frames, back to back                           |
 //! | header  | `header_len`  | one codec frame whose plaintext is the header table  |
 //! | trailer | 12            | `header_len` u32 LE, then the 8 bytes `RWNDTAIL`     |
+//!
+//! A frame holds one blob, or a *bundle*: the plaintexts of several small blobs
+//! back to back, compressed together. Small files compress far better together
+//! than one by one (source trees: about 30% smaller), and a reader of one of
+//! them decompresses at most one bundle (128 KiB or so).
 //!
 //! Header table plaintext (all integers little-endian):
 //!
 //! | offset | size | field                                  |
 //! |--------|------|----------------------------------------|
 //! | 0      | 4    | number of entries `n`                  |
-//! | 4      | 45·n | entries                                |
+//! | 4      | 53·n | entries                                |
 //!
 //! Each entry:
 //!
-//! | offset | size | field                                               |
-//! |--------|------|-----------------------------------------------------|
-//! | 0      | 1    | kind: `0` data, `1` tree                            |
-//! | 1      | 32   | blob id                                             |
+//! | offset | size | field                                                 |
+//! |--------|------|-------------------------------------------------------|
+//! | 0      | 1    | kind: `0` data, `1` tree                              |
+//! | 1      | 32   | blob id                                               |
 //! | 33     | 4    | offset of the blob's frame from the start of the pack |
-//! | 37     | 4    | length of the frame as stored                       |
-//! | 41     | 4    | length of the plaintext                             |
+//! | 37     | 4    | length of that frame as stored                        |
+//! | 41     | 4    | length of the frame's plaintext                       |
+//! | 45     | 4    | offset of the blob's plaintext inside the frame's     |
+//! | 49     | 4    | length of the blob's plaintext                        |
 //!
 //! Because every pack carries its own header, the index can always be rebuilt
 //! from the packs alone. The writer *must* re-decode its header before it
@@ -40,7 +47,7 @@ use std::io::Write;
 pub const TAIL_MAGIC: &[u8; 8] = b"RWNDTAIL";
 /// Length of the trailer: header length and tail magic.
 pub const TRAILER_LEN: usize = 12;
-const ENTRY_LEN: usize = 45;
+const ENTRY_LEN: usize = 53;
 
 /// What a blob holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,15 +72,28 @@ impl BlobKind {
     }
 }
 
+/// Where a blob lies: its frame, and its place in the frame's plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
 /// One blob inside a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackEntry {
     pub kind: BlobKind,
     pub id: BlobId,
-    pub offset: u32,
-    pub stored_len: u32,
+    pub frame: Frame,
+    /// Offset of the blob's plaintext in the frame's plaintext.
+    pub inner: u32,
+    /// Length of the blob's plaintext.
     pub raw_len: u32,
 }
+
+/// One blob to place in a frame: kind, id, offset in the frame's plaintext, length.
+pub type FrameBlob = (BlobKind, BlobId, u32, u32);
 
 /// Writes one pack into `W`.
 pub struct PackWriter<W: Write> {
@@ -104,8 +124,8 @@ impl<W: Write> PackWriter<W> {
         Ok(())
     }
 
-    /// Append one blob whose codec frame is `frame`.
-    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_len: usize, frame: &[u8]) -> Result<()> {
+    /// Append one frame (of `raw_len` plaintext bytes) holding `blobs`.
+    pub fn add_frame(&mut self, frame: &[u8], raw_len: usize, blobs: &[FrameBlob]) -> Result<()> {
         self.usable()?;
         let end = self.offset + frame.len() as u64;
         if end > u32::MAX as u64 || raw_len > u32::MAX as usize {
@@ -115,15 +135,21 @@ impl<W: Write> PackWriter<W> {
             self.failed = true;
             return Err(Error::io("pack", e));
         }
-        self.entries.push(PackEntry {
-            kind,
-            id,
+        let f = Frame {
             offset: self.offset as u32,
             stored_len: frame.len() as u32,
             raw_len: raw_len as u32,
-        });
+        };
+        for &(kind, id, inner, len) in blobs {
+            self.entries.push(PackEntry { kind, id, frame: f, inner, raw_len: len });
+        }
         self.offset = end;
         Ok(())
+    }
+
+    /// Append one blob in a frame of its own.
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_len: usize, frame: &[u8]) -> Result<()> {
+        self.add_frame(frame, raw_len, &[(kind, id, 0, raw_len as u32)])
     }
 
     /// Bytes written so far.
@@ -166,9 +192,9 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
     for e in entries {
         out.push(e.kind.to_byte());
         out.extend_from_slice(&e.id.0);
-        out.extend_from_slice(&e.offset.to_le_bytes());
-        out.extend_from_slice(&e.stored_len.to_le_bytes());
-        out.extend_from_slice(&e.raw_len.to_le_bytes());
+        for v in [e.frame.offset, e.frame.stored_len, e.frame.raw_len, e.inner, e.raw_len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
     out
 }
@@ -187,13 +213,21 @@ pub fn decode_header(plain: &[u8], object: &str) -> Result<Vec<PackEntry>> {
         .map(|r| {
             let kind = BlobKind::from_byte(r[0]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
             let u = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
-            Ok(PackEntry {
+            let e = PackEntry {
                 kind,
                 id: BlobId(r[1..33].try_into().unwrap()),
-                offset: u(33),
-                stored_len: u(37),
-                raw_len: u(41),
-            })
+                frame: Frame {
+                    offset: u(33),
+                    stored_len: u(37),
+                    raw_len: u(41),
+                },
+                inner: u(45),
+                raw_len: u(49),
+            };
+            if e.inner as u64 + e.raw_len as u64 > e.frame.raw_len as u64 {
+                return Err(Error::corrupt(object, "blob lies outside its frame"));
+            }
+            Ok(e)
         })
         .collect()
 }
@@ -206,7 +240,7 @@ pub fn trailer_header_len(trailer: &[u8], object: &str) -> Result<usize> {
     Ok(u32::from_le_bytes(trailer[..4].try_into().unwrap()) as usize)
 }
 
-/// Parse the header of a whole pack held in memory, checking that every entry
+/// Parse the header of a whole pack held in memory, checking that every frame
 /// lies between the envelope and the header.
 pub fn read_header(pack: &[u8], codec: &Codec, object: &str) -> Result<Vec<PackEntry>> {
     open_envelope(pack, FileKind::Pack, object)?;
@@ -222,12 +256,17 @@ pub fn read_header(pack: &[u8], codec: &Codec, object: &str) -> Result<Vec<PackE
     let plain = codec.decode(&pack[body_end..pack.len() - TRAILER_LEN], None, object)?;
     let entries = decode_header(&plain, object)?;
     for e in &entries {
-        let end = e.offset as usize + e.stored_len as usize;
-        if (e.offset as usize) < ENVELOPE_LEN || end > body_end {
+        let end = e.frame.offset as usize + e.frame.stored_len as usize;
+        if (e.frame.offset as usize) < ENVELOPE_LEN || end > body_end {
             return Err(Error::corrupt(object, format!("blob {} lies outside the pack body", e.id.short())));
         }
     }
     Ok(entries)
+}
+
+/// The bytes of `frame` inside a whole pack held in memory.
+pub fn frame_bytes(pack: &[u8], frame: Frame) -> &[u8] {
+    &pack[frame.offset as usize..(frame.offset + frame.stored_len) as usize]
 }
 
 #[cfg(test)]
@@ -237,11 +276,12 @@ mod tests {
     fn sample() -> (Vec<u8>, Vec<PackEntry>) {
         let codec = Codec::new(3);
         let mut w = PackWriter::new(Vec::new()).unwrap();
-        for (i, data) in [b"one".repeat(50), b"two".to_vec()].iter().enumerate() {
-            let frame = codec.encode(data);
-            let kind = if i == 0 { BlobKind::Data } else { BlobKind::Tree };
-            w.add(kind, BlobId([i as u8; 32]), data.len(), &frame).unwrap();
-        }
+        let one = b"one".repeat(50);
+        w.add(BlobKind::Data, BlobId([1; 32]), one.len(), &codec.encode(&one)).unwrap();
+        // A bundle of two blobs in one frame.
+        let bundle = b"twothree".to_vec();
+        let blobs = [(BlobKind::Tree, BlobId([2; 32]), 0, 3), (BlobKind::Data, BlobId([3; 32]), 3, 5)];
+        w.add_frame(&codec.encode(&bundle), bundle.len(), &blobs).unwrap();
         w.finish(&codec).unwrap()
     }
 
@@ -251,8 +291,12 @@ mod tests {
         let codec = Codec::new(3);
         assert_eq!(read_header(&bytes, &codec, "p").unwrap(), entries);
         let e = entries[0];
-        let frame = &bytes[e.offset as usize..(e.offset + e.stored_len) as usize];
-        assert_eq!(codec.decode(frame, Some(e.raw_len as usize), "b").unwrap(), b"one".repeat(50));
+        let plain = codec.decode(frame_bytes(&bytes, e.frame), Some(e.frame.raw_len as usize), "b").unwrap();
+        assert_eq!(plain, b"one".repeat(50));
+        let e = entries[2];
+        assert_eq!(entries[1].frame, e.frame);
+        let plain = codec.decode(frame_bytes(&bytes, e.frame), Some(e.frame.raw_len as usize), "b").unwrap();
+        assert_eq!(&plain[e.inner as usize..(e.inner + e.raw_len) as usize], b"three");
     }
 
     #[test]

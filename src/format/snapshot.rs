@@ -84,7 +84,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let s = Snapshot {
-            time: Time { sec: 1_700_000_000, nsec: 5 },
+            time: Time {
+                sec: 1_700_000_000,
+                nsec: 5,
+            },
             host: "h".into(),
             username: "root".into(),
             paths: vec!["/srv/www".into()],

@@ -62,7 +62,9 @@ pub enum Kind {
 }
 
 /// A timestamp: seconds since the epoch and nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Time {
     pub sec: i64,
     pub nsec: u32,
@@ -178,7 +180,8 @@ impl Tree {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("trees always encode")
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("trees always encode")
     }
 
     /// Decode and validate: version, sorted unique names, safe names, extents
@@ -191,7 +194,10 @@ impl Tree {
             return Err(Error::corrupt(object, "trailing bytes after tree"));
         }
         if tree.version != VERSION {
-            return Err(Error::corrupt(object, format!("unknown tree version {}", tree.version)));
+            return Err(Error::corrupt(
+                object,
+                format!("unknown tree version {}", tree.version),
+            ));
         }
         for (i, e) in tree.entries.iter().enumerate() {
             if !valid_name(&e.name) {
@@ -204,7 +210,10 @@ impl Tree {
                 return Err(Error::corrupt(object, "entries not sorted by name"));
             }
             if e.kind == Kind::File && e.extents.iter().map(Extent::len).sum::<u64>() != e.size {
-                return Err(Error::corrupt(object, "extents do not add up to the file size"));
+                return Err(Error::corrupt(
+                    object,
+                    "extents do not add up to the file size",
+                ));
             }
         }
         Ok(tree)
@@ -227,8 +236,17 @@ mod tests {
     fn round_trip_and_lookup() {
         let mut f = Entry::new(b"b\xff\nname".to_vec(), Kind::File);
         f.size = 10;
-        f.extents = vec![Extent::Data { id: BlobId([1; 32]), len: 4 }, Extent::Hole { len: 6 }];
-        f.mtime = Time { sec: -5, nsec: 999_999_999 };
+        f.extents = vec![
+            Extent::Data {
+                id: BlobId([1; 32]),
+                len: 4,
+            },
+            Extent::Hole { len: 6 },
+        ];
+        f.mtime = Time {
+            sec: -5,
+            nsec: 999_999_999,
+        };
         let d = Entry::new(b"a".to_vec(), Kind::Dir);
         let t = Tree::new(vec![f.clone(), d]);
         let back = Tree::decode(&t.encode(), "t").unwrap();

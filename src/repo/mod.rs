@@ -3,6 +3,7 @@
 //! [`Repository`] reads: blobs by id (checked against their hash), trees,
 //! snapshots. [`writer::RepoWriter`] adds to it, and owns the write order.
 
+mod cache;
 pub mod writer;
 
 use crate::backend::local::LocalBackend;
@@ -12,12 +13,13 @@ use crate::format::codec::Codec;
 use crate::format::config::Config;
 use crate::format::id::{BlobId, Hasher, PackId, SnapshotId, TreeId};
 use crate::format::index::{IndexFile, Location};
-use crate::format::pack::{self, BlobKind, PackEntry};
+use crate::format::pack::{self, BlobKind, Frame, PackEntry};
+use cache::FrameCache;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, Kind, Tree};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// An open repository. Cheap to share between threads behind an `Arc`.
 pub struct Repository {
@@ -26,9 +28,16 @@ pub struct Repository {
     codec: Codec,
     hasher: Hasher,
     index: RwLock<Vec<IndexFile>>,
+    frames: Mutex<FrameCache>,
 }
 
 /// The name of a pack file.
+fn blob_slice<'a>(plain: &'a [u8], inner: u32, len: u32, object: &str) -> Result<&'a [u8]> {
+    plain
+        .get(inner as usize..inner as usize + len as usize)
+        .ok_or_else(|| Error::corrupt(object, "blob lies outside its frame"))
+}
+
 pub fn pack_name(id: &PackId) -> String {
     let hex = id.to_hex();
     format!("data/{}/{hex}", &hex[..2])
@@ -82,6 +91,7 @@ impl Repository {
             backend,
             config,
             index: RwLock::new(Vec::new()),
+            frames: Mutex::new(FrameCache::new(16 << 20)),
         })
     }
 
@@ -114,7 +124,10 @@ impl Repository {
 
     /// Make a just-written index file visible to lookups.
     pub(crate) fn add_index(&self, file: IndexFile) {
-        self.index.write().unwrap_or_else(|e| e.into_inner()).push(file);
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
     }
 
     /// The index files currently mapped.
@@ -140,35 +153,84 @@ impl Repository {
 
     /// The plaintext of blob `id`, checked against its id.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .lookup(id)?
-            .ok_or_else(|| Error::corrupt(format!("blob {}", id.short()), "not in any index (missing data)"))?;
+        let loc = self.lookup(id)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("blob {}", id.short()),
+                "not in any index (missing data)",
+            )
+        })?;
         self.read_blob_at(id, &loc)
     }
 
     /// The plaintext of blob `id` at `loc`, checked against its id.
     pub fn read_blob_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let name = pack_name(&loc.pack);
         let object = format!("blob {} in pack {}", id.short(), loc.pack.short());
-        let frame = match self.backend.get_range(&name, loc.offset as u64, loc.stored_len as usize) {
-            Err(Error::NotFound(_)) => return Err(Error::corrupt(&object, "pack file is missing")),
-            Err(Error::Corrupt { reason, .. }) => return Err(Error::corrupt(&object, reason)),
-            other => other?,
-        };
-        self.decode_blob(id, loc.kind, &frame, loc.raw_len as usize, &object)
+        let plain = self.frame_plain(&loc.pack, loc.frame, loc.frame.raw_len != loc.raw_len, &object)?;
+        let blob = blob_slice(&plain, loc.inner, loc.raw_len, &object)?;
+        self.verify_blob(id, loc.kind, blob, &object)?;
+        Ok(blob.to_vec())
     }
 
-    /// Decode a frame and check it hashes to `id`.
-    pub fn decode_blob(&self, id: &BlobId, kind: BlobKind, frame: &[u8], raw_len: usize, object: &str) -> Result<Vec<u8>> {
-        let plain = self.codec.decode(frame, Some(raw_len), object)?;
+    /// The decoded plaintext of a frame. Bundles (frames of several small
+    /// blobs) are kept in a small cache: readers of neighbouring small files
+    /// decompress each bundle once.
+    fn frame_plain(&self, pack: &PackId, frame: Frame, bundle: bool, object: &str) -> Result<Arc<Vec<u8>>> {
+        let key = (*pack, frame.offset);
+        if bundle {
+            if let Some(hit) = self.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+                return Ok(hit);
+            }
+        }
+        let bytes = match self
+            .backend
+            .get_range(&pack_name(pack), frame.offset as u64, frame.stored_len as usize)
+        {
+            Err(Error::NotFound(_)) => return Err(Error::corrupt(object, "pack file is missing")),
+            Err(Error::Corrupt { reason, .. }) => return Err(Error::corrupt(object, reason)),
+            other => other?,
+        };
+        let plain = Arc::new(self.codec.decode(&bytes, Some(frame.raw_len as usize), object)?);
+        if bundle {
+            self.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(key, plain.clone());
+        }
+        Ok(plain)
+    }
+
+    /// Check that `plain` hashes to `id`.
+    pub fn verify_blob(&self, id: &BlobId, kind: BlobKind, plain: &[u8], object: &str) -> Result<()> {
         let actual = match kind {
-            BlobKind::Data => self.hasher.blob(&plain),
-            BlobKind::Tree => self.hasher.tree(&plain).blob(),
+            BlobKind::Data => self.hasher.blob(plain),
+            BlobKind::Tree => self.hasher.tree(plain).blob(),
         };
         if actual != *id {
             return Err(Error::corrupt(object, "content does not match its id"));
         }
-        Ok(plain)
+        Ok(())
+    }
+
+    /// Decode every frame of a whole pack held in memory and check every blob.
+    /// Returns the blobs that failed, with the reason.
+    pub fn verify_pack(&self, bytes: &[u8], entries: &[PackEntry], object: &str) -> Vec<(BlobId, String)> {
+        let mut bad = Vec::new();
+        let mut current: Option<(Frame, Result<Vec<u8>>)> = None;
+        for e in entries {
+            if current.as_ref().map(|(f, _)| *f) != Some(e.frame) {
+                let decoded = match bytes.get(e.frame.offset as usize..(e.frame.offset + e.frame.stored_len) as usize) {
+                    Some(frame) => self.codec.decode(frame, Some(e.frame.raw_len as usize), object),
+                    None => Err(Error::corrupt(object, "frame lies beyond the end of the pack")),
+                };
+                current = Some((e.frame, decoded));
+            }
+            let res = match &current.as_ref().expect("just set").1 {
+                Ok(plain) => blob_slice(plain, e.inner, e.raw_len, object)
+                    .and_then(|b| self.verify_blob(&e.id, e.kind, b, object)),
+                Err(err) => Err(Error::corrupt(object, err)),
+            };
+            if let Err(err) = res {
+                bad.push((e.id, err.to_string()));
+            }
+        }
+        bad
     }
 
     /// Load and validate a tree.
@@ -185,7 +247,9 @@ impl Repository {
         if size < (pack::TRAILER_LEN + 8) as u64 {
             return Err(Error::corrupt(&object, "pack too short"));
         }
-        let trailer = self.backend.get_range(&name, size - pack::TRAILER_LEN as u64, pack::TRAILER_LEN)?;
+        let trailer =
+            self.backend
+                .get_range(&name, size - pack::TRAILER_LEN as u64, pack::TRAILER_LEN)?;
         let hlen = pack::trailer_header_len(&trailer, &object)?;
         let start = (size - pack::TRAILER_LEN as u64)
             .checked_sub(hlen as u64)
@@ -202,7 +266,9 @@ impl Repository {
         let mut bad = Vec::new();
         for name in self.backend.list("snapshots")? {
             let hex = name.trim_start_matches("snapshots/");
-            let Ok(id) = SnapshotId::from_hex(hex) else { continue };
+            let Ok(id) = SnapshotId::from_hex(hex) else {
+                continue;
+            };
             match self
                 .backend
                 .get(&name)
@@ -219,7 +285,11 @@ impl Repository {
 
     /// Resolve a snapshot spec: an id, a unique id prefix, or `latest`; `filter`
     /// narrows the candidates.
-    pub fn find_snapshot(&self, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Snapshot)> {
         let (all, _) = self.snapshots()?;
         let mut candidates: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
         if spec == "latest" {
@@ -249,16 +319,23 @@ impl Repository {
         let mut cur = Entry::new(b"/".to_vec(), Kind::Dir);
         cur.mode = 0o755;
         cur.subtree = Some(*root);
-        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        for comp in path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             let sub = match (cur.kind, cur.subtree) {
                 (Kind::Dir, Some(sub)) => sub,
-                _ => return Err(Error::NotFound(format!("{} in snapshot", String::from_utf8_lossy(path)))),
+                _ => {
+                    return Err(Error::NotFound(format!(
+                        "{} in snapshot",
+                        String::from_utf8_lossy(path)
+                    )))
+                }
             };
             let tree = self.load_tree(&sub)?;
-            cur = tree
-                .get(comp)
-                .cloned()
-                .ok_or_else(|| Error::NotFound(format!("{} in snapshot", String::from_utf8_lossy(path))))?;
+            cur = tree.get(comp).cloned().ok_or_else(|| {
+                Error::NotFound(format!("{} in snapshot", String::from_utf8_lossy(path)))
+            })?;
         }
         Ok(cur)
     }

@@ -19,5 +19,12 @@ fn subpath_restore_puts_the_directory_contents_in_the_target() {
     t.backup(&src);
     let out = t.join("out");
     t.restore(&format!("latest:{}", src.display()), &out);
-    compare::assert_same(&src, &out, compare::Options { root_meta: true, ..Default::default() });
+    compare::assert_same(
+        &src,
+        &out,
+        compare::Options {
+            root_meta: true,
+            ..Default::default()
+        },
+    );
 }

@@ -41,9 +41,12 @@ fn scan(root: &Path) -> BTreeMap<PathBuf, fs::Metadata> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let abs = root.join(&rel);
-        let md = fs::symlink_metadata(&abs).unwrap_or_else(|e| panic!("lstat {}: {e}", abs.display()));
+        let md =
+            fs::symlink_metadata(&abs).unwrap_or_else(|e| panic!("lstat {}: {e}", abs.display()));
         if md.is_dir() {
-            for ent in fs::read_dir(&abs).unwrap_or_else(|e| panic!("readdir {}: {e}", abs.display())) {
+            for ent in
+                fs::read_dir(&abs).unwrap_or_else(|e| panic!("readdir {}: {e}", abs.display()))
+            {
                 stack.push(rel.join(ent.unwrap().file_name()));
             }
         }
@@ -56,13 +59,26 @@ fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
     let mut list = vec![0u8; 65536];
     let n = unsafe { libc::llistxattr(c.as_ptr(), list.as_mut_ptr().cast(), list.len()) };
-    assert!(n >= 0, "llistxattr {}: {}", p.display(), std::io::Error::last_os_error());
+    assert!(
+        n >= 0,
+        "llistxattr {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
     let mut out = BTreeMap::new();
-    for name in list[..n as usize].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for name in list[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
         let cn = CString::new(name).unwrap();
         let mut v = vec![0u8; 65536];
         let m = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
-        assert!(m >= 0, "lgetxattr {}: {}", p.display(), std::io::Error::last_os_error());
+        assert!(
+            m >= 0,
+            "lgetxattr {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
         v.truncate(m as usize);
         out.insert(name.to_vec(), v);
     }
@@ -93,7 +109,10 @@ fn link_groups(entries: &BTreeMap<PathBuf, fs::Metadata>) -> BTreeSet<Vec<PathBu
     let mut by_ino: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
     for (p, md) in entries {
         if !md.is_dir() && md.nlink() > 1 {
-            by_ino.entry((md.dev(), md.ino())).or_default().push(p.clone());
+            by_ino
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(p.clone());
         }
     }
     by_ino.into_values().filter(|g| g.len() > 1).collect()
@@ -123,19 +142,39 @@ pub fn differences(a: &Path, b: &Path, opts: Options) -> Vec<String> {
         let is_root = p.as_os_str().is_empty();
         if !is_root || opts.root_meta {
             if !ma.file_type().is_symlink() {
-                d("mode", format!("{:o}", ma.mode() & 0o7777), format!("{:o}", mb.mode() & 0o7777));
+                d(
+                    "mode",
+                    format!("{:o}", ma.mode() & 0o7777),
+                    format!("{:o}", mb.mode() & 0o7777),
+                );
             }
             if opts.owner {
-                d("owner", format!("{}:{}", ma.uid(), ma.gid()), format!("{}:{}", mb.uid(), mb.gid()));
+                d(
+                    "owner",
+                    format!("{}:{}", ma.uid(), ma.gid()),
+                    format!("{}:{}", mb.uid(), mb.gid()),
+                );
             }
-            d("mtime", format!("{}.{:09}", ma.mtime(), ma.mtime_nsec()), format!("{}.{:09}", mb.mtime(), mb.mtime_nsec()));
+            d(
+                "mtime",
+                format!("{}.{:09}", ma.mtime(), ma.mtime_nsec()),
+                format!("{}.{:09}", mb.mtime(), mb.mtime_nsec()),
+            );
             // Listing a directory or reading a symlink sets its atime (there is
             // no O_NOATIME for readlink), so only other entries' atimes are stable.
             if opts.atime && !ma.is_dir() && !ma.file_type().is_symlink() {
-                d("atime", format!("{}.{:09}", ma.atime(), ma.atime_nsec()), format!("{}.{:09}", mb.atime(), mb.atime_nsec()));
+                d(
+                    "atime",
+                    format!("{}.{:09}", ma.atime(), ma.atime_nsec()),
+                    format!("{}.{:09}", mb.atime(), mb.atime_nsec()),
+                );
             }
             if opts.xattrs {
-                d("xattrs", format!("{:?}", xattrs(&a.join(p))), format!("{:?}", xattrs(&b.join(p))));
+                d(
+                    "xattrs",
+                    format!("{:?}", xattrs(&a.join(p))),
+                    format!("{:?}", xattrs(&b.join(p))),
+                );
             }
         }
         if ma.file_type().is_char_device() || ma.file_type().is_block_device() {
@@ -152,7 +191,12 @@ pub fn differences(a: &Path, b: &Path, opts: Options) -> Vec<String> {
                 diffs.push(format!("{}: content differs", p.display()));
             }
             if opts.blocks && mb.blocks() > ma.blocks() + 64 {
-                diffs.push(format!("{}: uses {} blocks, source {} (holes lost?)", p.display(), mb.blocks(), ma.blocks()));
+                diffs.push(format!(
+                    "{}: uses {} blocks, source {} (holes lost?)",
+                    p.display(),
+                    mb.blocks(),
+                    ma.blocks()
+                ));
             }
         }
     }
@@ -192,5 +236,11 @@ fn same_content(a: &Path, b: &Path) -> bool {
 /// Panic with every difference if the trees differ.
 pub fn assert_same(a: &Path, b: &Path, opts: Options) {
     let diffs = differences(a, b, opts);
-    assert!(diffs.is_empty(), "trees {} and {} differ:\n{}", a.display(), b.display(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "trees {} and {} differ:\n{}",
+        a.display(),
+        b.display(),
+        diffs.join("\n")
+    );
 }

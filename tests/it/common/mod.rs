@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod fault;
 pub mod tree;
 
 use std::ffi::OsStr;
@@ -32,7 +33,10 @@ impl TempRepo {
     /// A scratch directory, repository not created.
     pub fn uninit() -> Self {
         TempRepo {
-            dir: tempfile::Builder::new().prefix("rewind-it-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("rewind-it-")
+                .tempdir()
+                .expect("tempdir"),
         }
     }
 
@@ -76,7 +80,10 @@ impl TempRepo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
         let out = self.rewind(&args);
         assert!(
             out.status.success(),
@@ -98,7 +105,12 @@ impl TempRepo {
 
     /// Restore `spec` (SNAP[:PATH]) into `target`.
     pub fn restore(&self, spec: &str, target: &Path) {
-        self.ok([OsStr::new("restore"), OsStr::new(spec), OsStr::new("--target"), target.as_os_str()]);
+        self.ok([
+            OsStr::new("restore"),
+            OsStr::new(spec),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ]);
     }
 }
 

@@ -13,32 +13,63 @@ pub fn c(p: &Path) -> CString {
 }
 
 fn check(r: libc::c_int, what: &str, p: &Path) {
-    assert!(r == 0, "{what} {}: {}", p.display(), std::io::Error::last_os_error());
+    assert!(
+        r == 0,
+        "{what} {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Set an extended attribute without following symlinks.
 pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     let n = CString::new(name).unwrap();
-    let r = unsafe { libc::lsetxattr(c(p).as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let r = unsafe {
+        libc::lsetxattr(
+            c(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     check(r, &format!("lsetxattr {name}"), p);
 }
 
 /// Owner, without following symlinks.
 pub fn chown(p: &Path, uid: u32, gid: u32) {
-    check(unsafe { libc::lchown(c(p).as_ptr(), uid, gid) }, "lchown", p);
+    check(
+        unsafe { libc::lchown(c(p).as_ptr(), uid, gid) },
+        "lchown",
+        p,
+    );
 }
 
 pub fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
 }
 
 /// atime and mtime as (seconds, nanoseconds), without following symlinks.
 pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
     let ts = [
-        libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 },
-        libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 },
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
     ];
-    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c(p).as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c(p).as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     check(r, "utimensat", p);
 }
 
@@ -99,7 +130,10 @@ pub fn full(root: &Path) {
     file(&p("empty"), b"");
     file(&p("hello.txt"), b"hello, world\n");
     file(&p("big.bin"), &noise(5 << 20, 7));
-    file(&p("text.sql"), &b"INSERT INTO t VALUES (1, 'row');\n".repeat(100_000));
+    file(
+        &p("text.sql"),
+        &b"INSERT INTO t VALUES (1, 'row');\n".repeat(100_000),
+    );
     file(&p("setuid"), b"#!/bin/sh\n");
     chmod(&p("setuid"), 0o4755);
     file(&p("setgid"), b"x");
@@ -152,33 +186,70 @@ pub fn full(root: &Path) {
     set_xattr(&p("big.bin"), "security.rewind-test", b"sec");
     set_xattr(&p("link"), "trusted.on-symlink", b"yes");
     set_xattr(&p("dirs/empty"), "user.dir", b"on a dir");
-    let acl = acl_bytes(&[(1, 6, NO_ID), (2, 4, 1234), (4, 4, NO_ID), (16, 6, NO_ID), (32, 4, NO_ID)]);
+    let acl = acl_bytes(&[
+        (1, 6, NO_ID),
+        (2, 4, 1234),
+        (4, 4, NO_ID),
+        (16, 6, NO_ID),
+        (32, 4, NO_ID),
+    ]);
     set_xattr(&p("hello.txt"), "system.posix_acl_access", &acl);
     fs::create_dir_all(p("dirs/acl")).unwrap();
-    let dacl = acl_bytes(&[(1, 7, NO_ID), (4, 5, NO_ID), (8, 5, 5678), (16, 7, NO_ID), (32, 5, NO_ID)]);
+    let dacl = acl_bytes(&[
+        (1, 7, NO_ID),
+        (4, 5, NO_ID),
+        (8, 5, 5678),
+        (16, 7, NO_ID),
+        (32, 5, NO_ID),
+    ]);
     set_xattr(&p("dirs/acl"), "system.posix_acl_default", &dacl);
     set_xattr(&p("dirs/acl"), "system.posix_acl_access", &dacl);
 
     // Sparse: 64 MiB with three 4 KiB islands, and one that ends in a hole.
     let island = noise(4096, 3);
-    sparse(&p("sparse"), 64 << 20, &[(0, &island), (20 << 20, &island), ((64 << 20) - 4096, &island)]);
+    sparse(
+        &p("sparse"),
+        64 << 20,
+        &[
+            (0, &island),
+            (20 << 20, &island),
+            ((64 << 20) - 4096, &island),
+        ],
+    );
     sparse(&p("sparse-tail"), 32 << 20, &[(1 << 20, &island)]);
 
     // Names: not UTF-8, newline, spaces, 255 bytes, leading dash.
-    let names: [&[u8]; 5] = [b"caf\xe9", b"new\nline", b"with space", b"-dash", &[b'n'; 255]];
+    let names: [&[u8]; 5] = [
+        b"caf\xe9",
+        b"new\nline",
+        b"with space",
+        b"-dash",
+        &[b'n'; 255],
+    ];
     for (i, n) in names.iter().enumerate() {
-        file(&root.join(std::ffi::OsStr::from_bytes(n)), format!("name {i}").as_bytes());
+        file(
+            &root.join(std::ffi::OsStr::from_bytes(n)),
+            format!("name {i}").as_bytes(),
+        );
     }
 
     // Times: nanoseconds, before 1970, after 2038, on files, dirs and symlinks.
-    set_times(&p("hello.txt"), (1_600_000_000, 123_456_789), (1_500_000_000, 987_654_321));
+    set_times(
+        &p("hello.txt"),
+        (1_600_000_000, 123_456_789),
+        (1_500_000_000, 987_654_321),
+    );
     set_times(&p("empty"), (-1_000_000_000, 5), (-86_400, 999_999_999));
     set_times(&p("big.bin"), (4_102_444_800, 1), (4_102_444_800, 2));
     set_times(&p("link"), (1_000_000_000, 0), (1_111_111_111, 111));
     set_times(&p("fifo"), (1_200_000_000, 0), (1_200_000_001, 1));
     set_times(&p("dirs/a/b"), (1_300_000_000, 0), (1_300_000_000, 300));
     // Directory times last: creating entries above changed them.
-    set_times(&p("dirs/readonly"), (1_400_000_000, 0), (1_400_000_000, 400));
+    set_times(
+        &p("dirs/readonly"),
+        (1_400_000_000, 0),
+        (1_400_000_000, 400),
+    );
     set_times(&p("dirs"), (1_400_000_001, 0), (1_400_000_001, 401));
 }
 
