@@ -535,7 +535,7 @@ fn bit_flip_in_a_data_pack_is_found_by_read_data_and_fails_only_that_file() {
     let loc = locs[locs.len() / 2];
     let pack = fault::pack_file(t, &loc);
     drop(repo);
-    fault::flip_byte(&pack, loc.offset as u64 + loc.stored_len as u64 / 2);
+    fault::flip_byte(&pack, loc.frame.offset as u64 + loc.frame.stored_len as u64 / 2);
 
     // Only reading the data can see a flipped bit.
     let (c, report) = check(t, &[]);
@@ -579,7 +579,7 @@ fn truncated_data_pack_is_named_with_exactly_the_files_restore_fails() {
     let loc = fault::data_locations(&repo, &victim)[0];
     let pack = fault::pack_file(t, &loc);
     drop(repo);
-    fault::truncate(&pack, loc.offset as u64 + 10);
+    fault::truncate(&pack, loc.frame.offset as u64 + 10);
 
     // Without reading data: the pack is too short for what the index says.
     let (c, report) = check(t, &[]);
@@ -612,7 +612,7 @@ fn damaged_tree_is_named_by_directory_and_the_rest_restores() {
     let loc = fault::tree_location(&repo, &dir);
     let pack = fault::pack_file(t, &loc);
     drop(repo);
-    fault::flip_byte(&pack, loc.offset as u64 + loc.stored_len as u64 / 2);
+    fault::flip_byte(&pack, loc.frame.offset as u64 + loc.frame.stored_len as u64 / 2);
 
     let (c, report) = check(t, &[]);
     assert_eq!(c, Some(1), "{report}");
@@ -720,7 +720,7 @@ fn damaged_hard_link_group_leaves_no_link_with_wrong_bytes() {
     let locs = fault::data_locations(&repo, &fault::entry(&repo, "latest", &src.join("first")));
     let loc = *locs.last().unwrap();
     drop(repo);
-    fault::flip_byte(&fault::pack_file(&t, &loc), loc.offset as u64 + 5);
+    fault::flip_byte(&fault::pack_file(&t, &loc), loc.frame.offset as u64 + 5);
 
     for threads in ["1", "8"] {
         let target = t.join(format!("out{threads}"));
