@@ -80,7 +80,11 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
         .filter_map(|n| n.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()))
         .collect();
     report.packs = on_disk.len();
-    report.unreferenced_packs = on_disk.iter().filter(|p| !by_pack.contains_key(p)).copied().collect();
+    report.unreferenced_packs = on_disk
+        .iter()
+        .filter(|p| !by_pack.contains_key(p))
+        .copied()
+        .collect();
 
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for (pack, indexed) in &by_pack {
@@ -130,8 +134,16 @@ fn check_pack_size(
     match repo.backend().size(&pack_name(pack)) {
         Ok(size) if size >= end + pack::TRAILER_LEN as u64 => {}
         Ok(size) => {
-            report.damaged(*pack, format!("is truncated ({size} bytes, its blobs need {end} and a trailer)"));
-            bad_blobs.extend(indexed.iter().filter(|(_, l)| blob_end(l) > size).map(|(id, _)| *id));
+            report.damaged(
+                *pack,
+                format!("is truncated ({size} bytes, its blobs need {end} and a trailer)"),
+            );
+            bad_blobs.extend(
+                indexed
+                    .iter()
+                    .filter(|(_, l)| blob_end(l) > size)
+                    .map(|(id, _)| *id),
+            );
         }
         Err(e) => {
             let why = match e {
@@ -214,7 +226,12 @@ fn read_pack(
 ///
 /// Each snapshot is walked on its own, so a damaged file shared by many
 /// snapshots is named in each; a tree found whole is not walked again.
-fn walk_snapshots(repo: &Repository, blobs: &Blobs, bad_blobs: &HashSet<BlobId>, report: &mut CheckReport) -> Result<()> {
+fn walk_snapshots(
+    repo: &Repository,
+    blobs: &Blobs,
+    bad_blobs: &HashSet<BlobId>,
+    report: &mut CheckReport,
+) -> Result<()> {
     let (snaps, bad) = repo.snapshots()?;
     for e in bad {
         report.errors.push(e.to_string());
@@ -253,8 +270,14 @@ fn walk_snapshots(repo: &Repository, blobs: &Blobs, bad_blobs: &HashSet<BlobId>,
             {
                 Ok(t) => t,
                 Err(why) => {
-                    report.errors.push(format!("snapshot {sid}: directory {}: tree {}: {why}", path.display(), tree_id.short()));
-                    report.damaged_files.push(format!("{sid}:{}", path.display()));
+                    report.errors.push(format!(
+                        "snapshot {sid}: directory {}: tree {}: {why}",
+                        path.display(),
+                        tree_id.short()
+                    ));
+                    report
+                        .damaged_files
+                        .push(format!("{sid}:{}", path.display()));
                     continue;
                 }
             };
@@ -273,7 +296,9 @@ fn walk_snapshots(repo: &Repository, blobs: &Blobs, bad_blobs: &HashSet<BlobId>,
                             Extent::Hole { .. } => None,
                         });
                         if let Some(why) = why {
-                            report.errors.push(format!("snapshot {sid}: file {}: {why}", p.display()));
+                            report
+                                .errors
+                                .push(format!("snapshot {sid}: file {}: {why}", p.display()));
                             report.damaged_files.push(format!("{sid}:{}", p.display()));
                         }
                     }
@@ -287,8 +312,15 @@ fn walk_snapshots(repo: &Repository, blobs: &Blobs, bad_blobs: &HashSet<BlobId>,
 
 fn blob_problem(id: &BlobId, blobs: &Blobs, bad: &HashSet<BlobId>) -> Option<String> {
     match blobs.get(id) {
-        None => Some(format!("blob {} is not in the index (missing data)", id.short())),
-        Some(loc) if bad.contains(id) => Some(format!("needs blob {} in damaged pack {}", id.short(), loc.pack.short())),
+        None => Some(format!(
+            "blob {} is not in the index (missing data)",
+            id.short()
+        )),
+        Some(loc) if bad.contains(id) => Some(format!(
+            "needs blob {} in damaged pack {}",
+            id.short(),
+            loc.pack.short()
+        )),
         Some(_) => None,
     }
 }

@@ -109,7 +109,8 @@ fn push_hole(extents: &mut Vec<Extent>, len: u64) {
     }
 }
 
-/// Read one region, cut it into chunks and store them. Returns bytes read.
+/// Read one region with `pread`, cut it into chunks and store them.
+/// Returns bytes read.
 #[allow(clippy::too_many_arguments)]
 fn read_region(
     fd: RawFd,
@@ -122,49 +123,71 @@ fn read_region(
     path: &Path,
     on_read: &dyn Fn(u64),
 ) -> Result<u64> {
-    buf.clear();
     let mut pos = start;
+    let read = |dst: &mut [u8]| -> io::Result<usize> {
+        let want = match end {
+            Some(e) => ((e - pos) as usize).min(dst.len()),
+            None => dst.len(),
+        };
+        let r = unsafe { libc::pread64(fd, dst.as_mut_ptr().cast(), want, pos as i64) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        pos += r as u64;
+        Ok(r as usize)
+    };
+    chunk_source(read, buf, chunker, writer, extents, on_read).map_err(|e| match e {
+        ChunkError::Read(e) => Error::io(path, e),
+        ChunkError::Store(e) => e,
+    })
+}
+
+/// A failure of [`chunk_source`]: reading the source, or storing a chunk.
+pub(super) enum ChunkError {
+    Read(io::Error),
+    Store(Error),
+}
+
+/// Fill `buf` from `read` (which returns 0 at the end), cut it into chunks,
+/// store them and append their extents. Returns bytes read.
+pub(super) fn chunk_source(
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    buf: &mut Vec<u8>,
+    chunker: &Chunker,
+    writer: &RepoWriter,
+    extents: &mut Vec<Extent>,
+    on_read: &dyn Fn(u64),
+) -> Result<u64, ChunkError> {
+    buf.clear();
+    let mut total = 0u64;
     let mut eof = false;
     loop {
         while !eof && buf.len() < chunker.max_size() {
-            let want = match end {
-                Some(e) => ((e - pos) as usize).min(READ_SIZE),
-                None => READ_SIZE,
-            };
-            if want == 0 {
-                eof = true;
-                break;
-            }
             let old = buf.len();
-            buf.resize(old + want, 0);
+            buf.resize(old + READ_SIZE, 0);
             let n = loop {
-                let r =
-                    unsafe { libc::pread64(fd, buf[old..].as_mut_ptr().cast(), want, pos as i64) };
-                if r >= 0 {
-                    break r as usize;
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    buf.truncate(old);
-                    return Err(Error::io(path, e));
+                match read(&mut buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(ChunkError::Read(e)),
                 }
             };
             buf.truncate(old + n);
-            pos += n as u64;
+            total += n as u64;
             on_read(n as u64);
-            if n == 0 {
-                eof = true;
-            }
+            eof = n == 0;
         }
         let mut at = 0;
         while let Some(n) = chunker.next_cut(&buf[at..], eof) {
-            let id = writer.add_data(&buf[at..at + n])?;
+            let id = writer
+                .add_data(&buf[at..at + n])
+                .map_err(ChunkError::Store)?;
             extents.push(Extent::Data { id, len: n as u32 });
             at += n;
         }
         buf.drain(..at);
         if eof {
-            return Ok(pos - start);
+            return Ok(total);
         }
     }
 }

@@ -147,7 +147,7 @@ pub fn backup(
         let entry = read_stdin(s, &writer, &chunker, &counters, progress)?;
         root.insert(
             &components(&snapshot_path(&s.path)?),
-            Selection::Synthetic(entry),
+            Selection::Synthetic(Box::new(entry)),
         );
     }
     let walk = Walk {
@@ -357,35 +357,19 @@ fn chunk_stream(
 ) -> Result<(Vec<Extent>, u64)> {
     let mut buf = Vec::with_capacity(chunker.max_size() * 2);
     let mut extents = Vec::new();
-    let mut total = 0u64;
-    let mut eof = false;
-    while !eof {
-        while buf.len() < chunker.max_size() {
-            let old = buf.len();
-            buf.resize(old + (1 << 20), 0);
-            let n = loop {
-                match r.read(&mut buf[old..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(label, e)),
-                }
-            };
-            buf.truncate(old + n);
-            total += n as u64;
-            progress.bytes_read(n as u64);
-            if n == 0 {
-                eof = true;
-                break;
-            }
-        }
-        let mut at = 0;
-        while let Some(n) = chunker.next_cut(&buf[at..], eof) {
-            let id = writer.add_data(&buf[at..at + n])?;
-            extents.push(Extent::Data { id, len: n as u32 });
-            at += n;
-        }
-        buf.drain(..at);
-    }
+    let on_read = |n| progress.bytes_read(n);
+    let total = file::chunk_source(
+        |dst| r.read(dst),
+        &mut buf,
+        chunker,
+        writer,
+        &mut extents,
+        &on_read,
+    )
+    .map_err(|e| match e {
+        file::ChunkError::Read(e) => Error::io(label, e),
+        file::ChunkError::Store(e) => e,
+    })?;
     Ok((extents, total))
 }
 

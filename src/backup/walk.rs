@@ -30,7 +30,7 @@ pub(super) enum Selection {
     /// Only the named children (a directory on the way to a backed-up path).
     Partial(BTreeMap<Vec<u8>, Selection>),
     /// An entry that does not come from the file system (stdin).
-    Synthetic(Entry),
+    Synthetic(Box<Entry>),
 }
 
 impl Selection {
@@ -211,7 +211,7 @@ impl Walk<'_> {
             let prev = previous.as_ref().and_then(|t| t.get(&name)).cloned();
             match sel {
                 Selection::Synthetic(entry) => {
-                    node.add_slot(Some(entry));
+                    node.add_slot(Some(*entry));
                     self.release(node);
                 }
                 Selection::Whole => match &dir {

@@ -110,7 +110,8 @@ fn walk(repo: &Repository, id: TreeId, blobs: &mut HashSet<BlobId>, t: &mut Tota
                                 t.blobs += 1;
                                 t.unique_raw += loc.raw_len as u64;
                                 // A bundled blob's share of its frame.
-                                t.unique_stored += loc.frame.stored_len as u64 * loc.raw_len as u64 / loc.frame.raw_len.max(1) as u64;
+                                t.unique_stored += loc.frame.stored_len as u64 * loc.raw_len as u64
+                                    / loc.frame.raw_len.max(1) as u64;
                             }
                         }
                     }

@@ -61,7 +61,7 @@ pub fn encode(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
     for (n, (_, entries)) in packs.iter().enumerate() {
         records.extend(entries.iter().map(|e| (e.id, n as u32, e)));
     }
-    records.sort_by(|a, b| a.0.cmp(&b.0));
+    records.sort_by_key(|r| r.0);
     records.dedup_by(|a, b| a.0 == b.0);
     let mut out =
         Vec::with_capacity(BODY_START + 8 + packs.len() * 32 + records.len() * RECORD_LEN + 32);
@@ -183,9 +183,13 @@ impl IndexFile {
         let u = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
         let pack = u(32) as usize;
         if pack >= self.packs {
-            return Err(Error::corrupt(object, "record names a pack beyond the table"));
+            return Err(Error::corrupt(
+                object,
+                "record names a pack beyond the table",
+            ));
         }
-        let kind = BlobKind::from_byte(r[56]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
+        let kind = BlobKind::from_byte(r[56])
+            .ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
         let loc = Location {
             pack: self.pack_at(pack),
             kind,
@@ -198,7 +202,10 @@ impl IndexFile {
             raw_len: u(52),
         };
         if loc.inner as u64 + loc.raw_len as u64 > loc.frame.raw_len as u64 {
-            return Err(Error::corrupt(object, "record places a blob outside its frame"));
+            return Err(Error::corrupt(
+                object,
+                "record places a blob outside its frame",
+            ));
         }
         Ok(loc)
     }

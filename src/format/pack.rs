@@ -119,7 +119,9 @@ impl<W: Write> PackWriter<W> {
 
     fn usable(&self) -> Result<()> {
         if self.failed {
-            return Err(Error::InvalidInput("pack writer used after a failed write".into()));
+            return Err(Error::InvalidInput(
+                "pack writer used after a failed write".into(),
+            ));
         }
         Ok(())
     }
@@ -141,7 +143,13 @@ impl<W: Write> PackWriter<W> {
             raw_len: raw_len as u32,
         };
         for &(kind, id, inner, len) in blobs {
-            self.entries.push(PackEntry { kind, id, frame: f, inner, raw_len: len });
+            self.entries.push(PackEntry {
+                kind,
+                id,
+                frame: f,
+                inner,
+                raw_len: len,
+            });
         }
         self.offset = end;
         Ok(())
@@ -170,14 +178,23 @@ impl<W: Write> PackWriter<W> {
     pub fn finish(mut self, codec: &Codec) -> Result<(W, Vec<PackEntry>)> {
         self.usable()?;
         let frame = codec.encode(&encode_header(&self.entries));
-        let again = decode_header(&codec.decode(&frame, None, "new pack header")?, "new pack header")?;
+        let again = decode_header(
+            &codec.decode(&frame, None, "new pack header")?,
+            "new pack header",
+        )?;
         if again != self.entries {
-            return Err(Error::corrupt("new pack header", "does not decode to what was written"));
+            return Err(Error::corrupt(
+                "new pack header",
+                "does not decode to what was written",
+            ));
         }
         let mut trailer = Vec::with_capacity(TRAILER_LEN);
         trailer.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         trailer.extend_from_slice(TAIL_MAGIC);
-        let res = self.out.write_all(&frame).and_then(|_| self.out.write_all(&trailer));
+        let res = self
+            .out
+            .write_all(&frame)
+            .and_then(|_| self.out.write_all(&trailer));
         if let Err(e) = res {
             return Err(Error::io("pack", e));
         }
@@ -192,7 +209,13 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
     for e in entries {
         out.push(e.kind.to_byte());
         out.extend_from_slice(&e.id.0);
-        for v in [e.frame.offset, e.frame.stored_len, e.frame.raw_len, e.inner, e.raw_len] {
+        for v in [
+            e.frame.offset,
+            e.frame.stored_len,
+            e.frame.raw_len,
+            e.inner,
+            e.raw_len,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -206,12 +229,16 @@ pub fn decode_header(plain: &[u8], object: &str) -> Result<Vec<PackEntry>> {
     }
     let n = u32::from_le_bytes(plain[..4].try_into().unwrap()) as usize;
     if plain.len() != 4 + n * ENTRY_LEN {
-        return Err(Error::corrupt(object, "pack header length does not match its count"));
+        return Err(Error::corrupt(
+            object,
+            "pack header length does not match its count",
+        ));
     }
     plain[4..]
         .chunks_exact(ENTRY_LEN)
         .map(|r| {
-            let kind = BlobKind::from_byte(r[0]).ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
+            let kind = BlobKind::from_byte(r[0])
+                .ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
             let u = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
             let e = PackEntry {
                 kind,
@@ -235,7 +262,10 @@ pub fn decode_header(plain: &[u8], object: &str) -> Result<Vec<PackEntry>> {
 /// From the last [`TRAILER_LEN`] bytes of a pack, the length of its header frame.
 pub fn trailer_header_len(trailer: &[u8], object: &str) -> Result<usize> {
     if trailer.len() != TRAILER_LEN || &trailer[4..] != TAIL_MAGIC {
-        return Err(Error::corrupt(object, "pack trailer missing (truncated pack?)"));
+        return Err(Error::corrupt(
+            object,
+            "pack trailer missing (truncated pack?)",
+        ));
     }
     Ok(u32::from_le_bytes(trailer[..4].try_into().unwrap()) as usize)
 }
@@ -258,7 +288,10 @@ pub fn read_header(pack: &[u8], codec: &Codec, object: &str) -> Result<Vec<PackE
     for e in &entries {
         let end = e.frame.offset as usize + e.frame.stored_len as usize;
         if (e.frame.offset as usize) < ENVELOPE_LEN || end > body_end {
-            return Err(Error::corrupt(object, format!("blob {} lies outside the pack body", e.id.short())));
+            return Err(Error::corrupt(
+                object,
+                format!("blob {} lies outside the pack body", e.id.short()),
+            ));
         }
     }
     Ok(entries)
@@ -277,11 +310,21 @@ mod tests {
         let codec = Codec::new(3);
         let mut w = PackWriter::new(Vec::new()).unwrap();
         let one = b"one".repeat(50);
-        w.add(BlobKind::Data, BlobId([1; 32]), one.len(), &codec.encode(&one)).unwrap();
+        w.add(
+            BlobKind::Data,
+            BlobId([1; 32]),
+            one.len(),
+            &codec.encode(&one),
+        )
+        .unwrap();
         // A bundle of two blobs in one frame.
         let bundle = b"twothree".to_vec();
-        let blobs = [(BlobKind::Tree, BlobId([2; 32]), 0, 3), (BlobKind::Data, BlobId([3; 32]), 3, 5)];
-        w.add_frame(&codec.encode(&bundle), bundle.len(), &blobs).unwrap();
+        let blobs = [
+            (BlobKind::Tree, BlobId([2; 32]), 0, 3),
+            (BlobKind::Data, BlobId([3; 32]), 3, 5),
+        ];
+        w.add_frame(&codec.encode(&bundle), bundle.len(), &blobs)
+            .unwrap();
         w.finish(&codec).unwrap()
     }
 
@@ -291,12 +334,27 @@ mod tests {
         let codec = Codec::new(3);
         assert_eq!(read_header(&bytes, &codec, "p").unwrap(), entries);
         let e = entries[0];
-        let plain = codec.decode(frame_bytes(&bytes, e.frame), Some(e.frame.raw_len as usize), "b").unwrap();
+        let plain = codec
+            .decode(
+                frame_bytes(&bytes, e.frame),
+                Some(e.frame.raw_len as usize),
+                "b",
+            )
+            .unwrap();
         assert_eq!(plain, b"one".repeat(50));
         let e = entries[2];
         assert_eq!(entries[1].frame, e.frame);
-        let plain = codec.decode(frame_bytes(&bytes, e.frame), Some(e.frame.raw_len as usize), "b").unwrap();
-        assert_eq!(&plain[e.inner as usize..(e.inner + e.raw_len) as usize], b"three");
+        let plain = codec
+            .decode(
+                frame_bytes(&bytes, e.frame),
+                Some(e.frame.raw_len as usize),
+                "b",
+            )
+            .unwrap();
+        assert_eq!(
+            &plain[e.inner as usize..(e.inner + e.raw_len) as usize],
+            b"three"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl FrameCache {
         self.map.insert(key, value);
         self.order.push_back(key);
         while self.bytes > self.limit {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             if let Some(v) = self.map.remove(&old) {
                 self.bytes -= v.len();
             }

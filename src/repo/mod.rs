@@ -14,9 +14,9 @@ use crate::format::config::Config;
 use crate::format::id::{BlobId, Hasher, PackId, SnapshotId, TreeId};
 use crate::format::index::{IndexFile, Location};
 use crate::format::pack::{self, BlobKind, Frame, PackEntry};
-use cache::FrameCache;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, Kind, Tree};
+use cache::FrameCache;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +32,9 @@ pub struct Repository {
 }
 
 /// The name of a pack file.
+/// Every readable snapshot, oldest first, and the errors of unreadable ones.
+pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<Error>);
+
 fn blob_slice<'a>(plain: &'a [u8], inner: u32, len: u32, object: &str) -> Result<&'a [u8]> {
     plain
         .get(inner as usize..inner as usize + len as usize)
@@ -165,7 +168,12 @@ impl Repository {
     /// The plaintext of blob `id` at `loc`, checked against its id.
     pub fn read_blob_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let object = format!("blob {} in pack {}", id.short(), loc.pack.short());
-        let plain = self.frame_plain(&loc.pack, loc.frame, loc.frame.raw_len != loc.raw_len, &object)?;
+        let plain = self.frame_plain(
+            &loc.pack,
+            loc.frame,
+            loc.frame.raw_len != loc.raw_len,
+            &object,
+        )?;
         let blob = blob_slice(&plain, loc.inner, loc.raw_len, &object)?;
         self.verify_blob(id, loc.kind, blob, &object)?;
         Ok(blob.to_vec())
@@ -174,30 +182,54 @@ impl Repository {
     /// The decoded plaintext of a frame. Bundles (frames of several small
     /// blobs) are kept in a small cache: readers of neighbouring small files
     /// decompress each bundle once.
-    fn frame_plain(&self, pack: &PackId, frame: Frame, bundle: bool, object: &str) -> Result<Arc<Vec<u8>>> {
+    fn frame_plain(
+        &self,
+        pack: &PackId,
+        frame: Frame,
+        bundle: bool,
+        object: &str,
+    ) -> Result<Arc<Vec<u8>>> {
         let key = (*pack, frame.offset);
         if bundle {
-            if let Some(hit) = self.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if let Some(hit) = self
+                .frames
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+            {
                 return Ok(hit);
             }
         }
-        let bytes = match self
-            .backend
-            .get_range(&pack_name(pack), frame.offset as u64, frame.stored_len as usize)
-        {
+        let bytes = match self.backend.get_range(
+            &pack_name(pack),
+            frame.offset as u64,
+            frame.stored_len as usize,
+        ) {
             Err(Error::NotFound(_)) => return Err(Error::corrupt(object, "pack file is missing")),
             Err(Error::Corrupt { reason, .. }) => return Err(Error::corrupt(object, reason)),
             other => other?,
         };
-        let plain = Arc::new(self.codec.decode(&bytes, Some(frame.raw_len as usize), object)?);
+        let plain = Arc::new(
+            self.codec
+                .decode(&bytes, Some(frame.raw_len as usize), object)?,
+        );
         if bundle {
-            self.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(key, plain.clone());
+            self.frames
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, plain.clone());
         }
         Ok(plain)
     }
 
     /// Check that `plain` hashes to `id`.
-    pub fn verify_blob(&self, id: &BlobId, kind: BlobKind, plain: &[u8], object: &str) -> Result<()> {
+    pub fn verify_blob(
+        &self,
+        id: &BlobId,
+        kind: BlobKind,
+        plain: &[u8],
+        object: &str,
+    ) -> Result<()> {
         let actual = match kind {
             BlobKind::Data => self.hasher.blob(plain),
             BlobKind::Tree => self.hasher.tree(plain).blob(),
@@ -210,14 +242,26 @@ impl Repository {
 
     /// Decode every frame of a whole pack held in memory and check every blob.
     /// Returns the blobs that failed, with the reason.
-    pub fn verify_pack(&self, bytes: &[u8], entries: &[PackEntry], object: &str) -> Vec<(BlobId, String)> {
+    pub fn verify_pack(
+        &self,
+        bytes: &[u8],
+        entries: &[PackEntry],
+        object: &str,
+    ) -> Vec<(BlobId, String)> {
         let mut bad = Vec::new();
         let mut current: Option<(Frame, Result<Vec<u8>>)> = None;
         for e in entries {
             if current.as_ref().map(|(f, _)| *f) != Some(e.frame) {
-                let decoded = match bytes.get(e.frame.offset as usize..(e.frame.offset + e.frame.stored_len) as usize) {
-                    Some(frame) => self.codec.decode(frame, Some(e.frame.raw_len as usize), object),
-                    None => Err(Error::corrupt(object, "frame lies beyond the end of the pack")),
+                let decoded = match bytes
+                    .get(e.frame.offset as usize..(e.frame.offset + e.frame.stored_len) as usize)
+                {
+                    Some(frame) => self
+                        .codec
+                        .decode(frame, Some(e.frame.raw_len as usize), object),
+                    None => Err(Error::corrupt(
+                        object,
+                        "frame lies beyond the end of the pack",
+                    )),
                 };
                 current = Some((e.frame, decoded));
             }
@@ -261,7 +305,7 @@ impl Repository {
 
     /// Every snapshot, oldest first. Damaged manifests are returned as errors
     /// beside the good ones.
-    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots(&self) -> Result<SnapshotList> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for name in self.backend.list("snapshots")? {

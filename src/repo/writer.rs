@@ -175,7 +175,8 @@ impl RepoWriter {
                 None
             } else {
                 let b = &mut st.bundles[slot(kind)];
-                b.blobs.push((kind, id, b.plain.len() as u32, plain.len() as u32));
+                b.blobs
+                    .push((kind, id, b.plain.len() as u32, plain.len() as u32));
                 b.plain.extend_from_slice(plain);
                 (b.plain.len() >= BUNDLE_TARGET).then(|| std::mem::take(b))
             }
@@ -214,7 +215,11 @@ impl RepoWriter {
     }
 
     fn new_pack(&self) -> Result<PackWriter<PackOut>> {
-        let upload = if self.dry_run { None } else { Some(self.repo.backend().upload("data")?) };
+        let upload = if self.dry_run {
+            None
+        } else {
+            Some(self.repo.backend().upload("data")?)
+        };
         PackWriter::new(PackOut {
             upload,
             hasher: blake3::Hasher::new(),
@@ -253,7 +258,8 @@ impl RepoWriter {
         let id = IndexId(file_hash(&bytes));
         let name = format!("index/{}", id.to_hex());
         self.repo.backend().put(&name, &bytes)?;
-        self.repo.add_index(IndexFile::open(Arc::new(bytes), &name)?);
+        self.repo
+            .add_index(IndexFile::open(Arc::new(bytes), &name)?);
         for (_, entries) in &packs {
             for e in entries {
                 st.pending.remove(&e.id);
@@ -336,13 +342,18 @@ mod tests {
     fn many_small_blobs_share_frames_and_all_read_back() {
         let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new())).unwrap());
         let w = RepoWriter::new(repo.clone(), 3, false);
-        let blobs: Vec<Vec<u8>> = (0..2000).map(|i| format!("small file {i}\n").repeat(20).into_bytes()).collect();
+        let blobs: Vec<Vec<u8>> = (0..2000)
+            .map(|i| format!("small file {i}\n").repeat(20).into_bytes())
+            .collect();
         let ids: Vec<BlobId> = blobs.iter().map(|b| w.add_data(b).unwrap()).collect();
         w.flush().unwrap();
         for (id, b) in ids.iter().zip(&blobs) {
             assert_eq!(&repo.read_blob(id).unwrap(), b);
         }
-        let (a, b) = (repo.lookup(&ids[0]).unwrap().unwrap(), repo.lookup(&ids[1]).unwrap().unwrap());
+        let (a, b) = (
+            repo.lookup(&ids[0]).unwrap().unwrap(),
+            repo.lookup(&ids[1]).unwrap().unwrap(),
+        );
         assert_eq!(a.frame, b.frame, "neighbouring small blobs share a frame");
         assert!(w.stats().stored_bytes < w.stats().raw_bytes / 10);
     }
@@ -355,7 +366,9 @@ mod tests {
         let id = w.add_data(b"some bytes to damage").unwrap();
         w.flush().unwrap();
         let loc = repo.lookup(&id).unwrap().unwrap();
-        mem.tamper(&pack_name(&loc.pack), |b| b[loc.frame.offset as usize + 3] ^= 0x40);
+        mem.tamper(&pack_name(&loc.pack), |b| {
+            b[loc.frame.offset as usize + 3] ^= 0x40
+        });
         assert!(matches!(repo.read_blob(&id), Err(Error::Corrupt { .. })));
     }
 }
