@@ -109,6 +109,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
 /// and its records ignored: its blobs then count as missing.
 fn read_indexes(repo: &Repository, report: &mut CheckReport) -> Result<Blobs> {
     let mut blobs = Blobs::new();
+    report.errors.extend(repo.unreadable_index_files());
     for file in repo.index_files() {
         if let Err(e) = file.verify() {
             report.errors.push(e.to_string());

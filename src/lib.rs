@@ -11,6 +11,8 @@
 //! - [`backup`]: the snapshot writer, as a pipeline.
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
 //! - [`check`]: proves the repository is whole.
+//! - [`forget`]: the retention policy, a pure function over snapshot times.
+//! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
@@ -51,10 +53,12 @@ pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod error;
+pub mod forget;
 pub mod format;
 pub mod fuse;
 pub mod meta;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod vfs;

@@ -24,7 +24,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = repo.open()?;
+    let opened = repo.open()?;
+    let _lock = repo.lock(&opened, false, "check")?;
+    let repo = opened;
     let report = check::check(&repo, read, &crate::progress::Silent)?;
     if args.json {
         println!(

@@ -8,12 +8,17 @@
 mod backup;
 mod cat;
 mod check;
+mod forget;
 mod init;
 mod ls;
+mod mount;
 mod output;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
+mod unlock;
 
 use crate::repo::{Repository, SnapshotFilter};
 use anyhow::{Context, Result};
@@ -32,6 +37,10 @@ pub struct Cli {
     /// Repository directory [default: $XDG_DATA_HOME/rewind or ~/.local/share/rewind]
     #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
     pub repo: Option<PathBuf>,
+
+    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h) [default: 0, fail at once]
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -55,13 +64,31 @@ pub enum Command {
     Check(check::Args),
     /// Show sizes, deduplication and compression
     Stats(stats::Args),
+    /// Mount the repository, or one snapshot, read-only through FUSE
+    Mount(mount::Args),
+    /// Unmount a rewind mount (also a dead one)
+    Umount(mount::UmountArgs),
+    /// Remove snapshots by a retention policy
+    Forget(forget::Args),
+    /// Delete data no snapshot needs, repack partly used packs, merge the index
+    Prune(prune::Args),
+    /// Remove stale locks
+    Unlock(unlock::Args),
+    /// Rebuild parts of the repository
+    #[command(subcommand)]
+    Repair(repair::Command),
 }
 
 /// Parse the command line and run it. Returns the exit code.
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
+    let lock_wait = match &cli.lock_wait {
+        None => std::time::Duration::ZERO,
+        Some(s) => parse_wait(s)?,
+    };
     let repo = RepoArg {
         explicit: cli.repo.clone(),
+        lock_wait,
     };
     match cli.command {
         Command::Init(a) => init::run(&repo, a),
@@ -72,12 +99,19 @@ pub fn run() -> Result<u8> {
         Command::Restore(a) => restore::run(&repo, a),
         Command::Check(a) => check::run(&repo, a),
         Command::Stats(a) => stats::run(&repo, a),
+        Command::Mount(a) => mount::run(&repo, a),
+        Command::Umount(a) => mount::umount(a),
+        Command::Forget(a) => forget::run(&repo, a),
+        Command::Prune(a) => prune::run(&repo, a),
+        Command::Unlock(a) => unlock::run(&repo, a),
+        Command::Repair(c) => repair::run(&repo, c),
     }
 }
 
 /// Where the repository is.
 pub struct RepoArg {
     explicit: Option<PathBuf>,
+    lock_wait: std::time::Duration,
 }
 
 impl RepoArg {
@@ -91,6 +125,18 @@ impl RepoArg {
 
     pub fn is_default(&self) -> bool {
         self.explicit.is_none()
+    }
+
+    /// Take a shared lock (or an exclusive one) for `command`, waiting up to
+    /// `--lock-wait` for conflicting holders.
+    pub fn lock(
+        &self,
+        repo: &Arc<Repository>,
+        exclusive: bool,
+        command: &str,
+    ) -> Result<crate::repo::lock::Lock> {
+        crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait)
+            .with_context(|| format!("locking repository {}", repo.backend().location()))
     }
 
     /// Open the repository.
@@ -148,4 +194,20 @@ pub fn split_snap_path(spec: &str) -> (&str, Option<&str>) {
 /// Whether stderr is a terminal (progress bars only there).
 pub fn stderr_is_tty() -> bool {
     unsafe { libc::isatty(2) == 1 }
+}
+
+/// `30s`, `10m`, `2h`, `1d` or plain seconds.
+fn parse_wait(s: &str) -> Result<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--lock-wait {s:?}: expected e.g. 30s, 10m, 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("--lock-wait {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

@@ -33,7 +33,9 @@ pub struct Args {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let repo = repo.open()?;
+    let opened = repo.open()?;
+    let _lock = repo.lock(&opened, false, "restore")?;
+    let repo = opened;
     let (spec, sub) = split_snap_path(&args.snapshot);
     let (id, snap) = repo
         .find_snapshot(spec, &args.filter.filter())

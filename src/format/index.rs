@@ -33,9 +33,11 @@
 //! an index touches only the pages a search visits.
 
 use super::codec::{envelope, open_envelope, FileKind, ENVELOPE_LEN};
-use super::id::{BlobId, PackId};
+use super::id::{BlobId, IndexId, PackId};
 use super::pack::{BlobKind, Frame, PackEntry};
 use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::io::Write;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -57,32 +59,126 @@ pub struct Location {
 
 /// Serialize an index file from entries grouped by pack.
 pub fn encode(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
-    let mut records: Vec<(BlobId, u32, &PackEntry)> = Vec::new();
-    for (n, (_, entries)) in packs.iter().enumerate() {
-        records.extend(entries.iter().map(|e| (e.id, n as u32, e)));
+    let mut records: Vec<(BlobId, Location)> = Vec::new();
+    for (pack, entries) in packs {
+        records.extend(entries.iter().map(|e| (e.id, Location::of(*pack, e))));
     }
     records.sort_by_key(|r| r.0);
     records.dedup_by(|a, b| a.0 == b.0);
-    let mut out =
-        Vec::with_capacity(BODY_START + 8 + packs.len() * 32 + records.len() * RECORD_LEN + 32);
-    out.extend_from_slice(&envelope(FileKind::Index));
-    out.push(0);
-    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    for (id, _) in packs {
-        out.extend_from_slice(&id.0);
+    let ids: Vec<PackId> = packs.iter().map(|(id, _)| *id).collect();
+    let mut w =
+        IndexWriter::new(Vec::new(), &ids, records.len() as u32).expect("writing to memory");
+    for (id, loc) in &records {
+        w.push(id, loc)
+            .expect("records are sorted and name known packs");
     }
-    for (id, pack, e) in records {
-        out.extend_from_slice(&id.0);
-        let f = e.frame;
-        for v in [pack, f.offset, f.stored_len, f.raw_len, e.inner, e.raw_len] {
-            out.extend_from_slice(&v.to_le_bytes());
+    w.finish().expect("counted").0
+}
+
+impl Location {
+    /// The location of a pack entry.
+    pub fn of(pack: PackId, e: &PackEntry) -> Self {
+        Location {
+            pack,
+            kind: e.kind,
+            frame: e.frame,
+            inner: e.inner,
+            raw_len: e.raw_len,
         }
-        out.extend_from_slice(&[e.kind.to_byte(), 0, 0, 0]);
     }
-    let sum = blake3::hash(&out[BODY_START..]);
-    out.extend_from_slice(sum.as_bytes());
-    out
+}
+
+/// Writes an index file record by record, for indexes too big to build in
+/// memory (prune's merged index). The pack table and the record count come
+/// first; records must follow in strictly increasing id order.
+pub struct IndexWriter<W: Write> {
+    out: W,
+    body: blake3::Hasher,
+    file: blake3::Hasher,
+    packs: HashMap<PackId, u32>,
+    left: u32,
+    prev: Option<BlobId>,
+}
+
+impl<W: Write> IndexWriter<W> {
+    pub fn new(out: W, packs: &[PackId], count: u32) -> Result<Self> {
+        let mut w = IndexWriter {
+            out,
+            body: blake3::Hasher::new(),
+            file: blake3::Hasher::new(),
+            packs: packs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (*p, i as u32))
+                .collect(),
+            left: count,
+            prev: None,
+        };
+        let mut head = envelope(FileKind::Index).to_vec();
+        head.push(0);
+        w.raw(&head)?;
+        w.body_bytes(&(packs.len() as u32).to_le_bytes())?;
+        w.body_bytes(&count.to_le_bytes())?;
+        for p in packs {
+            w.body_bytes(&p.0)?;
+        }
+        Ok(w)
+    }
+
+    fn raw(&mut self, b: &[u8]) -> Result<()> {
+        self.file.update(b);
+        self.out.write_all(b).map_err(|e| Error::io("index", e))
+    }
+
+    fn body_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.body.update(b);
+        self.raw(b)
+    }
+
+    /// Append the record of blob `id`.
+    pub fn push(&mut self, id: &BlobId, loc: &Location) -> Result<()> {
+        if self.left == 0 || self.prev.is_some_and(|p| p >= *id) {
+            return Err(Error::InvalidInput(
+                "index records out of order or beyond the count".into(),
+            ));
+        }
+        let pack = *self.packs.get(&loc.pack).ok_or_else(|| {
+            Error::InvalidInput("index record names a pack not in its table".into())
+        })?;
+        let mut r = [0u8; RECORD_LEN];
+        r[..32].copy_from_slice(&id.0);
+        let f = loc.frame;
+        for (k, v) in [
+            pack,
+            f.offset,
+            f.stored_len,
+            f.raw_len,
+            loc.inner,
+            loc.raw_len,
+        ]
+        .iter()
+        .enumerate()
+        {
+            r[32 + 4 * k..36 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+        r[56] = loc.kind.to_byte();
+        self.body_bytes(&r)?;
+        self.left -= 1;
+        self.prev = Some(*id);
+        Ok(())
+    }
+
+    /// Write the checksum; returns the output and the file's id.
+    pub fn finish(mut self) -> Result<(W, IndexId)> {
+        if self.left != 0 {
+            return Err(Error::InvalidInput(
+                "fewer index records than announced".into(),
+            ));
+        }
+        let sum = *self.body.finalize().as_bytes();
+        self.raw(&sum)?;
+        Ok((self.out, IndexId(*self.file.finalize().as_bytes())))
+    }
 }
 
 /// Bytes of an index file: a memory map or a buffer.
@@ -226,6 +322,14 @@ impl IndexFile {
             }
         }
         Ok(None)
+    }
+
+    /// Record `i` (in id order).
+    pub fn record_at(&self, i: usize) -> Result<(BlobId, Location)> {
+        Ok((
+            self.id_at(i),
+            self.location_at(i, &format!("index {}", self.name))?,
+        ))
     }
 
     /// Every record, in id order.

@@ -4,6 +4,7 @@
 //! snapshots. [`writer::RepoWriter`] adds to it, and owns the write order.
 
 mod cache;
+pub mod lock;
 pub mod writer;
 
 use crate::backend::local::LocalBackend;
@@ -29,6 +30,7 @@ pub struct Repository {
     hasher: Hasher,
     index: RwLock<Vec<IndexFile>>,
     frames: Mutex<FrameCache>,
+    bad_index: Mutex<Vec<String>>,
 }
 
 /// The name of a pack file.
@@ -95,6 +97,7 @@ impl Repository {
             config,
             index: RwLock::new(Vec::new()),
             frames: Mutex::new(FrameCache::new(16 << 20)),
+            bad_index: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,14 +118,33 @@ impl Repository {
     pub fn reload_index(&self) -> Result<()> {
         let names = self.backend.list("index")?;
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut bad = self.bad_index.lock().unwrap_or_else(|e| e.into_inner());
         let known: HashSet<String> = index.iter().map(|f| f.name().to_string()).collect();
+        bad.clear();
         for name in names {
             if !known.contains(&name) {
-                let file = IndexFile::open(self.backend.map(&name)?, &name)?;
-                index.push(file);
+                // A damaged index file must not make the repository unusable:
+                // its packs still hold their headers (`repair index`), and
+                // `check` reports it.
+                match self
+                    .backend
+                    .map(&name)
+                    .and_then(|b| IndexFile::open(b, &name))
+                {
+                    Ok(file) => index.push(file),
+                    Err(e) => bad.push(e.to_string()),
+                }
             }
         }
         Ok(())
+    }
+
+    /// Index files that could not be opened, with the reason.
+    pub fn unreadable_index_files(&self) -> Vec<String> {
+        self.bad_index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Make a just-written index file visible to lookups.

@@ -90,6 +90,8 @@ pub struct RepoWriter {
     repo: Arc<Repository>,
     codec: Codec,
     dry_run: bool,
+    /// Store blobs even when the index has them (prune's repacking).
+    ignore_index: bool,
     state: Mutex<State>,
 }
 
@@ -108,6 +110,7 @@ impl RepoWriter {
             repo,
             codec: Codec::new(level),
             dry_run,
+            ignore_index: false,
             state: Mutex::new(State {
                 packs: [None, None],
                 bundles: Default::default(),
@@ -117,6 +120,15 @@ impl RepoWriter {
                 stats: WriteStats::default(),
                 failed: false,
             }),
+        }
+    }
+
+    /// A writer for prune: it copies blobs that the index lists in packs about
+    /// to be deleted, so it must not skip them as known.
+    pub fn for_repack(repo: Arc<Repository>, level: i32) -> Self {
+        RepoWriter {
+            ignore_index: true,
+            ..Self::new(repo, level, false)
         }
     }
 
@@ -158,7 +170,7 @@ impl RepoWriter {
     }
 
     fn add(&self, kind: BlobKind, id: BlobId, plain: &[u8]) -> Result<()> {
-        if self.repo.has_blob(&id)? {
+        if !self.ignore_index && self.repo.has_blob(&id)? {
             return Ok(());
         }
         let full_bundle = {

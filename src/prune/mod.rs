@@ -1,0 +1,349 @@
+//! Prune: delete what no snapshot needs, and never a byte that one does.
+//!
+//! ```text
+//! snapshots -> trees -> used blob ids          (external sort: flat memory)
+//! index files -> k-way merge by id ⋈ used ids  -> per pack: used and unused bytes
+//! decide: unused packs go; packs whose unused share passes --max-unused are repacked
+//! repack: copy their used blobs into new packs + a new index   (fsynced)
+//! merge:  one new index of every blob in the packs that stay   (fsynced)
+//! only then: delete the old index files, then the old packs
+//! ```
+//!
+//! A prune killed at any moment leaves a valid repository: until the old index
+//! files are deleted they still describe every old pack, which still exists;
+//! after that, the new index files describe everything kept. Deleting a pack
+//! that an index still names would be the one fatal order, and it never
+//! happens. Prune runs under an exclusive lock, so no backup adds blobs while
+//! it decides what is used.
+
+mod repair;
+mod sorted;
+
+pub use repair::repair_index;
+
+use crate::error::{Error, Result};
+use crate::format::id::{BlobId, PackId, TreeId};
+use crate::format::index::{IndexWriter, Location};
+use crate::format::tree::{Extent, Kind};
+use crate::progress::Progress;
+use crate::repo::writer::RepoWriter;
+use crate::repo::{pack_name, Repository};
+use sorted::{IdSorter, KMerge, Membership};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// How aggressive to be.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this percentage of its bytes is unused.
+    pub max_unused: f64,
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 5.0,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune found and did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PruneReport {
+    pub packs_before: u64,
+    pub bytes_before: u64,
+    pub blobs_used: u64,
+    pub blobs_unused: u64,
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    /// Packs no index names (left by interrupted backups).
+    pub packs_unreferenced: u64,
+    pub packs_written: u64,
+    pub index_files_replaced: u64,
+    pub bytes_after: u64,
+    pub bytes_freed: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct PackUse {
+    total: u64,
+    used: u64,
+}
+
+/// What becomes of a pack.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fate {
+    Keep,
+    Repack,
+    Delete,
+}
+
+/// The stored bytes a blob accounts for: its share of a bundled frame.
+fn stored_share(loc: &Location) -> u64 {
+    loc.frame.stored_len as u64 * loc.raw_len as u64 / (loc.frame.raw_len.max(1) as u64)
+}
+
+/// Prune `repo`. The caller holds an exclusive lock.
+pub fn prune(
+    repo: &Arc<Repository>,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let old_index: Vec<String> = repo
+        .index_files()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let on_disk = pack_sizes(repo)?;
+    report.packs_before = on_disk.len() as u64;
+    report.bytes_before = on_disk.values().sum();
+
+    let usage = pack_usage(repo, &mut report)?;
+    let mut fates: HashMap<PackId, Fate> = HashMap::new();
+    for (pack, size) in &on_disk {
+        let fate = match usage.get(pack) {
+            None => {
+                report.packs_unreferenced += 1;
+                Fate::Delete
+            }
+            Some(u) if u.used == 0 => Fate::Delete,
+            Some(u) if (u.total - u.used) as f64 * 100.0 > opts.max_unused * u.total as f64 => {
+                Fate::Repack
+            }
+            Some(_) => Fate::Keep,
+        };
+        match fate {
+            Fate::Delete => report.packs_deleted += 1,
+            Fate::Repack => report.packs_repacked += 1,
+            Fate::Keep => report.bytes_after += size,
+        }
+        fates.insert(*pack, fate);
+    }
+    if opts.dry_run {
+        report.bytes_after += repack_estimate(&usage, &fates, &on_disk);
+        report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
+        return Ok(report);
+    }
+    let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression);
+    if report.packs_repacked > 0 {
+        repack(repo, &writer, &fates, progress)?;
+    }
+    writer.flush()?;
+    report.packs_written = writer.stats().packs;
+    let mut new_index: HashSet<String> = repo
+        .index_files()
+        .iter()
+        .map(|f| f.name().to_string())
+        .filter(|n| !old_index.contains(n))
+        .collect();
+    // The merged index may come out byte for byte equal to an old file, and
+    // so carry its name: that one must not be deleted below.
+    new_index.extend(write_merged_index(repo, &fates)?);
+    // The new index files are durable: the old ones, then the old packs, may go.
+    for name in &old_index {
+        if !new_index.contains(name) {
+            repo.backend().delete(name)?;
+            report.index_files_replaced += 1;
+        }
+    }
+    for (pack, fate) in &fates {
+        if *fate != Fate::Keep {
+            repo.backend().delete(&pack_name(pack))?;
+        }
+    }
+    let after = pack_sizes(repo)?;
+    report.bytes_after = after.values().sum();
+    report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
+    Ok(report)
+}
+
+/// Pack id -> size, for every pack file.
+fn pack_sizes(repo: &Repository) -> Result<HashMap<PackId, u64>> {
+    let mut out = HashMap::new();
+    for name in repo.backend().list("data")? {
+        if let Some(id) = name
+            .rsplit('/')
+            .next()
+            .and_then(|h| PackId::from_hex(h).ok())
+        {
+            out.insert(id, repo.backend().size(&name)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every index record, merged in id order; the first of equal ids is the one
+/// readers use.
+fn merged_index(repo: &Repository) -> impl Iterator<Item = Result<(BlobId, Location)>> {
+    let files = repo.index_files();
+    let iters: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            let n = f.len();
+            (0..n).map(move |i| f.record_at(i))
+        })
+        .collect();
+    KMerge::new(iters)
+}
+
+/// Ids that some snapshot uses, sorted.
+fn used_blobs(repo: &Repository) -> Result<Membership> {
+    let (snaps, bad) = repo.snapshots()?;
+    if let Some(e) = bad.into_iter().next() {
+        return Err(Error::InvalidInput(format!(
+            "{e}; refusing to prune while a snapshot cannot be read (it may need data prune would delete)"
+        )));
+    }
+    let mut sorter = IdSorter::new();
+    // Trees walked recently: skips shared subtrees across snapshots with
+    // bounded memory (cleared when full, costing only repeated reads).
+    let mut recent: HashSet<TreeId> = HashSet::new();
+    for (sid, snap) in &snaps {
+        let mut stack = vec![snap.tree];
+        while let Some(tid) = stack.pop() {
+            if recent.len() >= 1 << 16 {
+                recent.clear();
+            }
+            if !recent.insert(tid) {
+                continue;
+            }
+            sorter.push(tid.blob())?;
+            let tree = repo.load_tree(&tid).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "snapshot {}: {e}; refusing to prune a damaged repository",
+                    sid.short()
+                ))
+            })?;
+            for e in &tree.entries {
+                match e.kind {
+                    Kind::Dir => stack.extend(e.subtree),
+                    Kind::File => {
+                        for x in &e.extents {
+                            if let Extent::Data { id, .. } = x {
+                                sorter.push(*id)?;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(Membership::new(sorter.finish()?))
+}
+
+/// Used and total stored bytes per pack. A blob stored twice counts as used
+/// only where readers find it (its first record).
+fn pack_usage(repo: &Repository, report: &mut PruneReport) -> Result<HashMap<PackId, PackUse>> {
+    let mut used = used_blobs(repo)?;
+    let mut usage: HashMap<PackId, PackUse> = HashMap::new();
+    let mut prev: Option<BlobId> = None;
+    for rec in merged_index(repo) {
+        let (id, loc) = rec?;
+        let share = stored_share(&loc);
+        let u = usage.entry(loc.pack).or_default();
+        u.total += share;
+        if prev == Some(id) {
+            continue; // a duplicate record: its bytes are unused
+        }
+        prev = Some(id);
+        if used.contains(&id)? {
+            u.used += share;
+            report.blobs_used += 1;
+        } else {
+            report.blobs_unused += 1;
+        }
+    }
+    Ok(usage)
+}
+
+/// What repacked packs will take after prune (for dry runs).
+fn repack_estimate(
+    usage: &HashMap<PackId, PackUse>,
+    fates: &HashMap<PackId, Fate>,
+    sizes: &HashMap<PackId, u64>,
+) -> u64 {
+    fates
+        .iter()
+        .filter(|(_, f)| **f == Fate::Repack)
+        .map(|(p, _)| {
+            let u = usage[p];
+            sizes[p] * u.used / u.total.max(1)
+        })
+        .sum()
+}
+
+/// Copy the used blobs of packs to be repacked into new packs.
+fn repack(
+    repo: &Arc<Repository>,
+    writer: &RepoWriter,
+    fates: &HashMap<PackId, Fate>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut used = used_blobs(repo)?;
+    let mut prev: Option<BlobId> = None;
+    for rec in merged_index(repo) {
+        let (id, loc) = rec?;
+        if prev == Some(id) {
+            continue;
+        }
+        prev = Some(id);
+        if fates.get(&loc.pack) != Some(&Fate::Repack) || !used.contains(&id)? {
+            continue;
+        }
+        let plain = repo.read_blob_at(&id, &loc)?;
+        progress.bytes_read(plain.len() as u64);
+        match loc.kind {
+            crate::format::pack::BlobKind::Data => writer.add_data(&plain)?,
+            crate::format::pack::BlobKind::Tree => writer.add_tree(&plain)?.blob(),
+        };
+    }
+    Ok(())
+}
+
+/// One index file for every blob whose pack stays, written record by record.
+/// Returns its name.
+fn write_merged_index(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Result<Option<String>> {
+    let keep = |loc: &Location| fates.get(&loc.pack) == Some(&Fate::Keep);
+    let records = || {
+        let mut prev: Option<BlobId> = None;
+        merged_index(repo).filter(move |r| match r {
+            Ok((id, loc)) if keep(loc) && prev != Some(*id) => {
+                prev = Some(*id);
+                true
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        })
+    };
+    let mut count = 0u32;
+    for r in records() {
+        r?;
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(None);
+    }
+    let mut packs: Vec<PackId> = fates
+        .iter()
+        .filter(|(_, f)| **f == Fate::Keep)
+        .map(|(p, _)| *p)
+        .collect();
+    packs.sort();
+    let mut w = IndexWriter::new(repo.backend().upload("index")?, &packs, count)?;
+    for r in records() {
+        let (id, loc) = r?;
+        w.push(&id, &loc)?;
+    }
+    let (upload, id) = w.finish()?;
+    let name = format!("index/{}", id.to_hex());
+    upload.commit(&name)?;
+    Ok(Some(name))
+}

@@ -1,0 +1,76 @@
+//! `repair index`: rebuild every index file from the pack headers alone.
+
+use crate::error::Result;
+use crate::format::id::{file_hash, IndexId, PackId};
+use crate::format::index;
+use crate::format::pack::PackEntry;
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+/// Packs per rebuilt index file: bounds the memory a rebuild needs.
+const PACKS_PER_INDEX: usize = 256;
+
+/// What a rebuild did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RepairReport {
+    pub packs: u64,
+    pub blobs: u64,
+    /// Packs whose header could not be read: named, and left out of the index.
+    pub unreadable: Vec<String>,
+    pub index_files_written: u64,
+    pub index_files_removed: u64,
+}
+
+/// Read every pack's header and write new index files from them; then remove
+/// the old index files. The caller holds an exclusive lock.
+pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
+    let mut report = RepairReport::default();
+    let old: Vec<String> = repo.backend().list("index")?;
+    let mut written: Vec<String> = Vec::new();
+    let mut batch: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
+    let mut flush =
+        |batch: &mut Vec<(PackId, Vec<PackEntry>)>, report: &mut RepairReport| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let bytes = index::encode(batch);
+            let name = format!("index/{}", IndexId(file_hash(&bytes)).to_hex());
+            repo.backend().put(&name, &bytes)?;
+            written.push(name);
+            report.index_files_written += 1;
+            batch.clear();
+            Ok(())
+        };
+    for name in repo.backend().list("data")? {
+        let Some(id) = name
+            .rsplit('/')
+            .next()
+            .and_then(|h| PackId::from_hex(h).ok())
+        else {
+            continue;
+        };
+        match repo.pack_header(&id) {
+            Ok(entries) => {
+                report.packs += 1;
+                report.blobs += entries.len() as u64;
+                batch.push((id, entries));
+            }
+            Err(e) => {
+                progress.warn(&e);
+                report.unreadable.push(format!("{name}: {e}"));
+            }
+        }
+        if batch.len() >= PACKS_PER_INDEX {
+            flush(&mut batch, &mut report)?;
+        }
+    }
+    flush(&mut batch, &mut report)?;
+    for name in old {
+        if !written.contains(&name) {
+            repo.backend().delete(&name)?;
+            report.index_files_removed += 1;
+        }
+    }
+    repo.reload_index()?;
+    Ok(report)
+}
