@@ -52,7 +52,13 @@ pub fn print(r: &PruneReport, json: bool) {
     } else {
         ""
     };
-    println!("blobs: {} used, {} unused", r.blobs_used, r.blobs_unused);
+    println!(
+        "blobs: {} used ({}), {} unused ({})",
+        r.blobs_used,
+        bytes(r.bytes_used),
+        r.blobs_unused,
+        bytes(r.bytes_unused)
+    );
     println!(
         "packs: {} before; {} deleted ({} not in any index), {} repacked into {} new",
         r.packs_before, r.packs_deleted, r.packs_unreferenced, r.packs_repacked, r.packs_written

@@ -56,6 +56,10 @@ pub struct PruneReport {
     pub bytes_before: u64,
     pub blobs_used: u64,
     pub blobs_unused: u64,
+    /// Stored bytes of blobs some snapshot uses.
+    pub bytes_used: u64,
+    /// Stored bytes of blobs no snapshot uses (and of duplicate copies).
+    pub bytes_unused: u64,
     pub packs_deleted: u64,
     pub packs_repacked: u64,
     /// Packs no index names (left by interrupted backups).
@@ -251,14 +255,17 @@ fn pack_usage(repo: &Repository, report: &mut PruneReport) -> Result<HashMap<Pac
         let u = usage.entry(loc.pack).or_default();
         u.total += share;
         if prev == Some(id) {
-            continue; // a duplicate record: its bytes are unused
+            report.bytes_unused += share; // a duplicate record: its bytes are unused
+            continue;
         }
         prev = Some(id);
         if used.contains(&id)? {
             u.used += share;
             report.blobs_used += 1;
+            report.bytes_used += share;
         } else {
             report.blobs_unused += 1;
+            report.bytes_unused += share;
         }
     }
     Ok(usage)

@@ -292,3 +292,48 @@ fn directory_with_100k_entries() {
         "99999"
     );
 }
+
+/// Unmounts a tmpfs on drop, also when the test fails.
+struct TmpfsGuard(std::path::PathBuf);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn mount_tmpfs(dir: &std::path::Path) -> TmpfsGuard {
+    fs::create_dir_all(dir).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mounting a tmpfs needs root");
+    TmpfsGuard(dir.to_path_buf())
+}
+
+#[test]
+fn one_file_system_stops_at_mount_points() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    tree::file(&src.join("here"), b"on the same fs");
+    let mnt = src.join("mnt");
+    let _guard = mount_tmpfs(&mnt);
+    tree::file(&mnt.join("elsewhere"), b"on a tmpfs");
+    let ls = |extra: &[&str]| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("backup")];
+        args.extend(extra.iter().map(OsStr::new));
+        args.push(src.as_os_str());
+        t.ok(&args);
+        t.ok([OsStr::new("ls"), OsStr::new("latest"), src.as_os_str()])
+    };
+    let all = ls(&[]);
+    assert!(all.contains("/mnt/elsewhere"), "{all}");
+    let one = ls(&["--one-file-system"]);
+    assert!(one.contains("/mnt\n") && !one.contains("/mnt/elsewhere"), "{one}");
+    assert!(one.contains("/here"), "{one}");
+}

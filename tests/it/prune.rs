@@ -1,0 +1,223 @@
+//! Retention, prune, locks and index repair: never lose a kept byte.
+
+use crate::common::{compare, restored, stderr, tree, TempRepo};
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// One "day": rewrite a few files and add a new one, as a changing site would.
+fn mutate(src: &Path, day: u64) {
+    fs::write(src.join(format!("daily-{day}.bin")), tree::noise(400_000, 2 * day + 101)).unwrap();
+    fs::write(src.join("log.txt"), format!("day {day}\n").repeat(1000 + day as usize)).unwrap();
+    if day >= 2 {
+        let _ = fs::remove_file(src.join(format!("daily-{}.bin", day - 2)));
+    }
+}
+
+fn backup_days(t: &TempRepo, src: &Path, days: std::ops::Range<u64>) -> Vec<String> {
+    days.map(|d| {
+        mutate(src, d);
+        let out = t.ok([OsStr::new("backup"), OsStr::new("--json"), OsStr::new("--tag"), OsStr::new(&format!("day{d}")), src.as_os_str()]);
+        json(&out)["id"].as_str().unwrap().to_string()
+    })
+    .collect()
+}
+
+fn repo_bytes(t: &TempRepo) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        fs::read_dir(p)
+            .map(|rd| {
+                rd.map(|e| {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { e.metadata().unwrap().len() }
+                })
+                .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&t.repo().join("data"))
+}
+
+/// Every snapshot restores, byte for byte, to what `expect` holds for its tag.
+fn restore_all(t: &TempRepo, src: &Path, expect: &[(String, std::path::PathBuf)]) {
+    for (i, (id, copy)) in expect.iter().enumerate() {
+        let out = t.join(format!("restore-{i}-{}", &id[..8]));
+        t.restore(&format!("{id}:{}", src.display()), &out);
+        compare::assert_same(copy, &out, compare::Options { atime: false, ..Default::default() });
+    }
+}
+
+#[test]
+fn forget_and_prune_free_what_only_forgotten_snapshots_used() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::full(&src);
+    let ids = backup_days(&t, &src, 0..6);
+    let before = repo_bytes(&t);
+    let out = json(&t.ok(["forget", "--keep-last", "2", "--json"]));
+    let removed: Vec<&str> = out["groups"][0]["remove"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(removed.len(), 4);
+    assert!(removed.iter().all(|r| ids[..4].contains(&r.to_string())));
+    let report = json(&t.ok(["prune", "--json"]));
+    assert!(report["packs_deleted"].as_u64().unwrap() + report["packs_repacked"].as_u64().unwrap() > 0, "{report}");
+    let after = repo_bytes(&t);
+    // Days 0-2 each added 400 kB of noise only they used (day 3's is still in day 4).
+    assert!(before - after >= 3 * 400_000, "freed only {} bytes", before - after);
+    t.ok(["check", "--read-data"]);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+}
+
+#[test]
+fn prune_killed_at_random_moments_never_loses_a_kept_byte() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    tree::file(&src.join("base.bin"), &tree::noise(6 << 20, 99));
+    // Keep a copy of the source as each kept snapshot saw it.
+    let mut kept = Vec::new();
+    for day in 0..8u64 {
+        mutate(&src, day);
+        let id = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]))["id"].as_str().unwrap().to_string();
+        if day >= 6 {
+            let copy = t.join(format!("copy-{day}"));
+            assert!(std::process::Command::new("cp").arg("-a").arg(&src).arg(&copy).status().unwrap().success());
+            kept.push((id, copy));
+        }
+    }
+    t.ok(["forget", "--keep-last", "2"]);
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut finished = false;
+    for round in 0..30 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 60_000);
+        let mut child = t.cmd(["prune", "--max-unused", "0%"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        finished |= status.success();
+        // Whatever the moment, the repository is whole (stale lock aside).
+        t.ok(["unlock"]);
+        let check = t.rewind(["check", "--read-data"]);
+        assert!(check.status.success(), "round {round} after {delay:?}: {}", String::from_utf8_lossy(&check.stdout));
+    }
+    t.ok(["prune", "--max-unused", "0%"]);
+    t.ok(["check", "--read-data"]);
+    restore_all(&t, &src, &kept);
+    let _ = finished;
+}
+
+#[test]
+fn backup_waits_for_prune_and_loses_nothing() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::full(&src);
+    backup_days(&t, &src, 0..4);
+    t.ok(["forget", "--keep-last", "1"]);
+    // Hold the exclusive lock as prune would, then start a backup that waits.
+    let repo = std::sync::Arc::new(rewind::repo::Repository::open_dir(&t.repo()).unwrap());
+    let lock = rewind::repo::lock::acquire(&repo, true, "prune (test)", Duration::ZERO).unwrap();
+    let refused = t.rewind([OsStr::new("backup"), src.as_os_str()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("prune (test)"), "{}", stderr(&refused));
+    mutate(&src, 10);
+    let waiting = t
+        .cmd([OsStr::new("backup"), OsStr::new("--lock-wait"), OsStr::new("60s"), src.as_os_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(lock);
+    // A real prune and the waiting backup now race for the lock.
+    let prune = t.rewind(["prune", "--lock-wait", "60s", "--max-unused", "0%"]);
+    assert!(prune.status.success(), "{}", stderr(&prune));
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    t.ok(["prune", "--max-unused", "0%"]);
+    t.ok(["check", "--read-data"]);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+}
+
+#[test]
+fn two_backups_at_once_both_succeed() {
+    let t = TempRepo::new();
+    let (a, b) = (t.join("a"), t.join("b"));
+    tree::full(&a);
+    fs::create_dir_all(&b).unwrap();
+    tree::file(&b.join("big"), &tree::noise(20 << 20, 4));
+    let ca = t.cmd([OsStr::new("backup"), a.as_os_str()]).stdout(Stdio::null()).spawn().unwrap();
+    let cb = t.cmd([OsStr::new("backup"), b.as_os_str()]).stdout(Stdio::null()).spawn().unwrap();
+    assert!(ca.wait_with_output().unwrap().status.success());
+    assert!(cb.wait_with_output().unwrap().status.success());
+    t.ok(["check", "--read-data"]);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn stale_locks_are_ignored_and_unlock_removes_them() {
+    let t = TempRepo::new();
+    let lock = serde_json::json!({
+        "exclusive": true, "host": rewind::backup::hostname(), "pid": 999_999_999u32,
+        "command": "prune", "created": 1, "heartbeat": 4_000_000_000u64,
+    });
+    fs::write(t.repo().join("locks/deadbeef"), lock.to_string()).unwrap();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    tree::file(&src.join("f"), b"x");
+    t.ok([OsStr::new("backup"), src.as_os_str()]);
+    let out = t.ok(["unlock"]);
+    assert!(out.contains("1 locks removed"), "{out}");
+    assert!(!t.repo().join("locks/deadbeef").exists());
+}
+
+#[test]
+fn deleted_index_is_rebuilt_from_pack_headers() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::full(&src);
+    backup_days(&t, &src, 0..2);
+    for e in fs::read_dir(t.repo().join("index")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let broken = t.rewind(["check"]);
+    assert_eq!(broken.status.code(), Some(1));
+    t.ok(["repair", "index"]);
+    t.ok(["check", "--read-data"]);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+}
+
+#[test]
+fn forget_refuses_an_empty_policy_and_dry_run_keeps_everything() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    backup_days(&t, &src, 0..3);
+    let out = t.rewind(["forget"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no policy"), "{}", stderr(&out));
+    let dry = t.ok(["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(dry.contains("2 snapshots would be removed"), "{dry}");
+    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 3);
+    let tagged = t.ok(["forget", "--keep-last", "1", "--keep-tag", "day0"]);
+    assert!(tagged.contains("tag day0"), "{tagged}");
+    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 2);
+    let started = Instant::now();
+    t.ok(["prune", "--dry-run"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
