@@ -11,6 +11,7 @@
 //! - [`backup`]: the snapshot writer, as a pipeline.
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
 //! - [`check`]: proves the repository is whole.
+//! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
@@ -52,6 +53,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod cli;
+pub mod compare;
 pub mod error;
 pub mod forget;
 pub mod format;

@@ -80,8 +80,49 @@ struct Restorer<'a> {
     progress: &'a dyn Progress,
     names: Names,
     counts: Counts,
-    /// First restored path of each hard-link group: its directory and name.
-    links: std::sync::Mutex<HashMap<(u64, u64), (Arc<OwnedFd>, CString)>>,
+    /// Hard-link groups restored so far, by source `(dev, ino)`.
+    links: std::sync::Mutex<HashMap<(u64, u64), LinkGroup>>,
+}
+
+/// A hard-link group as restored so far. Later members are links to the
+/// first, made before its content is written; if that write fails they are
+/// taken back, so no link is left holding part of a file.
+struct LinkGroup {
+    /// The first member: directory, name, and path for messages.
+    dir: Arc<OwnedFd>,
+    name: CString,
+    path: PathBuf,
+    /// Regular files linked to the first so far.
+    linked: Vec<(Arc<OwnedFd>, CString, PathBuf)>,
+    /// The first member's content failed: later members get their own copy
+    /// (which fails, by name, the same way).
+    failed: bool,
+}
+
+impl LinkGroup {
+    fn new(dir: &Arc<OwnedFd>, name: &CString, path: &Path) -> Self {
+        LinkGroup {
+            dir: dir.clone(),
+            name: name.clone(),
+            path: path.to_path_buf(),
+            linked: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Link `name` in `dir` to the first member.
+    fn link(&self, dir: RawFd, name: &CString) -> bool {
+        let r = unsafe {
+            libc::linkat(
+                self.dir.as_raw_fd(),
+                self.name.as_ptr(),
+                dir,
+                name.as_ptr(),
+                0,
+            )
+        };
+        r == 0
+    }
 }
 
 /// Restore `entry` (found at `snap_path` in the snapshot) into `opts.target`:
@@ -309,24 +350,20 @@ impl Restorer<'_> {
         let name = cstr(&e.name).map_err(|err| Error::io(path, err))?;
         if let Some(key) = e.link_key() {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((first_dir, first_name)) = links.get(&key) {
-                self.clear(dir.as_raw_fd(), &name, path)?;
-                let r = unsafe {
-                    libc::linkat(
-                        first_dir.as_raw_fd(),
-                        first_name.as_ptr(),
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        0,
-                    )
-                };
-                if r == 0 {
-                    self.counts.files.fetch_add(1, Relaxed);
-                    return Ok(());
+            match links.get_mut(&key) {
+                Some(group) if !group.failed => {
+                    self.clear(dir.as_raw_fd(), &name, path)?;
+                    if group.link(dir.as_raw_fd(), &name) {
+                        group.linked.push((dir.clone(), name, path.to_path_buf()));
+                        self.counts.files.fetch_add(1, Relaxed);
+                        return Ok(());
+                    }
+                    // The first member may be gone; fall through and write a copy.
                 }
-                // The first link may have failed; fall through and write a copy.
-            } else {
-                links.insert(key, (dir.clone(), name.clone()));
+                Some(_) => {}
+                None => {
+                    links.insert(key, LinkGroup::new(dir, &name, path));
+                }
             }
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
@@ -372,23 +409,17 @@ impl Restorer<'_> {
         let name = cstr(&e.name).map_err(io_err)?;
         if let Some(key) = e.link_key() {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((first_dir, first_name)) = links.get(&key) {
-                self.clear(dir.as_raw_fd(), &name, path)?;
-                let r = unsafe {
-                    libc::linkat(
-                        first_dir.as_raw_fd(),
-                        first_name.as_ptr(),
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        0,
-                    )
-                };
-                if r == 0 {
-                    self.counts.other.fetch_add(1, Relaxed);
-                    return Ok(());
+            match links.get(&key) {
+                Some(group) => {
+                    self.clear(dir.as_raw_fd(), &name, path)?;
+                    if group.link(dir.as_raw_fd(), &name) {
+                        self.counts.other.fetch_add(1, Relaxed);
+                        return Ok(());
+                    }
                 }
-            } else {
-                links.insert(key, (dir.clone(), name.clone()));
+                None => {
+                    links.insert(key, LinkGroup::new(dir, &name, path));
+                }
             }
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
@@ -423,7 +454,30 @@ impl Restorer<'_> {
                     unsafe { libc::unlinkat(job.dir.as_raw_fd(), name.as_ptr(), 0) };
                 }
                 self.warn(with_path(e, &job.path));
+                self.unlink_group(&job);
             }
+        }
+    }
+
+    /// The content of `job` failed: if it is the first member of a hard-link
+    /// group, take back the links already made to it, naming each.
+    fn unlink_group(&self, job: &Job) {
+        let Some(key) = job.entry.link_key() else {
+            return;
+        };
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(group) = links.get_mut(&key).filter(|g| g.path == job.path) else {
+            return;
+        };
+        group.failed = true;
+        for (dir, name, path) in std::mem::take(&mut group.linked) {
+            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+            self.counts.files.fetch_sub(1, Relaxed);
+            let why = format!(
+                "not restored: a hard link of {}, which failed",
+                job.path.display()
+            );
+            self.warn(Error::io(&path, io::Error::other(why)));
         }
     }
 

@@ -206,7 +206,12 @@ struct LocalUpload {
 
 impl Write for LocalUpload {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().expect("open until commit").write(b)
+        let tmp = &self.tmp;
+        self.file
+            .as_mut()
+            .expect("open until commit")
+            .write(b)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display())))
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())

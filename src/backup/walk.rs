@@ -419,7 +419,11 @@ impl Walk<'_> {
             match self.file_entry(&job) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    if matches!(e, Error::Io { .. }) {
+                    if self.writer.has_failed() {
+                        // The repository, not this file, failed: end the backup
+                        // with the first write error (a full disk, say).
+                        self.fail(self.writer.take_failure().unwrap_or(e));
+                    } else if matches!(e, Error::Io { .. }) {
                         self.warn_vanished(e);
                     } else {
                         self.fail(e);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Files and directories to back up
+    #[arg(required_unless_present = "stdin_name")]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag")]

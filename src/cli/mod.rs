@@ -8,6 +8,7 @@
 mod backup;
 mod cat;
 mod check;
+mod diff;
 mod forget;
 mod init;
 mod ls;
@@ -19,6 +20,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
+mod verify;
 
 use crate::repo::{Repository, SnapshotFilter};
 use anyhow::{Context, Result};
@@ -62,6 +64,10 @@ pub enum Command {
     Restore(restore::Args),
     /// Check the repository's integrity
     Check(check::Args),
+    /// Show what changed between two snapshots, or between a snapshot and the live tree
+    Diff(diff::Args),
+    /// Prove that a directory (a restore, a copy, a mount) is exactly a snapshot
+    Verify(verify::Args),
     /// Show sizes, deduplication and compression
     Stats(stats::Args),
     /// Mount the repository, or one snapshot, read-only through FUSE
@@ -98,6 +104,8 @@ pub fn run() -> Result<u8> {
         Command::Cat(a) => cat::run(&repo, a),
         Command::Restore(a) => restore::run(&repo, a),
         Command::Check(a) => check::run(&repo, a),
+        Command::Diff(a) => diff::run(&repo, a),
+        Command::Verify(a) => verify::run(&repo, a),
         Command::Stats(a) => stats::run(&repo, a),
         Command::Mount(a) => mount::run(&repo, a),
         Command::Umount(a) => mount::umount(a),
@@ -129,14 +137,31 @@ impl RepoArg {
 
     /// Take a shared lock (or an exclusive one) for `command`, waiting up to
     /// `--lock-wait` for conflicting holders.
+    ///
+    /// A reader that may not write the repository (a read-only mount, another
+    /// user's repository) goes on without a shared lock, with a warning.
     pub fn lock(
         &self,
         repo: &Arc<Repository>,
         exclusive: bool,
         command: &str,
-    ) -> Result<crate::repo::lock::Lock> {
-        crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait)
-            .with_context(|| format!("locking repository {}", repo.backend().location()))
+    ) -> Result<Option<crate::repo::lock::Lock>> {
+        match crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(crate::error::Error::Io { source, .. })
+                if !exclusive
+                    && (source.kind() == std::io::ErrorKind::PermissionDenied
+                        || source.raw_os_error() == Some(libc::EROFS)) =>
+            {
+                eprintln!(
+                    "warning: cannot write a lock in {} ({source}); going on without one",
+                    repo.backend().location()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("locking repository {}", repo.backend().location()))),
+        }
     }
 
     /// Open the repository.

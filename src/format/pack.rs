@@ -135,7 +135,7 @@ impl<W: Write> PackWriter<W> {
         }
         if let Err(e) = self.out.write_all(frame) {
             self.failed = true;
-            return Err(Error::io("pack", e));
+            return Err(Error::io("writing pack", e));
         }
         let f = Frame {
             offset: self.offset as u32,
@@ -196,7 +196,7 @@ impl<W: Write> PackWriter<W> {
             .write_all(&frame)
             .and_then(|_| self.out.write_all(&trailer));
         if let Err(e) = res {
-            return Err(Error::io("pack", e));
+            return Err(Error::io("writing pack", e));
         }
         Ok((self.out, self.entries))
     }

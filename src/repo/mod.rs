@@ -132,6 +132,8 @@ impl Repository {
                     .and_then(|b| IndexFile::open(b, &name))
                 {
                     Ok(file) => index.push(file),
+                    // A newer format must be refused, not skipped.
+                    Err(e @ Error::InvalidInput(_)) => return Err(e),
                     Err(e) => bad.push(e.to_string()),
                 }
             }
@@ -274,9 +276,8 @@ impl Repository {
         let mut current: Option<(Frame, Result<Vec<u8>>)> = None;
         for e in entries {
             if current.as_ref().map(|(f, _)| *f) != Some(e.frame) {
-                let decoded = match bytes
-                    .get(e.frame.offset as usize..(e.frame.offset + e.frame.stored_len) as usize)
-                {
+                let (start, len) = (e.frame.offset as usize, e.frame.stored_len as usize);
+                let decoded = match bytes.get(start..start + len) {
                     Some(frame) => self
                         .codec
                         .decode(frame, Some(e.frame.raw_len as usize), object),

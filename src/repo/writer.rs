@@ -82,7 +82,10 @@ struct State {
     written: Vec<(PackId, Vec<PackEntry>)>,
     written_blobs: usize,
     stats: WriteStats,
-    failed: bool,
+    /// The first failed write; after it the writer refuses all work.
+    failed: Option<String>,
+    /// That failure itself, for the caller to report once.
+    failure: Option<Error>,
 }
 
 /// Adds blobs to a repository. Shared by the backup's worker threads.
@@ -118,7 +121,8 @@ impl RepoWriter {
                 written: Vec::new(),
                 written_blobs: 0,
                 stats: WriteStats::default(),
-                failed: false,
+                failed: None,
+                failure: None,
             }),
         }
     }
@@ -138,10 +142,10 @@ impl RepoWriter {
 
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.failed {
-            return Err(Error::InvalidInput(
-                "an earlier write to the repository failed; nothing more is written".into(),
-            ));
+        if let Some(why) = &st.failed {
+            return Err(Error::InvalidInput(format!(
+                "an earlier write to the repository failed ({why}); nothing more is written"
+            )));
         }
         Ok(st)
     }
@@ -149,8 +153,15 @@ impl RepoWriter {
     /// Run `f`, and refuse all further work if it fails.
     fn guard<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let res = f();
-        if res.is_err() {
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).failed = true;
+        if let Err(e) = &res {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.failed.is_none() {
+                st.failed = Some(e.to_string());
+                st.failure = Some(Error::io(
+                    self.repo.backend().location(),
+                    std::io::Error::other(e.to_string()),
+                ));
+            }
         }
         res
     }
@@ -314,6 +325,25 @@ impl RepoWriter {
                 .put(&format!("snapshots/{}", id.to_hex()), &bytes)?;
         }
         Ok(id)
+    }
+
+    /// The first failed write, once: the error a backup should end with (the
+    /// failure is remembered; this only hands out its report).
+    pub fn take_failure(&self) -> Option<Error> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failure
+            .take()
+    }
+
+    /// Whether a write has failed.
+    pub fn has_failed(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed
+            .is_some()
     }
 
     pub fn stats(&self) -> WriteStats {

@@ -48,13 +48,19 @@ fn key(domain: &[u8], parts: &[&[u8]]) -> Key {
     let ino = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
     let check = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
     // 0 is invalid and 1 is the root.
-    Key { ino: ino.max(2), check }
+    Key {
+        ino: ino.max(2),
+        check,
+    }
 }
 
 /// The inode of a virtual directory or link at `path` (the root for `""`).
 pub fn layout_key(path: &[u8]) -> Key {
     if path.is_empty() {
-        return Key { ino: ROOT, check: 0 };
+        return Key {
+            ino: ROOT,
+            check: 0,
+        };
     }
     key(b"layout", &[path])
 }
@@ -62,7 +68,10 @@ pub fn layout_key(path: &[u8]) -> Key {
 /// The root directory of snapshot `id` shown at `path`.
 pub fn snapshot_key(path: &[u8], id: &SnapshotId) -> Key {
     if path.is_empty() {
-        return Key { ino: ROOT, check: 0 };
+        return Key {
+            ino: ROOT,
+            check: 0,
+        };
     }
     key(b"snapshot", &[path, &id.0])
 }
@@ -71,7 +80,10 @@ pub fn snapshot_key(path: &[u8], id: &SnapshotId) -> Key {
 /// `view`.
 pub fn entry_key(view: Ino, parent: Ino, e: &Entry) -> Key {
     match e.link_key() {
-        Some((dev, ino)) => key(b"link", &[&view.to_le_bytes(), &dev.to_le_bytes(), &ino.to_le_bytes()]),
+        Some((dev, ino)) => key(
+            b"link",
+            &[&view.to_le_bytes(), &dev.to_le_bytes(), &ino.to_le_bytes()],
+        ),
         None => key(b"entry", &[&parent.to_le_bytes(), &e.name]),
     }
 }
@@ -82,10 +94,18 @@ pub enum Node {
     /// A virtual directory or link; what is there now is asked of the layout.
     Layout { path: Vec<u8> },
     /// The root directory of a snapshot, shown at `path` (`""`: the mount's root).
-    SnapRoot { path: Vec<u8>, tree: TreeId, time: Time },
+    SnapRoot {
+        path: Vec<u8>,
+        tree: TreeId,
+        time: Time,
+    },
     /// An entry of a snapshot: its directory's tree and its place in it. The
     /// tree is shared by all its entries, so an inode costs a few words.
-    Entry { view: Ino, dir: Arc<Tree>, index: usize },
+    Entry {
+        view: Ino,
+        dir: Arc<Tree>,
+        index: usize,
+    },
 }
 
 impl Node {
@@ -120,9 +140,15 @@ impl Table {
     /// A table holding only the root, which is never forgotten.
     pub fn new(root: Node) -> Table {
         let mut held = HashMap::new();
-        let slot = Arc::new(Slot { node: root, parent: ROOT, check: 0 });
+        let slot = Arc::new(Slot {
+            node: root,
+            parent: ROOT,
+            check: 0,
+        });
         held.insert(ROOT, Held { slot, lookups: 1 });
-        Table { held: Mutex::new(held) }
+        Table {
+            held: Mutex::new(held),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Ino, Held>> {
@@ -154,7 +180,11 @@ impl Table {
                 None => break,
             }
         }
-        let slot = Arc::new(Slot { node: node(), parent, check: key.check });
+        let slot = Arc::new(Slot {
+            node: node(),
+            parent,
+            check: key.check,
+        });
         held.insert(ino, Held { slot, lookups: 1 });
         ino
     }
@@ -200,17 +230,26 @@ mod tests {
         let mut l2 = l1.clone();
         l2.name = b"l2".to_vec();
         assert_eq!(entry_key(5, 7, &l1), entry_key(5, 99, &l2));
-        assert_ne!(entry_key(5, 7, &l1), entry_key(6, 7, &l1), "views keep their own groups");
+        assert_ne!(
+            entry_key(5, 7, &l1),
+            entry_key(6, 7, &l1),
+            "views keep their own groups"
+        );
         assert_eq!(layout_key(b"").ino, ROOT);
         assert_ne!(layout_key(b"snapshots").ino, layout_key(b"ids").ino);
-        assert_ne!(snapshot_key(b"ids/x", &SnapshotId([1; 32])), snapshot_key(b"ids/x", &SnapshotId([2; 32])));
+        assert_ne!(
+            snapshot_key(b"ids/x", &SnapshotId([1; 32])),
+            snapshot_key(b"ids/x", &SnapshotId([2; 32]))
+        );
     }
 
     #[test]
     fn lookups_are_counted_and_forget_drops_the_inode() {
         let t = Table::new(Node::Layout { path: Vec::new() });
         let k = layout_key(b"snapshots");
-        let node = || Node::Layout { path: b"snapshots".to_vec() };
+        let node = || Node::Layout {
+            path: b"snapshots".to_vec(),
+        };
         assert_eq!(t.remember(k, ROOT, node), k.ino);
         assert_eq!(t.remember(k, ROOT, node), k.ino);
         t.forget(k.ino, 1);
@@ -226,8 +265,18 @@ mod tests {
         let t = Table::new(Node::Layout { path: Vec::new() });
         let a = Key { ino: 10, check: 1 };
         let b = Key { ino: 10, check: 2 };
-        assert_eq!(t.remember(a, ROOT, || Node::Layout { path: b"a".to_vec() }), 10);
-        assert_eq!(t.remember(b, ROOT, || Node::Layout { path: b"b".to_vec() }), 11);
+        assert_eq!(
+            t.remember(a, ROOT, || Node::Layout {
+                path: b"a".to_vec()
+            }),
+            10
+        );
+        assert_eq!(
+            t.remember(b, ROOT, || Node::Layout {
+                path: b"b".to_vec()
+            }),
+            11
+        );
         assert_eq!(t.remember(b, ROOT, || unreachable!()), 11);
         assert_eq!(t.len(), 3);
     }

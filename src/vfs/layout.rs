@@ -57,7 +57,9 @@ impl Layout {
         let names = unique_names(&snaps, &time_name);
         let mut dirs: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>> = BTreeMap::new();
         for top in ["hosts", "ids", "snapshots", "tags"] {
-            dirs.entry(Vec::new()).or_default().insert(top.into(), Item::Dir);
+            dirs.entry(Vec::new())
+                .or_default()
+                .insert(top.into(), Item::Dir);
             dirs.entry(top.into()).or_default();
         }
         let mut short_count: HashMap<String, usize> = HashMap::new();
@@ -65,15 +67,23 @@ impl Layout {
             *short_count.entry(s.id.short()).or_default() += 1;
         }
         for (s, name) in snaps.iter().zip(&names) {
-            let id_name = if short_count[&s.id.short()] > 1 { s.id.to_hex() } else { s.id.short() };
+            let id_name = if short_count[&s.id.short()] > 1 {
+                s.id.to_hex()
+            } else {
+                s.id.short()
+            };
             add_snapshot(&mut dirs, b"snapshots", name, s.id);
             add_snapshot(&mut dirs, b"ids", id_name.as_bytes(), s.id);
             let host = join(b"hosts", &safe_name(&s.host));
-            dirs.entry(b"hosts".to_vec()).or_default().insert(safe_name(&s.host), Item::Dir);
+            dirs.entry(b"hosts".to_vec())
+                .or_default()
+                .insert(safe_name(&s.host), Item::Dir);
             add_snapshot(&mut dirs, &host, name, s.id);
             for tag in &s.tags {
                 let tag_dir = join(b"tags", &safe_name(tag));
-                dirs.entry(b"tags".to_vec()).or_default().insert(safe_name(tag), Item::Dir);
+                dirs.entry(b"tags".to_vec())
+                    .or_default()
+                    .insert(safe_name(tag), Item::Dir);
                 add_snapshot(&mut dirs, &tag_dir, name, s.id);
             }
         }
@@ -81,16 +91,26 @@ impl Layout {
         // one added there is the newest, since `snaps` is sorted.
         let mut latest: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (dir, entries) in &dirs {
-            let by_time = dir.as_slice() == b"snapshots" || dir.starts_with(b"hosts/") || dir.starts_with(b"tags/");
-            if let Some(newest) = by_time.then(|| newest_name(entries, &snaps, &names)).flatten() {
+            let by_time = dir.as_slice() == b"snapshots"
+                || dir.starts_with(b"hosts/")
+                || dir.starts_with(b"tags/");
+            if let Some(newest) = by_time
+                .then(|| newest_name(entries, &snaps, &names))
+                .flatten()
+            {
                 latest.push((dir.clone(), newest));
             }
         }
         for (dir, target) in latest {
-            dirs.entry(dir).or_default().insert(b"latest".to_vec(), Item::Link(target));
+            dirs.entry(dir)
+                .or_default()
+                .insert(b"latest".to_vec(), Item::Link(target));
         }
         Layout {
-            dirs: dirs.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect(),
+            dirs: dirs
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect(),
             newest: snaps.last().map(|s| s.time).unwrap_or_default(),
             snaps: snaps.into_iter().map(|s| (s.id, s)).collect(),
         }
@@ -104,7 +124,9 @@ impl Layout {
     /// The item called `name` in `dir`.
     pub fn get(&self, dir: &[u8], name: &[u8]) -> Option<&Item> {
         let list = self.list(dir)?;
-        list.binary_search_by(|(n, _)| n.as_slice().cmp(name)).ok().map(|i| &list[i].1)
+        list.binary_search_by(|(n, _)| n.as_slice().cmp(name))
+            .ok()
+            .map(|i| &list[i].1)
     }
 
     /// The item at a full virtual path (`None` for the root itself).
@@ -140,12 +162,23 @@ impl Layout {
     }
 }
 
-fn add_snapshot(dirs: &mut BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>>, dir: &[u8], name: &[u8], id: SnapshotId) {
-    dirs.entry(dir.to_vec()).or_default().insert(name.to_vec(), Item::Snapshot(id));
+fn add_snapshot(
+    dirs: &mut BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>>,
+    dir: &[u8],
+    name: &[u8],
+    id: SnapshotId,
+) {
+    dirs.entry(dir.to_vec())
+        .or_default()
+        .insert(name.to_vec(), Item::Snapshot(id));
 }
 
 /// The name of the newest snapshot among `entries`.
-fn newest_name(entries: &BTreeMap<Vec<u8>, Item>, snaps: &[SnapInfo], names: &[Vec<u8>]) -> Option<Vec<u8>> {
+fn newest_name(
+    entries: &BTreeMap<Vec<u8>, Item>,
+    snaps: &[SnapInfo],
+    names: &[Vec<u8>],
+) -> Option<Vec<u8>> {
     let present: std::collections::HashSet<&SnapshotId> = entries
         .values()
         .filter_map(|i| match i {
@@ -204,7 +237,10 @@ pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
 
 /// A host or tag as a file name.
 fn safe_name(s: &str) -> Vec<u8> {
-    let mut b: Vec<u8> = s.bytes().map(|c| if c == b'/' || c == 0 { b'_' } else { c }).collect();
+    let mut b: Vec<u8> = s
+        .bytes()
+        .map(|c| if c == b'/' || c == 0 { b'_' } else { c })
+        .collect();
     if !valid_name(&b) {
         b.insert(0, b'_');
     }
@@ -237,7 +273,10 @@ mod tests {
     fn snap(n: u8, sec: i64, host: &str, tags: &[&str]) -> SnapInfo {
         SnapInfo {
             id: SnapshotId([n; 32]),
-            time: Time { sec, nsec: n as u32 },
+            time: Time {
+                sec,
+                nsec: n as u32,
+            },
             host: host.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             tree: TreeId([n; 32]),
@@ -293,7 +332,13 @@ mod tests {
             "tags/nightly/latest -> T20-cccccccc",
         ];
         assert_eq!(l.dump(), want);
-        assert_eq!(l.newest(), Time { sec: 30, nsec: 0xdd });
+        assert_eq!(
+            l.newest(),
+            Time {
+                sec: 30,
+                nsec: 0xdd
+            }
+        );
     }
 
     #[test]
@@ -310,9 +355,17 @@ mod tests {
         a.id.0[..4].copy_from_slice(&[9; 4]);
         b.id.0[..4].copy_from_slice(&[9; 4]);
         let l = Layout::build(vec![a.clone(), b], name);
-        let ids: Vec<_> = l.list(b"ids").unwrap().iter().map(|(n, _)| n.len()).collect();
+        let ids: Vec<_> = l
+            .list(b"ids")
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.len())
+            .collect();
         assert_eq!(ids, [64, 64]);
-        assert_eq!(l.get(b"ids", a.id.to_hex().as_bytes()), Some(&Item::Snapshot(a.id)));
+        assert_eq!(
+            l.get(b"ids", a.id.to_hex().as_bytes()),
+            Some(&Item::Snapshot(a.id))
+        );
     }
 
     #[test]
@@ -320,7 +373,10 @@ mod tests {
         let l = Layout::build(vec![snap(1, 5, "h", &[])], name);
         assert_eq!(l.get(b"", b"snapshots"), Some(&Item::Dir));
         assert_eq!(l.at(b"hosts/h/latest"), Some(&Item::Link(b"T5".to_vec())));
-        assert_eq!(l.at(b"hosts/h/T5"), Some(&Item::Snapshot(SnapshotId([1; 32]))));
+        assert_eq!(
+            l.at(b"hosts/h/T5"),
+            Some(&Item::Snapshot(SnapshotId([1; 32])))
+        );
         assert_eq!(l.at(b"hosts/nope"), None);
         assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split(b"a"), (&b""[..], &b"a"[..]));

@@ -1,1 +1,408 @@
+//! The mount's logic, without fuser: what `rewind mount` shows and how it
+//! reads. [`crate::fuse`] is a thin adapter that calls [`Vfs`] and replies;
+//! the tests here call [`Vfs`] directly.
+//!
+//! # Map
+//!
+//! - [`layout`]: the virtual directories (`snapshots/`, `ids/`, `hosts/`,
+//!   `tags/`, `latest`) as data built from the snapshot list.
+//! - [`catalog`]: that list, refreshed while mounted.
+//! - [`inode`]: inode numbers from pure functions, and the table of inodes the
+//!   kernel holds.
+//! - [`attr`]: what `stat` shows.
+//! - [`file`]: a file's extents with cumulative offsets; reads and `lseek` by
+//!   binary search.
+//! - [`read`]: open files, the bounded chunk cache, read-ahead.
+//! - [`cache`]: the bounded, load-once cache under chunks and trees.
+//! - [`mountpoint`]: checks before mounting, detaching after.
+//!
+//! # Choices
+//!
+//! - Trees load on first lookup and stay only while the kernel holds one of
+//!   their entries (plus a bounded cache), so mounting is instant and memory
+//!   follows what was looked at.
+//! - Everything inside a snapshot is immutable, so the kernel may cache
+//!   attributes, names, directory listings and pages for long; only the
+//!   virtual directories change.
+//! - Every write is refused by the kernel (the mount is read-only) and again by
+//!   the adapter (`EROFS`).
 
+pub mod attr;
+pub mod cache;
+pub mod catalog;
+mod dir;
+pub mod file;
+pub mod inode;
+pub mod layout;
+pub mod mountpoint;
+pub mod read;
+
+pub use attr::Attr;
+pub use file::Whence;
+pub use inode::{Ino, ROOT};
+
+use crate::error::{Error, Result};
+use crate::format::id::TreeId;
+use crate::format::tree::{Kind, Time, Tree};
+use crate::repo::Repository;
+use catalog::Catalog;
+use inode::{Node, Table};
+use read::{Chunks, OpenFile};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Decoded trees kept beyond those the kernel holds entries of.
+const TREE_CACHE_BYTES: u64 = 64 << 20;
+
+/// What the mount shows at its root.
+#[derive(Clone, Debug)]
+pub enum Root {
+    /// The whole repository, through the virtual directories.
+    Repository,
+    /// One snapshot's root tree.
+    Snapshot { tree: TreeId, time: Time },
+}
+
+/// Tuning.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Bytes of decompressed chunks to keep.
+    pub cache_bytes: u64,
+    /// Threads that load chunks ahead of sequential readers (0: none).
+    pub read_ahead_threads: usize,
+    /// Owner shown for directories that are not stored (uid, gid).
+    pub owner: (u32, u32),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_bytes: 256 << 20,
+            read_ahead_threads: 2,
+            owner: (0, 0),
+        }
+    }
+}
+
+/// One name in a directory listing.
+#[derive(Clone, Copy, Debug)]
+pub struct DirItem<'a> {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: &'a [u8],
+    /// The offset that continues the listing after this name.
+    pub next: u64,
+}
+
+/// A mounted repository or snapshot. Shared by all request threads.
+pub struct Vfs {
+    repo: Arc<Repository>,
+    catalog: Option<Catalog>,
+    nodes: Table,
+    trees: cache::Cache<TreeId, Tree>,
+    chunks: Arc<Chunks>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+    owner: (u32, u32),
+    /// When mounted: the date of the virtual directories of an empty repository.
+    mounted: Time,
+}
+
+impl Vfs {
+    /// Open `root` of `repo` for mounting. For the whole repository this reads
+    /// the snapshot manifests; trees are read later, when looked at.
+    pub fn new(repo: Arc<Repository>, root: Root, opts: &Options) -> Result<Vfs> {
+        let (catalog, node) = match root {
+            Root::Repository => (
+                Some(Catalog::new(repo.clone())?),
+                Node::Layout { path: Vec::new() },
+            ),
+            Root::Snapshot { tree, time } => (
+                None,
+                Node::SnapRoot {
+                    path: Vec::new(),
+                    tree,
+                    time,
+                },
+            ),
+        };
+        let chunks = Chunks::new(repo.clone(), opts.cache_bytes);
+        if opts.read_ahead_threads > 0 {
+            chunks.start_read_ahead(opts.read_ahead_threads)?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Vfs {
+            repo,
+            catalog,
+            nodes: Table::new(node),
+            trees: cache::Cache::new(TREE_CACHE_BYTES),
+            chunks,
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            owner: opts.owner,
+            mounted: Time {
+                sec: now.as_secs() as i64,
+                nsec: 0,
+            },
+        })
+    }
+
+    /// The entry `name` in directory `parent`; counts one kernel reference.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let slot = self.nodes.get(parent)?;
+        let (key, node) = self.child(parent, &slot.node, name)?;
+        let ino = self.nodes.remember(key, parent, || node);
+        self.getattr(ino)
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.nodes.forget(ino, n);
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let slot = self.nodes.get(ino)?;
+        match &slot.node {
+            Node::Layout { path } => self.layout_attr(ino, path),
+            Node::SnapRoot { tree, time, .. } => {
+                let subdirs = self
+                    .tree(tree)?
+                    .entries
+                    .iter()
+                    .filter(|e| e.kind == Kind::Dir)
+                    .count();
+                Ok(attr::synthetic_dir(
+                    ino, 0o755, subdirs, self.owner, *time, true,
+                ))
+            }
+            Node::Entry { .. } => Ok(attr::of_entry(ino, entry_of(&slot.node)?)),
+        }
+    }
+
+    /// Whether `ino` never changes (it lies inside a snapshot).
+    pub fn is_stable(&self, ino: Ino) -> bool {
+        self.nodes
+            .get(ino)
+            .is_ok_and(|s| !matches!(s.node, Node::Layout { .. }))
+    }
+
+    /// The target of symlink `ino`.
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let slot = self.nodes.get(ino)?;
+        match &slot.node {
+            Node::Layout { path } => match self.catalog()?.layout().at(path) {
+                Some(layout::Item::Link(t)) => Ok(t.clone()),
+                _ => Err(Error::InvalidInput("not a symlink".into())),
+            },
+            Node::Entry { .. } => {
+                let e = entry_of(&slot.node)?;
+                if e.kind != Kind::Symlink {
+                    return Err(Error::InvalidInput("not a symlink".into()));
+                }
+                Ok(e.target.clone())
+            }
+            Node::SnapRoot { .. } => Err(Error::InvalidInput("not a symlink".into())),
+        }
+    }
+
+    /// List directory `ino` from `offset` (0 starts with `.` and `..`),
+    /// calling `add` for each name until it returns true (buffer full).
+    pub fn readdir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        add: &mut dyn FnMut(DirItem<'_>) -> bool,
+    ) -> Result<()> {
+        let slot = self.nodes.get(ino)?;
+        if offset == 0
+            && add(DirItem {
+                ino,
+                kind: Kind::Dir,
+                name: b".",
+                next: 1,
+            })
+        {
+            return Ok(());
+        }
+        if offset <= 1
+            && add(DirItem {
+                ino: slot.parent,
+                kind: Kind::Dir,
+                name: b"..",
+                next: 2,
+            })
+        {
+            return Ok(());
+        }
+        let skip = offset.saturating_sub(2) as usize;
+        match &slot.node {
+            Node::Layout { path } => self.list_layout(path, skip, add),
+            Node::SnapRoot { tree, .. } => self.list_tree(ino, ino, tree, skip, add),
+            Node::Entry { view, .. } => {
+                let sub = subtree_of(&slot.node)?;
+                self.list_tree(*view, ino, &sub, skip, add)
+            }
+        }
+    }
+
+    /// Open regular file `ino` for reading; returns the handle.
+    pub fn open(&self, ino: Ino) -> Result<u64> {
+        let slot = self.nodes.get(ino)?;
+        let e = entry_of(&slot.node)?;
+        if e.kind != Kind::File {
+            return Err(Error::InvalidInput(format!(
+                "{} is not a regular file",
+                self.path(ino)
+            )));
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let f = Arc::new(OpenFile::new(ino, &e.extents));
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, f);
+        Ok(fh)
+    }
+
+    fn file(&self, fh: u64) -> Result<Arc<OpenFile>> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("file handle {fh}")))
+    }
+
+    /// Up to `size` bytes of open file `fh` from `offset`. Errors name the
+    /// file by its path in the mount.
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+        let f = self.file(fh)?;
+        f.read(&self.chunks, offset, size)
+            .map_err(|e| self.about(f.ino, e))
+    }
+
+    /// `lseek(SEEK_DATA / SEEK_HOLE)` in open file `fh`; `None` means `ENXIO`.
+    pub fn seek(&self, fh: u64, offset: u64, whence: Whence) -> Result<Option<u64>> {
+        Ok(self.file(fh)?.seek(offset, whence))
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
+    }
+
+    /// The value of extended attribute `name` of `ino`, if it has one.
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let slot = self.nodes.get(ino)?;
+        let Some(e) = slot.node.entry() else {
+            return Ok(None);
+        };
+        Ok(e.xattrs
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value.clone()))
+    }
+
+    /// The names of `ino`'s extended attributes, each followed by a NUL.
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        let slot = self.nodes.get(ino)?;
+        let mut out = Vec::new();
+        for x in slot
+            .node
+            .entry()
+            .map(|e| e.xattrs.as_slice())
+            .unwrap_or_default()
+        {
+            out.extend_from_slice(&x.name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// `ino`'s path from the mount's root (`/snapshots/…/etc/passwd`), for
+    /// messages.
+    pub fn path(&self, ino: Ino) -> String {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut cur = ino;
+        for _ in 0..100_000 {
+            let Ok(slot) = self.nodes.get(cur) else {
+                names.push(b"?".to_vec());
+                break;
+            };
+            match &slot.node {
+                Node::Layout { path } | Node::SnapRoot { path, .. } => {
+                    if !path.is_empty() {
+                        names.push(path.clone());
+                    }
+                    break;
+                }
+                Node::Entry { .. } => {
+                    names.push(
+                        slot.node
+                            .entry()
+                            .map(|e| e.name.clone())
+                            .unwrap_or_default(),
+                    );
+                    cur = slot.parent;
+                }
+            }
+        }
+        names.reverse();
+        format!("/{}", String::from_utf8_lossy(&names.join(&b'/')))
+    }
+
+    /// Inodes held for the kernel now.
+    pub fn inodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Bytes of decompressed chunks cached now.
+    pub fn cached_bytes(&self) -> u64 {
+        self.chunks.cached_bytes()
+    }
+
+    /// Name the file in an error about reading it.
+    fn about(&self, ino: Ino, e: Error) -> Error {
+        match e {
+            Error::Corrupt { object, reason } => Error::Corrupt {
+                object: format!("{} ({object})", self.path(ino)),
+                reason,
+            },
+            Error::Io { path, source } => Error::Io {
+                path: self.path(ino).into(),
+                source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
+            },
+            other => other,
+        }
+    }
+
+    fn catalog(&self) -> Result<&Catalog> {
+        self.catalog.as_ref().ok_or_else(|| {
+            Error::NotFound("virtual directory (the mount shows one snapshot)".into())
+        })
+    }
+}
+
+fn entry_of(node: &Node) -> Result<&crate::format::tree::Entry> {
+    node.entry()
+        .ok_or_else(|| Error::InvalidInput("not a stored entry".into()))
+}
+
+/// The tree of directory entry `node`.
+fn subtree_of(node: &Node) -> Result<TreeId> {
+    let e = entry_of(node)?;
+    match (e.kind, e.subtree) {
+        (Kind::Dir, Some(t)) => Ok(t),
+        _ => Err(Error::InvalidInput(format!(
+            "{} is not a directory",
+            String::from_utf8_lossy(&e.name)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

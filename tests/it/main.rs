@@ -4,6 +4,8 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
+mod diff;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
@@ -12,3 +14,11 @@ mod fidelity;
 mod mount;
 // Names and paths: raw bytes, beyond PATH_MAX.
 mod names;
+// A small tree and mutations that change one category each (for diff and verify).
+mod one_change;
+// Retention, prune, locks and index repair.
+mod prune;
+// scripts/restore-test.sh: restore or mount, verify, SQLite and PostgreSQL dumps, smoke.
+mod restore_script;
+// verify: a restore proven exact; each kind of difference found alone.
+mod verify;

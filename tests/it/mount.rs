@@ -1,1 +1,421 @@
+//! `rewind mount`, for real: stat, xattrs, links, devices, contents, EROFS,
+//! permissions for other users, copying out, faults and unmounting.
 
+mod guard;
+mod lifecycle;
+
+use crate::common::fault::{self, as_nobody, open_up, Rng};
+use crate::common::{compare, restored, stderr, tree, TempRepo};
+use guard::MountGuard;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+
+/// The full tree, backed up and mounted with `--snapshot latest`; returns
+/// the source and where it is in the mount.
+fn mounted_full(t: &TempRepo) -> (std::path::PathBuf, MountGuard) {
+    let src = t.join("src");
+    tree::full(&src);
+    t.backup(&src);
+    let m = MountGuard::start(t, "mnt", &["--snapshot", "latest"]);
+    (src, m)
+}
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+#[test]
+fn a_mounted_snapshot_is_its_source_entry_by_entry() {
+    let t = TempRepo::new();
+    let (src, m) = mounted_full(&t);
+    let inside = restored(&m.mnt, &src);
+    compare::assert_same(&src, &inside, compare::Options::default());
+    // What the comparer does not look at: ctime as stored, nlink, inode sharing.
+    for rel in [
+        "hello.txt",
+        "empty",
+        "big.bin",
+        "link",
+        "fifo",
+        "chardev",
+        "sparse",
+        "dirs/a/b",
+    ] {
+        let (a, b) = (
+            fs::symlink_metadata(src.join(rel)).unwrap(),
+            fs::symlink_metadata(inside.join(rel)).unwrap(),
+        );
+        assert_eq!(
+            (a.ctime(), a.ctime_nsec()),
+            (b.ctime(), b.ctime_nsec()),
+            "ctime of {rel}"
+        );
+        if !a.is_dir() {
+            assert_eq!(a.nlink(), b.nlink(), "nlink of {rel}");
+        }
+    }
+    let ino = |rel: &str| fs::symlink_metadata(inside.join(rel)).unwrap().ino();
+    assert_eq!(ino("hl1"), ino("dirs/hl2"));
+    assert_eq!(ino("hl1"), ino("dirs/a/hl3"));
+    assert_eq!(ino("pair1"), ino("pair2"));
+    assert_ne!(ino("hl1"), ino("pair1"));
+    assert_eq!(
+        fs::symlink_metadata(inside.join("blockdev"))
+            .unwrap()
+            .rdev(),
+        libc::makedev(7, 200)
+    );
+    let sparse = fs::metadata(inside.join("sparse")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "holes take no blocks: {}",
+        sparse.blocks()
+    );
+    assert_eq!(
+        fs::read_link(inside.join("weirdlink"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"caf\xe9\xff"
+    );
+    for rel in ["hello.txt", "dirs/acl"] {
+        let acl = |p: &Path| {
+            Command::new("getfacl")
+                .args(["-n", "--omit-header"])
+                .arg(p)
+                .output()
+                .unwrap()
+        };
+        let (a, b) = (acl(&src.join(rel)), acl(&inside.join(rel)));
+        assert!(b.status.success(), "getfacl {rel}: {}", stderr(&b));
+        assert_eq!(
+            String::from_utf8_lossy(&a.stdout),
+            String::from_utf8_lossy(&b.stdout),
+            "ACL of {rel}"
+        );
+    }
+}
+
+#[test]
+fn reads_at_random_offsets_match_the_source() {
+    let t = TempRepo::new();
+    let (src, m) = mounted_full(&t);
+    let inside = restored(&m.mnt, &src);
+    let mut rng = Rng::from_env_or_clock();
+    for rel in ["big.bin", "text.sql", "sparse", "sparse-tail"] {
+        let (a, b) = (
+            fs::File::open(src.join(rel)).unwrap(),
+            fs::File::open(inside.join(rel)).unwrap(),
+        );
+        let size = a.metadata().unwrap().len();
+        for _ in 0..200 {
+            let off = rng.below(size + 10);
+            let len = 1 + rng.below(300_000) as usize;
+            let (mut x, mut y) = (vec![0u8; len], vec![0u8; len]);
+            let nx = a.read_at(&mut x, off).unwrap();
+            let ny = b.read_at(&mut y, off).unwrap();
+            assert_eq!(nx, ny, "{rel}: bytes at {off}+{len}");
+            assert!(x[..nx] == y[..ny], "{rel}: content at {off}+{len}");
+        }
+    }
+}
+
+/// `op` fails with EROFS.
+fn erofs(what: &str, r: std::io::Result<()>) {
+    let e = r
+        .err()
+        .unwrap_or_else(|| panic!("{what} succeeded on the mount"));
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+}
+
+fn cvt(r: libc::c_int) -> std::io::Result<()> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[test]
+fn every_write_is_refused_with_erofs() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    t.backup(&src);
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let d = restored(&m.mnt, &src);
+    let (f, new) = (d.join("f"), d.join("new"));
+    erofs("create", fs::File::create(&new).map(drop));
+    erofs(
+        "open for writing",
+        fs::OpenOptions::new().write(true).open(&f).map(drop),
+    );
+    erofs(
+        "append",
+        fs::OpenOptions::new().append(true).open(&f).map(drop),
+    );
+    erofs(
+        "truncate",
+        cvt(unsafe { libc::truncate(c(&f).as_ptr(), 0) }),
+    );
+    erofs("mkdir", fs::create_dir(d.join("nd")));
+    erofs("rmdir", fs::remove_dir(d.join("d")));
+    erofs("unlink", fs::remove_file(&f));
+    erofs("rename", fs::rename(&f, d.join("g")));
+    erofs(
+        "chmod",
+        fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o777)),
+    );
+    erofs("chown", std::os::unix::fs::chown(&f, Some(1), Some(1)));
+    erofs("symlink", std::os::unix::fs::symlink("f", &new));
+    erofs("link", fs::hard_link(&f, &new));
+    erofs(
+        "mknod",
+        cvt(unsafe { libc::mknod(c(&new).as_ptr(), libc::S_IFIFO | 0o644, 0) }),
+    );
+    erofs(
+        "utimes",
+        cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c(&f).as_ptr(), std::ptr::null(), 0) }),
+    );
+    let (n, v) = (c(Path::new("user.x")), b"v");
+    erofs(
+        "setxattr",
+        cvt(unsafe { libc::setxattr(c(&f).as_ptr(), n.as_ptr(), v.as_ptr().cast(), 1, 0) }),
+    );
+    erofs(
+        "removexattr",
+        cvt(unsafe { libc::removexattr(c(&f).as_ptr(), n.as_ptr()) }),
+    );
+    assert_eq!(fs::read(&f).unwrap(), b"data");
+}
+
+#[test]
+fn other_users_are_held_to_the_stored_modes_and_acls() {
+    let t = TempRepo::new();
+    open_up(t.path());
+    let src = t.join("src");
+    fs::create_dir_all(src.join("private")).unwrap();
+    for (name, mode) in [
+        ("public", 0o644),
+        ("secret", 0o600),
+        ("private/inner", 0o644),
+        ("acl", 0o644),
+    ] {
+        fs::write(src.join(name), name).unwrap();
+        tree::chmod(&src.join(name), mode);
+    }
+    tree::chmod(&src.join("private"), 0o700);
+    // Readable by "other", but an ACL entry shuts nobody out.
+    let acl = tree::acl_bytes(&[
+        (1, 6, u32::MAX),
+        (2, 0, fault::NOBODY),
+        (4, 4, u32::MAX),
+        (16, 4, u32::MAX),
+        (32, 4, u32::MAX),
+    ]);
+    tree::set_xattr(&src.join("acl"), "system.posix_acl_access", &acl);
+    t.backup(&src);
+    let cat = |m: &MountGuard, name: &str| {
+        let p = restored(&m.mnt, &src).join(name);
+        as_nobody(Command::new("cat").arg(&p)).output().unwrap()
+    };
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest", "--allow-other"]);
+    let out = cat(&m, "public");
+    assert!(
+        out.status.success(),
+        "nobody reads a 0644 file: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.stdout, b"public");
+    for denied in ["secret", "private/inner", "acl"] {
+        let out = cat(&m, denied);
+        assert!(!out.status.success(), "nobody read {denied}");
+        assert!(
+            stderr(&out).contains("Permission denied"),
+            "{denied}: {}",
+            stderr(&out)
+        );
+    }
+    drop(m);
+    let m = MountGuard::start(&t, "mnt2", &["--snapshot", "latest"]);
+    let out = cat(&m, "public");
+    assert!(
+        !out.status.success(),
+        "without --allow-other only the mounting user gets in"
+    );
+}
+
+#[test]
+fn copying_out_with_cp_or_rsync_gives_the_source_and_diff_finds_nothing() {
+    let t = TempRepo::new();
+    let (src, m) = mounted_full(&t);
+    let inside = restored(&m.mnt, &src);
+    let cp = t.join("cp");
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&inside)
+        .arg(&cp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cp -a: {}", stderr(&out));
+    compare::assert_same(
+        &src,
+        &cp,
+        compare::Options {
+            root_meta: true,
+            ..Default::default()
+        },
+    );
+    // rsync keeps access times only with -U and only to the second, and
+    // skips setting an mtime whose second matches the new file's: start in a
+    // later second than the tree was built in.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let rs = t.join("rsync");
+    let out = Command::new("rsync")
+        .arg("-aHAXU")
+        .arg("--sparse")
+        .arg(format!("{}/", inside.display()))
+        .arg(&rs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rsync: {}", stderr(&out));
+    compare::assert_same(
+        &inside,
+        &rs,
+        compare::Options {
+            root_meta: true,
+            atime: false,
+            ..Default::default()
+        },
+    );
+    // GNU diff names every FIFO and socket, even between identical trees on
+    // disk; nothing else may show.
+    let out = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&src)
+        .arg(&inside)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let special = |l: &str| l.ends_with(" is a fifo") || l.ends_with(" is a socket");
+    assert!(
+        text.lines().all(special),
+        "diff -r:\n{text}{}",
+        stderr(&out)
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[test]
+fn the_whole_repository_by_time_id_host_and_tag_with_new_snapshots_appearing() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"one").unwrap();
+    let backup = |host: &str| {
+        let out = t.ok([
+            "backup",
+            "--json",
+            "--host",
+            host,
+            "--tag",
+            "nightly",
+            src.to_str().unwrap(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["id"].as_str().unwrap()[..8].to_string()
+    };
+    let first = backup("web1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fs::write(src.join("f"), b"two").unwrap();
+    let second = backup("db1");
+    let m = MountGuard::start(&t, "mnt", &[]);
+    let names = |rel: &str| {
+        let mut v: Vec<String> = fs::read_dir(m.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(""), ["hosts", "ids", "snapshots", "tags"]);
+    assert_eq!(names("snapshots").len(), 3, "{:?}", names("snapshots"));
+    assert_eq!(names("hosts"), ["db1", "web1"]);
+    let mut ids = vec![first.clone(), second.clone()];
+    ids.sort();
+    assert_eq!(names("ids"), ids);
+    let file = |dir: &str| fs::read(restored(&m.join(dir), &src).join("f")).unwrap();
+    assert_eq!(file(&format!("ids/{first}")), b"one");
+    assert_eq!(file("snapshots/latest"), b"two");
+    assert_eq!(file("hosts/web1/latest"), b"one");
+    assert_eq!(file("tags/nightly/latest"), b"two");
+    let latest = fs::read_link(m.join("snapshots/latest")).unwrap();
+    assert!(names("snapshots").contains(&latest.to_string_lossy().into_owned()));
+    // A snapshot written while mounted appears without remounting.
+    fs::write(src.join("f"), b"three").unwrap();
+    let third = backup("web1");
+    let start = std::time::Instant::now();
+    while !names("ids").contains(&third) {
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "new snapshot not shown: {:?}",
+            names("ids")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(file("snapshots/latest"), b"three");
+    assert_eq!(file(&format!("ids/{third}")), b"three");
+}
+
+#[test]
+fn a_damaged_or_missing_chunk_fails_that_read_with_eio_and_one_log_line() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("good.bin"), tree::noise(1 << 20, 5)).unwrap();
+    fs::write(src.join("damaged.bin"), tree::noise(1 << 20, 7)).unwrap();
+    t.backup(&src);
+    // A second backup puts the new file's chunks in a pack of their own.
+    // (Odd seeds: noise() makes even seeds odd.)
+    fs::write(src.join("missing.bin"), tree::noise(1 << 20, 9)).unwrap();
+    t.backup(&src);
+    let repo = fault::open(&t);
+    let at =
+        |name: &str| fault::data_locations(&repo, &fault::entry(&repo, "latest", &src.join(name)));
+    let damaged = at("damaged.bin")[0];
+    fault::flip_byte(
+        &fault::pack_file(&t, &damaged),
+        (damaged.frame.offset + damaged.frame.stored_len / 2) as u64,
+    );
+    let missing = at("missing.bin")[0];
+    assert!(at("good.bin").iter().all(|l| l.pack != missing.pack));
+    fs::remove_file(fault::pack_file(&t, &missing)).unwrap();
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let inside = restored(&m.mnt, &src);
+    for bad in ["damaged.bin", "missing.bin"] {
+        for _ in 0..2 {
+            let e = fs::read(inside.join(bad)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{bad}: {e}");
+        }
+    }
+    assert_eq!(
+        fs::read(inside.join("good.bin")).unwrap(),
+        tree::noise(1 << 20, 5)
+    );
+    let log = m.log_text();
+    for bad in ["damaged.bin", "missing.bin"] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(bad)).collect();
+        assert_eq!(lines.len(), 1, "one line about {bad}:\n{log}");
+        assert!(
+            lines[0].contains(&inside.join(bad).display().to_string()),
+            "names the file: {}",
+            lines[0]
+        );
+    }
+    assert!(!log.contains("good.bin"), "{log}");
+}

@@ -57,8 +57,16 @@ impl Tmpfs {
                 opts.as_ptr().cast(),
             )
         };
-        assert_eq!(r, 0, "mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error());
-        Tmpfs { path: path.to_path_buf() }
+        assert_eq!(
+            r,
+            0,
+            "mount tmpfs on {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
     }
 }
 
@@ -72,7 +80,11 @@ impl Drop for Tmpfs {
 
 /// Invert every bit of the byte at `offset` in `path`.
 pub fn flip_byte(path: &Path, offset: u64) {
-    let f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= 0xff;
@@ -81,7 +93,12 @@ pub fn flip_byte(path: &Path, offset: u64) {
 
 /// Cut `path` to `len` bytes.
 pub fn truncate(path: &Path, len: u64) {
-    fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
 
 /// The repository of `t`, opened through the library.
@@ -91,8 +108,11 @@ pub fn open(t: &TempRepo) -> Repository {
 
 /// The entry at absolute `path` in snapshot `spec` (an id, a prefix or `latest`).
 pub fn entry(repo: &Repository, spec: &str, path: &Path) -> Entry {
-    let (_, snap) = repo.find_snapshot(spec, &SnapshotFilter::default()).unwrap();
-    repo.entry_at(&snap.tree, path.as_os_str().as_bytes()).unwrap()
+    let (_, snap) = repo
+        .find_snapshot(spec, &SnapshotFilter::default())
+        .unwrap();
+    repo.entry_at(&snap.tree, path.as_os_str().as_bytes())
+        .unwrap()
 }
 
 /// Where each data blob of file entry `e` is stored, in file order.

@@ -1,0 +1,323 @@
+//! `rewind mount` and `rewind umount`.
+//!
+//! The mount runs in the foreground until it is unmounted (`rewind umount`,
+//! `umount`, `fusermount3 -u`, Ctrl-C, SIGTERM or SIGHUP), then exits 0. A
+//! first signal detaches the mount, which ends once no process uses it; a
+//! second signal exits at once. `--daemon` forks before any thread starts, and
+//! the parent returns only when the child's mount is ready (or with the
+//! child's error).
+
+use super::{FilterArgs, RepoArg};
+use crate::fuse::{self, MountOptions};
+use crate::repo::Repository;
+use crate::vfs::{mountpoint, Options, Root, Vfs};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Empty directory to mount on
+    pub mountpoint: PathBuf,
+    /// Show only this snapshot (id, id prefix or `latest`) at the mount's root
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Let other users in (the kernel still enforces the stored modes, owners and ACLs)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Memory for decompressed chunks, in bytes (suffixes K, M, G)
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Return once the mount is ready, leaving it served in the background
+    #[arg(long)]
+    pub daemon: bool,
+    /// Append read errors to this file (with --daemon they are discarded otherwise)
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Threads serving requests
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Take no shared lock (for a repository this user cannot write); `prune`
+    /// may then delete data the mount shows
+    #[arg(long)]
+    pub no_lock: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UmountArgs {
+    /// Where a rewind mount (alive or dead) is mounted
+    pub mountpoint: PathBuf,
+}
+
+/// What to serve, checked before anything is mounted.
+struct Plan {
+    repo: Arc<Repository>,
+    repo_path: PathBuf,
+    root: Root,
+    what: String,
+    mountpoint: PathBuf,
+    log: Option<File>,
+}
+
+pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
+    let plan = plan(repo, &args)?;
+    if args.daemon {
+        return daemon(repo, plan, &args);
+    }
+    if let Some(log) = &plan.log {
+        redirect(log, 2)?;
+    }
+    serve(repo, plan, &args, |mnt, what| {
+        eprintln!(
+            "rewind: mounted {what} on {}; unmount with `rewind umount {}` or Ctrl-C",
+            mnt.display(),
+            mnt.display()
+        );
+    })
+}
+
+pub fn umount(args: UmountArgs) -> Result<u8> {
+    mountpoint::detach(&args.mountpoint)
+        .with_context(|| format!("unmounting {}", args.mountpoint.display()))?;
+    Ok(super::EXIT_OK)
+}
+
+fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
+    let mnt = mountpoint::check(&args.mountpoint).context("cannot mount")?;
+    mountpoint::check_fuse_device().context("cannot mount")?;
+    let path = repo.path()?;
+    // Absolute, so the daemon can leave the working directory.
+    let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
+    let repo = Arc::new(
+        Repository::open_dir(&repo_path)
+            .with_context(|| format!("opening repository {}", repo_path.display()))?,
+    );
+    let (root, what) = match &args.snapshot {
+        Some(spec) => {
+            let (id, snap) = repo
+                .find_snapshot(spec, &args.filter.filter())
+                .with_context(|| format!("finding snapshot {spec}"))?;
+            (
+                Root::Snapshot {
+                    tree: snap.tree,
+                    time: snap.time,
+                },
+                format!("snapshot {}", id.short()),
+            )
+        }
+        None => (
+            Root::Repository,
+            format!("repository {}", repo_path.display()),
+        ),
+    };
+    let log = match &args.log_file {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening log file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Plan {
+        repo,
+        repo_path,
+        root,
+        what,
+        mountpoint: mnt,
+        log,
+    })
+}
+
+/// Mount and serve until unmounted; `ready` runs once the mount is usable.
+/// A shared lock is held meanwhile, so `prune` cannot delete data under the
+/// mount.
+fn serve(
+    repo_arg: &RepoArg,
+    plan: Plan,
+    args: &Args,
+    ready: impl FnOnce(&Path, &str),
+) -> Result<u8> {
+    // Signals go to the watcher thread only: block them before any thread starts.
+    let signals = shutdown_signals();
+    signals.thread_block().context("blocking signals")?;
+    // Chunk buffers come from mmap and go back on free, so memory held
+    // follows the cache rather than the allocator's high-water mark.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    let opts = Options {
+        cache_bytes: args.cache_size,
+        read_ahead_threads: 2,
+        owner: (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
+    };
+    let _lock = match args.no_lock {
+        true => None,
+        false => Some(repo_arg.lock(&plan.repo, false, "mount")?),
+    };
+    let vfs = Arc::new(Vfs::new(plan.repo, plan.root, &opts).context("preparing the mount")?);
+    watch_signals(signals, plan.mountpoint.clone());
+    let mount_opts = MountOptions {
+        allow_other: args.allow_other,
+        threads: args.threads.max(1),
+        fsname: format!("rewind:{}", plan.repo_path.display()).replace(',', "_"),
+    };
+    let mnt = plan.mountpoint;
+    fuse::serve(vfs, &mnt, &mount_opts, || ready(&mnt, &plan.what))
+        .with_context(|| format!("mounting on {}", mnt.display()))?;
+    Ok(super::EXIT_OK)
+}
+
+fn shutdown_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set
+}
+
+/// On the first signal detach the mount (the session then ends and the
+/// process exits 0); on a second, exit at once.
+fn watch_signals(set: SigSet, mnt: PathBuf) {
+    std::thread::spawn(move || {
+        let mut detached = false;
+        while set.wait().is_ok() {
+            if detached || mountpoint::detach(&mnt).is_err() {
+                std::process::exit(super::EXIT_OK as i32);
+            }
+            detached = true;
+        }
+    });
+}
+
+/// Fork; the child mounts and serves, the parent waits until the mount is
+/// ready and returns, or fails with the child's error.
+fn daemon(repo_arg: &RepoArg, plan: Plan, args: &Args) -> Result<u8> {
+    let (rx, tx) = nix::unistd::pipe().context("creating a pipe")?;
+    // SAFETY: no thread has been started yet, so the child is a full copy.
+    match unsafe { nix::unistd::fork() }.context("forking")? {
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(tx);
+            let mut msg = String::new();
+            File::from(rx)
+                .read_to_string(&mut msg)
+                .context("waiting for the mount")?;
+            match msg.strip_prefix("ok\n") {
+                Some(_) => {
+                    eprintln!(
+                        "rewind: mounted {} on {} (process {child})",
+                        plan.what,
+                        plan.mountpoint.display()
+                    );
+                    Ok(super::EXIT_OK)
+                }
+                None if msg.is_empty() => {
+                    bail!("the mount process ended before the mount was ready")
+                }
+                None => Err(anyhow!("{}", msg.trim_end())),
+            }
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(rx);
+            std::process::exit(daemon_child(repo_arg, plan, args, tx))
+        }
+    }
+}
+
+fn daemon_child(repo_arg: &RepoArg, plan: Plan, args: &Args, tx: OwnedFd) -> i32 {
+    let pipe = Arc::new(Mutex::new(Some(File::from(tx))));
+    let detach = (|| -> Result<()> {
+        nix::unistd::setsid()?;
+        std::env::set_current_dir("/")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        redirect(&null, 0)?;
+        redirect(&null, 1)?;
+        redirect(plan.log.as_ref().unwrap_or(&null), 2)
+    })();
+    let ready_pipe = pipe.clone();
+    let res = detach.and_then(|_| {
+        serve(repo_arg, plan, args, move |_, _| {
+            if let Some(mut p) = ready_pipe.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = p.write_all(b"ok\n");
+            }
+        })
+    });
+    match res {
+        Ok(code) => code as i32,
+        Err(e) => {
+            if let Some(mut p) = pipe.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = write!(p, "{e:#}");
+            }
+            eprintln!("rewind: error: {e:#}");
+            super::EXIT_FAILURE as i32
+        }
+    }
+}
+
+/// Point file descriptor `fd` at `file`.
+fn redirect(file: &File, fd: i32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 on two valid descriptors.
+    if unsafe { libc::dup2(file.as_raw_fd(), fd) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("redirecting output");
+    }
+    Ok(())
+}
+
+/// `256M`, `1G`, `4096`, `64KiB`: bytes, with binary suffixes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 256M)"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("4096", 4096),
+            ("256M", 256 << 20),
+            ("1g", 1 << 30),
+            ("64KiB", 64 << 10),
+            ("2MB", 2 << 20),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for bad in ["", "M", "12Q", "99999999999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `rewind verify`: prove that a directory is exactly a snapshot.
+
+use super::diff::{add_path, ignorable, quote};
+use super::output::{bytes, Reporter};
+use super::{split_snap_path, FilterArgs, RepoArg};
+use crate::compare::{self, Category, CategorySet, Change, ContentCheck, LiveOptions, Status};
+use crate::format::tree::Kind;
+use anyhow::{Context, Result};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`) and optionally a path in it [default: /]
+    pub snapshot: String,
+    /// The directory to prove: a restore (as `restore SNAP[:PATH] --target DIR` made it), a copy, a mount, a live tree
+    pub dir: PathBuf,
+    /// Do not compare a category (repeatable): mode, owner, mtime, atime, xattr, acl, links, holes, content
+    #[arg(long = "ignore", value_name = "CATEGORY", value_parser = ignorable)]
+    pub ignore: Vec<Category>,
+    /// Owners match by uid/gid only, not also by user and group name
+    #[arg(long)]
+    pub numeric_owner: bool,
+    /// Reader threads
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let repo = repo_arg.open()?;
+    let _lock = repo_arg.lock(&repo, false, "verify")?;
+    let (spec, sub) = split_snap_path(&args.snapshot);
+    let (id, snap) = repo
+        .find_snapshot(spec, &args.filter.filter())
+        .with_context(|| format!("finding snapshot {spec}"))?;
+    let sub = sub.unwrap_or("/");
+    let entry = repo
+        .entry_at(&snap.tree, sub.as_bytes())
+        .with_context(|| format!("snapshot {}", id.short()))?;
+    // As restore lays it out: a directory's contents in DIR, anything else as DIR/<name>.
+    let (live, compare_root) = if entry.kind == Kind::Dir {
+        (args.dir.clone(), false)
+    } else {
+        (args.dir.join(OsStr::from_bytes(&entry.name)), true)
+    };
+    let ignore = CategorySet::of(&args.ignore);
+    let opts = LiveOptions {
+        ignore,
+        content: ContentCheck::Always,
+        numeric_owner: args.numeric_owner,
+        compare_root,
+        threads: args.threads.max(1),
+    };
+    let reporter = Reporter::new("hashed", super::stderr_is_tty() && !args.json);
+    let snap_path = Path::new("/").join(sub.trim_start_matches('/'));
+    let report = compare::compare_live(
+        &repo,
+        &entry,
+        snap_path.as_os_str().as_bytes(),
+        &live,
+        &opts,
+        &reporter,
+    );
+    reporter.finish();
+    let report = report.with_context(|| format!("verifying {}", args.dir.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    let lines: Vec<Line> = report.changes.iter().flat_map(lines).collect();
+    let what = format!("snapshot {}:{}", id.short(), snap_path.display());
+    let ignored: Vec<&str> = args.ignore.iter().map(|c| c.name()).collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.json {
+        let v = serde_json::json!({
+            "ok": lines.is_empty(),
+            "snapshot": id.to_hex(), "path": snap_path, "dir": args.dir,
+            "ignored": ignored,
+            "differences": lines.iter().map(Line::json).collect::<Vec<_>>(),
+            "counts": counts(&lines).into_iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>(),
+            "entries": report.entries, "files_hashed": report.files_hashed,
+            "bytes_hashed": report.bytes_hashed, "seconds": secs,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        for l in &lines {
+            writeln!(out, "{}\t{}\t{}", l.category, quote(&l.path), l.text)?;
+        }
+        let rate = report.bytes_hashed as f64 / secs.max(1e-9) / 1e6;
+        writeln!(
+            out,
+            "verified {} entries, {} hashed in {secs:.1} s ({rate:.0} MB/s){}",
+            report.entries,
+            bytes(report.bytes_hashed),
+            if ignored.is_empty() {
+                String::new()
+            } else {
+                format!(", ignoring {}", ignored.join(", "))
+            }
+        )?;
+        if lines.is_empty() {
+            writeln!(out, "OK: {} is exactly {what}", args.dir.display())?;
+        } else {
+            let per: Vec<String> = counts(&lines)
+                .iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            writeln!(
+                out,
+                "DIFFERENT: {} differences ({}) between {} and {what}",
+                lines.len(),
+                per.join(", "),
+                args.dir.display()
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if lines.is_empty() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
+/// One difference, as verify reports it.
+struct Line {
+    category: Category,
+    path: Vec<u8>,
+    text: String,
+}
+
+impl Line {
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "category": self.category.name(), "detail": self.text });
+        add_path(&mut v, &self.path);
+        v
+    }
+}
+
+/// A change as verify's lines: `missing` and `extra` entries, a changed
+/// `type`, or one line per difference found on the entry.
+fn lines(c: &Change) -> Vec<Line> {
+    let kind = |k: Option<_>| k.map(compare::kind_name).unwrap_or("?");
+    let line = |category, text: String| Line {
+        category,
+        path: c.path.clone(),
+        text,
+    };
+    match c.status() {
+        Status::Added => vec![line(Category::Extra, format!("{} not in the snapshot", kind(c.b)))],
+        Status::Removed => vec![line(Category::Missing, format!("{} not found", kind(c.a)))],
+        Status::TypeChanged => vec![line(
+            Category::Type,
+            format!("snapshot {}, found {}", kind(c.a), kind(c.b)),
+        )],
+        _ => c
+            .details
+            .iter()
+            .map(|d| {
+                let text = match d.category {
+                    Category::Error => d.b.clone(),
+                    Category::Atime if c.a == Some(Kind::Symlink) => format!(
+                        "snapshot {}, found {} (reading a symlink sets its atime: an earlier verify or backup may have)",
+                        d.a, d.b
+                    ),
+                    _ if d.item.is_empty() => format!("snapshot {}, found {}", d.a, d.b),
+                    _ => format!("{}: snapshot {}, found {}", d.item, d.a, d.b),
+                };
+                line(d.category, text)
+            })
+            .collect(),
+    }
+}
+
+fn counts(lines: &[Line]) -> Vec<(Category, usize)> {
+    let mut v: Vec<(Category, usize)> = Vec::new();
+    for l in lines {
+        match v.iter_mut().find(|(c, _)| *c == l.category) {
+            Some((_, n)) => *n += 1,
+            None => v.push((l.category, 1)),
+        }
+    }
+    v.sort();
+    v
+}

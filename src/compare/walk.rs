@@ -1,0 +1,481 @@
+//! A snapshot tree beside a live directory: the walk behind `rewind diff SNAP
+//! LIVE_PATH` and `rewind verify`.
+//!
+//! ```text
+//! walker (this thread): load tree ─ list dir (O_NOATIME) ─ merge by name ─ stat ─ xattrs ─ readlink
+//!                       └─ metadata compared here; files that need reading go to the pool
+//! pool (threads):       open (O_NOATIME) ─ hole layout (SEEK_DATA) ─ hash each extent ─ compare ids
+//! afterwards:           hard-link groups of both sides compared
+//! ```
+//!
+//! One thread walks, as the backup does (directory descriptors are held along
+//! one path only); the reading, which is where the time goes, is parallel.
+
+use super::entry::{meta_details, Rules};
+use super::links::{self, Member};
+use super::live::{check_content, filled_holes, live_entry, Wanted};
+use super::trees::size_detail;
+use super::{join, Category, CategorySet, Change, Detail, Report};
+use crate::error::{Error, Result};
+use crate::format::tree::{Entry, Extent, Kind, Tree};
+use crate::meta::{self, cstr, Names};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crossbeam_channel::Sender;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// When to read a live file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentCheck {
+    /// Always (verify, `diff --content`).
+    Always,
+    /// Only when size is the same but mtime or ctime is not (diff): a file
+    /// whose size, mtime and ctime all match is taken as unchanged, as the
+    /// backup does; a different size is a change without reading.
+    WhenStatDiffers,
+}
+
+/// How to compare a snapshot with a live tree.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveOptions {
+    /// Categories not compared (and not read: ignoring `content` reads no bytes).
+    pub ignore: CategorySet,
+    pub content: ContentCheck,
+    /// Owners match by number only, not also by name.
+    pub numeric_owner: bool,
+    /// Compare the live path's own metadata (diff), or only what is inside
+    /// it (verify: the directory given is a container, like restore's target).
+    pub compare_root: bool,
+    /// Reader threads.
+    pub threads: usize,
+}
+
+/// Compare `entry` (at `snap_path` in a snapshot) with the live `path`:
+/// with `compare_root`, `path` is the live counterpart of `entry`; without,
+/// `entry` is a directory and `path` holds its contents.
+pub fn compare_live(
+    repo: &Repository,
+    entry: &Entry,
+    snap_path: &[u8],
+    path: &Path,
+    opts: &LiveOptions,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let w = Walker {
+        repo,
+        opts,
+        rules: Rules {
+            ignore: opts.ignore,
+            numeric_owner: opts.numeric_owner,
+            nlink: false,
+        },
+        want: Wanted {
+            xattrs: !(opts.ignore.contains(Category::Xattr) && opts.ignore.contains(Category::Acl)),
+        },
+        progress,
+        names: Names::default(),
+        changes: Mutex::default(),
+        members: Mutex::default(),
+        entries: AtomicU64::new(0),
+        trees_read: AtomicU64::new(0),
+        files_hashed: AtomicU64::new(0),
+        bytes_hashed: AtomicU64::new(0),
+    };
+    let root = open_root(path, opts.compare_root)?;
+    let threads = opts.threads.max(1);
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let w = &w;
+            s.spawn(move || {
+                let mut buf = Vec::new();
+                for job in rx {
+                    w.read_file(job, &mut buf);
+                }
+            });
+        }
+        match root {
+            Root::Entry(dir, name) => w.pair(&dir, entry, &name, snap_path.to_vec(), &tx),
+            Root::Contents(dir) if entry.kind == Kind::Dir => w.dir(entry, &dir, snap_path, &tx),
+            Root::Contents(_) => w.error(snap_path.to_vec(), entry.kind, not_a_dir(path)),
+        }
+        drop(tx);
+    });
+    Ok(w.finish())
+}
+
+/// Where the walk starts: the parent and name of the live counterpart, or the
+/// directory whose contents are compared.
+enum Root {
+    Entry(Arc<OwnedFd>, Vec<u8>),
+    Contents(Arc<OwnedFd>),
+}
+
+fn open_root(path: &Path, compare_root: bool) -> Result<Root> {
+    let open = |p: &Path| {
+        meta::open_dir_path(p)
+            .map(Arc::new)
+            .map_err(|e| Error::io(p, e))
+    };
+    if !compare_root {
+        return open(path).map(Root::Contents);
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            Ok(Root::Entry(open(parent)?, name.as_bytes().to_vec()))
+        }
+        _ => Ok(Root::Entry(open(path)?, b".".to_vec())),
+    }
+}
+
+fn not_a_dir(path: &Path) -> io::Error {
+    io::Error::other(format!("{} is not a directory", path.display()))
+}
+
+/// A regular file for the pool.
+struct Job {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: Vec<u8>,
+    snap: Entry,
+    /// `(st_dev, st_ino)` as the walker saw it: the file must still be that one.
+    id: (u64, u64),
+    details: Vec<Detail>,
+    hash: bool,
+    holes: bool,
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    opts: &'a LiveOptions,
+    rules: Rules,
+    want: Wanted,
+    progress: &'a dyn Progress,
+    names: Names,
+    changes: Mutex<Vec<Change>>,
+    members: Mutex<Vec<(Member, Kind)>>,
+    entries: AtomicU64,
+    trees_read: AtomicU64,
+    files_hashed: AtomicU64,
+    bytes_hashed: AtomicU64,
+}
+
+impl Walker<'_> {
+    fn wants(&self, c: Category) -> bool {
+        !self.opts.ignore.contains(c)
+    }
+
+    fn push(&self, path: Vec<u8>, a: Option<Kind>, b: Option<Kind>, details: Vec<Detail>) {
+        if details.is_empty() && a == b {
+            return;
+        }
+        let change = Change {
+            path,
+            a,
+            b,
+            details,
+        };
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(change);
+    }
+
+    /// The live side of `path` could not be read: not proven, so a difference.
+    fn error(&self, path: Vec<u8>, kind: Kind, err: impl std::fmt::Display) {
+        let d = Detail::new(Category::Error, "", err.to_string());
+        self.push(path, Some(kind), Some(kind), vec![d]);
+    }
+
+    fn load(&self, e: &Entry) -> Result<Tree> {
+        match e.subtree {
+            Some(id) => {
+                self.trees_read.fetch_add(1, Relaxed);
+                self.repo.load_tree(&id)
+            }
+            None => Ok(Tree::default()),
+        }
+    }
+
+    /// A snapshot directory beside the live directory open as `fd`.
+    fn dir(&self, snap: &Entry, fd: &Arc<OwnedFd>, path: &[u8], tx: &Sender<Job>) {
+        let tree = match self.load(snap) {
+            Ok(t) => t,
+            Err(e) => return self.error(path.to_vec(), snap.kind, e),
+        };
+        let mut live = match meta::read_dir(fd.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => return self.error(path.to_vec(), snap.kind, e),
+        };
+        live.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let (mut s, mut l) = (tree.entries.iter().peekable(), live.iter().peekable());
+        loop {
+            let order = match (s.peek(), l.peek()) {
+                (None, None) => return,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let e = s.next().expect("peeked");
+                    self.removed(e, join(path, &e.name));
+                }
+                std::cmp::Ordering::Greater => {
+                    let n = l.next().expect("peeked");
+                    self.added(fd, &n.name, n.d_type, join(path, &n.name));
+                }
+                std::cmp::Ordering::Equal => {
+                    let (e, n) = (s.next().expect("peeked"), l.next().expect("peeked"));
+                    self.pair(fd, e, &n.name, join(path, &n.name), tx);
+                }
+            }
+        }
+    }
+
+    /// `snap` beside the live entry `name` in `dir`.
+    fn pair(&self, dir: &Arc<OwnedFd>, snap: &Entry, name: &[u8], path: Vec<u8>, tx: &Sender<Job>) {
+        self.entries.fetch_add(1, Relaxed);
+        let (live, st) = match live_entry(dir.as_raw_fd(), name, self.want, &self.names) {
+            Ok(x) => x,
+            Err(e) => return self.error(path, snap.kind, e),
+        };
+        if live.kind != snap.kind {
+            self.push(path.clone(), Some(snap.kind), Some(live.kind), Vec::new());
+            self.removed_below(snap, &path);
+            if live.kind == Kind::Dir {
+                self.added_below(dir, name, &path);
+            }
+            return;
+        }
+        let mut details = Vec::new();
+        meta_details(snap, &live, &self.rules, &mut details);
+        if live.kind != Kind::Dir
+            && self.wants(Category::Links)
+            && (snap.link_key().is_some() || live.nlink > 1)
+        {
+            let member = Member {
+                path: path.clone(),
+                snap: snap.link_key(),
+                live: (live.nlink > 1).then_some((st.st_dev, st.st_ino)),
+            };
+            let mut m = self.members.lock().unwrap_or_else(|e| e.into_inner());
+            m.push((member, live.kind));
+        }
+        match live.kind {
+            Kind::File => self.file(dir, snap, &live, &st, path, details, tx),
+            Kind::Dir => {
+                self.push(path.clone(), Some(Kind::Dir), Some(Kind::Dir), details);
+                match cstr(name).and_then(|c| meta::open_dir_at(dir.as_raw_fd(), &c)) {
+                    Ok(fd) => self.dir(snap, &Arc::new(fd), &path, tx),
+                    Err(e) => self.error(path, Kind::Dir, e),
+                }
+            }
+            k => self.push(path, Some(k), Some(k), details),
+        }
+    }
+
+    /// Decide whether a file's bytes and holes need reading; if so, hand it
+    /// to the pool, which reports it.
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &self,
+        dir: &Arc<OwnedFd>,
+        snap: &Entry,
+        live: &Entry,
+        st: &libc::stat64,
+        path: Vec<u8>,
+        mut details: Vec<Detail>,
+        tx: &Sender<Job>,
+    ) {
+        let k = Some(Kind::File);
+        if snap.size != live.size {
+            if self.wants(Category::Content) {
+                details.push(size_detail(snap.size, live.size));
+            }
+            return self.push(path, k, k, details);
+        }
+        let has_holes = snap
+            .extents
+            .iter()
+            .any(|e| matches!(e, Extent::Hole { len } if *len > 0));
+        let read = match self.opts.content {
+            ContentCheck::Always => true,
+            ContentCheck::WhenStatDiffers => snap.mtime != live.mtime || snap.ctime != live.ctime,
+        };
+        let hash = read && self.wants(Category::Content);
+        let holes = read && has_holes && self.wants(Category::Holes);
+        if !hash && !holes {
+            return self.push(path, k, k, details);
+        }
+        let job = Job {
+            dir: dir.clone(),
+            name: live.name.clone(),
+            path,
+            snap: snap.clone(),
+            id: (st.st_dev, st.st_ino),
+            details,
+            hash,
+            holes,
+        };
+        if let Err(e) = tx.send(job) {
+            let job = e.into_inner();
+            self.error(job.path, Kind::File, "no reader thread left");
+        }
+    }
+
+    /// Pool side: holes, then bytes; one change with everything found.
+    fn read_file(&self, mut job: Job, buf: &mut Vec<u8>) {
+        let res = (|| -> io::Result<()> {
+            let c = cstr(&job.name)?;
+            let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+            let fd = meta::open_at(job.dir.as_raw_fd(), &c, flags)?;
+            let st = meta::stat_fd(fd.as_raw_fd())?;
+            if (st.st_dev, st.st_ino) != job.id || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(io::Error::other("replaced while being compared"));
+            }
+            if job.holes {
+                let filled = filled_holes(fd.as_raw_fd(), &job.snap.extents, st.st_blksize as u64)?;
+                if filled > 0 {
+                    let holes: u64 = super::holes(&job.snap.extents).iter().map(|h| h.1).sum();
+                    job.details.push(Detail::new(
+                        Category::Holes,
+                        format!("{holes} bytes of holes"),
+                        format!("{filled} bytes of them allocated"),
+                    ));
+                }
+            }
+            if job.hash {
+                let on_read = |n| self.progress.bytes_read(n);
+                let hasher = self.repo.hasher();
+                let r = check_content(fd.as_raw_fd(), &job.snap.extents, hasher, buf, &on_read)?;
+                self.files_hashed.fetch_add(1, Relaxed);
+                self.bytes_hashed.fetch_add(r.bytes_read, Relaxed);
+                self.progress
+                    .file_done(Path::new(OsStr::from_bytes(&job.path)), r.bytes_read);
+                if let Some(off) = r.differs_at {
+                    job.details.push(Detail::new(
+                        Category::Content,
+                        format!("bytes from offset {off}"),
+                        "other bytes",
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            job.details
+                .push(Detail::new(Category::Error, "", e.to_string()));
+        }
+        let k = Some(Kind::File);
+        self.push(job.path, k, k, job.details);
+    }
+
+    /// An entry only in the snapshot, and everything below it.
+    fn removed(&self, e: &Entry, path: Vec<u8>) {
+        self.entries.fetch_add(1, Relaxed);
+        self.push(path.clone(), Some(e.kind), None, Vec::new());
+        self.removed_below(e, &path);
+    }
+
+    fn removed_below(&self, e: &Entry, path: &[u8]) {
+        if e.kind != Kind::Dir {
+            return;
+        }
+        match self.load(e) {
+            Ok(tree) => {
+                for child in &tree.entries {
+                    self.removed(child, join(path, &child.name));
+                }
+            }
+            Err(err) => self.error(path.to_vec(), Kind::Dir, err),
+        }
+    }
+
+    /// An entry only in the live tree, and everything below it.
+    fn added(&self, dir: &OwnedFd, name: &[u8], d_type: u8, path: Vec<u8>) {
+        self.entries.fetch_add(1, Relaxed);
+        let kind = match kind_of_dtype(d_type) {
+            Some(k) => k,
+            None => {
+                let st = cstr(name).and_then(|c| meta::stat_at(dir.as_raw_fd(), &c));
+                match st.map(|st| meta::kind_of(st.st_mode)) {
+                    Ok(Some(k)) => k,
+                    Ok(None) => return self.error(path, Kind::File, "unknown file type"),
+                    Err(e) => return self.error(path, Kind::File, e),
+                }
+            }
+        };
+        self.push(path.clone(), None, Some(kind), Vec::new());
+        if kind == Kind::Dir {
+            self.added_below(dir, name, &path);
+        }
+    }
+
+    fn added_below(&self, dir: &OwnedFd, name: &[u8], path: &[u8]) {
+        let res = cstr(name).and_then(|c| {
+            let fd = meta::open_dir_at(dir.as_raw_fd(), &c)?;
+            let names = meta::read_dir(fd.as_raw_fd())?;
+            Ok((fd, names))
+        });
+        match res {
+            Ok((fd, mut names)) => {
+                names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                for n in names {
+                    self.added(&fd, &n.name, n.d_type, join(path, &n.name));
+                }
+            }
+            Err(e) => self.error(path.to_vec(), Kind::Dir, e),
+        }
+    }
+
+    /// Compare hard-link groups, then gather the report.
+    fn finish(self) -> Report {
+        let members = self.members.into_inner().unwrap_or_else(|e| e.into_inner());
+        let (members, kinds): (Vec<Member>, Vec<Kind>) = members.into_iter().unzip();
+        let mut changes = self.changes.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (i, detail) in links::differences(&members) {
+            let k = Some(kinds[i]);
+            changes.push(Change {
+                path: members[i].path.clone(),
+                a: k,
+                b: k,
+                details: vec![detail],
+            });
+        }
+        let mut r = Report {
+            changes,
+            entries: self.entries.into_inner(),
+            trees_read: self.trees_read.into_inner(),
+            files_hashed: self.files_hashed.into_inner(),
+            bytes_hashed: self.bytes_hashed.into_inner(),
+        };
+        r.finish();
+        r
+    }
+}
+
+fn kind_of_dtype(d: u8) -> Option<Kind> {
+    Some(match d {
+        libc::DT_REG => Kind::File,
+        libc::DT_DIR => Kind::Dir,
+        libc::DT_LNK => Kind::Symlink,
+        libc::DT_FIFO => Kind::Fifo,
+        libc::DT_SOCK => Kind::Socket,
+        libc::DT_CHR => Kind::CharDev,
+        libc::DT_BLK => Kind::BlockDev,
+        _ => return None,
+    })
+}

@@ -1,0 +1,228 @@
+//! Mounting and unmounting: clear errors, every way to unmount ending the
+//! process with 0, `--daemon`, dead mounts, and backups while mounted.
+
+use super::guard::{bare, detach, is_mounted, MountGuard};
+use crate::common::{restored, stderr, TempRepo};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn small_repo() -> (TempRepo, std::path::PathBuf) {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"content").unwrap();
+    t.backup(&src);
+    (t, src)
+}
+
+fn mount_fails(t: &TempRepo, mnt: &std::path::Path, cmd: Option<&mut Command>) -> String {
+    let mut own = t.cmd(["mount".as_ref(), mnt.as_os_str()]);
+    let out = cmd
+        .unwrap_or(&mut own)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "mounted on {}", mnt.display());
+    stderr(&out)
+}
+
+#[test]
+fn mounting_where_it_cannot_work_says_why() {
+    let (t, _) = small_repo();
+    let e = mount_fails(&t, &t.join("nope"), None);
+    assert!(!t.join("nope").exists());
+    assert!(e.contains("does not exist"), "{e}");
+    let e = mount_fails(&t, &t.join("src"), None);
+    assert!(e.contains("not empty"), "{e}");
+    fs::write(t.join("file"), b"").unwrap();
+    let e = mount_fails(&t, &t.join("file"), None);
+    assert!(e.contains("not a directory"), "{e}");
+    let m = MountGuard::start(&t, "mnt", &[]);
+    let e = mount_fails(&t, &m.mnt, None);
+    assert!(e.contains("already a mount point"), "{e}");
+    // Without /dev/fuse: in a mount namespace where /dev is an empty tmpfs.
+    let empty = t.join("empty");
+    fs::create_dir(&empty).unwrap();
+    let mut cmd = t.cmd(["mount".as_ref(), empty.as_os_str()]);
+    unsafe {
+        cmd.pre_exec(|| {
+            let ok = libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/dev".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let e = mount_fails(&t, &empty, Some(&mut cmd));
+    assert!(!is_mounted(&empty));
+    assert!(
+        e.contains("/dev/fuse") && e.contains("modprobe fuse"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
+    let (t, src) = small_repo();
+    type Unmount = fn(&std::path::Path, u32);
+    let ways: [(&str, Unmount); 4] = [
+        ("rewind umount", |mnt, _| {
+            let out = bare(&["umount", mnt.to_str().unwrap()]).output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }),
+        ("fusermount3 -u", |mnt, _| {
+            let out = Command::new("fusermount3")
+                .arg("-u")
+                .arg(mnt)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }),
+        ("umount", |mnt, _| {
+            assert!(Command::new("umount").arg(mnt).status().unwrap().success())
+        }),
+        ("SIGTERM", |_, pid| {
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0)
+        }),
+    ];
+    for (i, (how, unmount)) in ways.iter().enumerate() {
+        let mut m = MountGuard::start(&t, &format!("mnt{i}"), &["--snapshot", "latest"]);
+        assert_eq!(
+            fs::read(restored(&m.mnt, &src).join("f")).unwrap(),
+            b"content"
+        );
+        unmount(&m.mnt, m.pid());
+        let status = m
+            .wait_exit(10)
+            .unwrap_or_else(|| panic!("{how}: still running"));
+        assert!(status.success(), "{how}: {status}\n{}", m.log_text());
+        assert!(!is_mounted(&m.mnt), "{how}");
+    }
+}
+
+#[test]
+fn daemon_returns_once_mounted_and_ends_on_umount() {
+    let (t, src) = small_repo();
+    let mnt = t.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mnt = fs::canonicalize(&mnt).unwrap();
+    let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
+    let guard_mnt = mnt.clone();
+    let _cleanup = scopeguard(move || {
+        if is_mounted(&guard_mnt) {
+            detach(&guard_mnt)
+        }
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(is_mounted(&mnt), "mounted when --daemon returns");
+    let pid: i32 = stderr(&out)
+        .rsplit("process ")
+        .next()
+        .unwrap()
+        .trim()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    let f = restored(&mnt.join("snapshots/latest"), &src).join("f");
+    assert_eq!(fs::read(f).unwrap(), b"content");
+    assert!(bare(&["umount", mnt.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "daemon {pid} still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    G(Some(f))
+}
+
+#[test]
+fn a_killed_mount_leaves_a_dead_mount_that_rewind_umount_clears() {
+    let (t, _) = small_repo();
+    let mut m = MountGuard::start(&t, "mnt", &[]);
+    m.kill();
+    let e = fs::read_dir(&m.mnt).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
+    let again = t.rewind(["mount".as_ref(), m.mnt.as_os_str()]);
+    assert!(stderr(&again).contains("dead mount"), "{}", stderr(&again));
+    let out = bare(&["umount", m.mnt.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!is_mounted(&m.mnt));
+    assert_eq!(fs::read_dir(&m.mnt).unwrap().count(), 0);
+    let out = bare(&["umount", m.mnt.to_str().unwrap()]).output().unwrap();
+    assert!(stderr(&out).contains("not mounted"), "{}", stderr(&out));
+}
+
+#[test]
+fn backups_while_mounted_never_break_the_mount() {
+    let (t, src) = small_repo();
+    let mut m = MountGuard::start(&t, "mnt", &[]);
+    let repo = t.repo();
+    let src2 = src.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..4 {
+            fs::write(src2.join("f"), format!("version {i}")).unwrap();
+            fs::write(src2.join(format!("new{i}")), vec![i as u8; 300_000]).unwrap();
+            let out = Command::new(crate::common::bin())
+                .arg("--repo")
+                .arg(&repo)
+                .arg("backup")
+                .arg(&src2)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
+    while !writer.is_finished() {
+        for e in fs::read_dir(m.join("snapshots")).unwrap() {
+            let dir = restored(&e.unwrap().path(), &src);
+            let f = fs::read(dir.join("f")).unwrap();
+            assert!(f == b"content" || f.starts_with(b"version "), "{f:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let n = fs::read_dir(m.join("snapshots")).unwrap().count();
+    assert_eq!(n, 6, "5 snapshots and latest");
+    let latest = restored(&m.join("snapshots/latest"), &src);
+    assert_eq!(fs::read(latest.join("new3")).unwrap(), vec![3u8; 300_000]);
+    assert!(
+        m.wait_exit(0).is_none(),
+        "the mount is still running:\n{}",
+        m.log_text()
+    );
+}
