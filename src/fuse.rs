@@ -13,12 +13,13 @@
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Kind, Time};
-use crate::vfs::{mountpoint, Attr, DirItem, Vfs, Whence};
+use crate::vfs::{attr, mountpoint, Attr, DirItem, Vfs, Whence};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
+    WriteFlags,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -73,6 +74,7 @@ pub fn serve(
         vfs,
         mountpoint: mountpoint.to_path_buf(),
         logged: Mutex::new(HashSet::new()),
+        no_open: false,
     };
     let session =
         fuser::Session::new(adapter, mountpoint, &config).map_err(|e| Error::io(mountpoint, e))?;
@@ -89,6 +91,8 @@ struct Adapter {
     /// Failures already logged: each is logged once, however often the
     /// kernel retries it.
     logged: Mutex<HashSet<String>>,
+    /// The kernel can do without `open` (it said so at init).
+    no_open: bool,
 }
 
 impl Adapter {
@@ -116,6 +120,17 @@ impl Adapter {
         if logged.insert(text.clone()) {
             let sep = if text.starts_with('/') { "" } else { ": " };
             eprintln!("rewind: {}{sep}{text}", self.mountpoint.display());
+        }
+    }
+
+    /// How long a name in directory `parent` may be cached: names in the
+    /// virtual directories change (a snapshot is removed, or gets its id
+    /// appended when another shares its second).
+    fn entry_ttl(&self, parent: INodeNo) -> Duration {
+        if self.vfs.is_stable(parent.0) {
+            STABLE_TTL
+        } else {
+            VIRTUAL_TTL
         }
     }
 
@@ -186,28 +201,37 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Enforce stored ACLs along with the modes; look up names in parallel.
-        for flag in [InitFlags::FUSE_POSIX_ACL, InitFlags::FUSE_PARALLEL_DIROPS] {
+        // Enforce stored ACLs along with the modes; look up names in
+        // parallel; list directories with attributes, so a walk followed by
+        // opens (`find | xargs cat`, `cp -r`) needs no lookup per file.
+        let wanted = [
+            InitFlags::FUSE_POSIX_ACL,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+        ];
+        for flag in wanted {
             let _ = config.add_capabilities(flag);
         }
+        self.no_open = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         let _ = config.set_max_background(64);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vfs.lookup(parent.0, name.as_bytes()) {
-            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry_with_ttls(
+                &ttl(&a),
+                &self.entry_ttl(parent),
+                &file_attr(&a),
+                Generation(0),
+            ),
             // Inside a snapshot a missing name stays missing: let the kernel
             // remember that (inode 0 is a negative entry).
             Err(Error::NotFound(_)) if self.vfs.is_stable(parent.0) => {
-                let mut none = file_attr(&crate::vfs::attr::synthetic_dir(
-                    0,
-                    0,
-                    0,
-                    (0, 0),
-                    Time::default(),
-                    true,
-                ));
+                let mut none =
+                    file_attr(&attr::synthetic_dir(0, 0, 0, (0, 0), Time::default(), true));
                 none.ino = INodeNo(0);
                 reply.entry(&STABLE_TTL, &none, Generation(0));
             }
@@ -238,7 +262,14 @@ impl Filesystem for Adapter {
             return reply.error(self.read_only());
         }
         match self.vfs.open(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            // Reads need no handle: ENOSYS tells the kernel to skip `open`
+            // and `release` from now on (keeping its page cache), saving two
+            // round trips per file.
+            Ok(()) if self.no_open => reply.error(Errno::ENOSYS),
+            Ok(()) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            ),
             Err(e) => reply.error(self.errno(&e)),
         }
     }
@@ -246,20 +277,22 @@ impl Filesystem for Adapter {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vfs.read(fh.0, offset, size as usize) {
+        match self.vfs.read(ino.0, offset, size as usize) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(self.errno(&e)),
         }
     }
 
+    /// Nothing to flush on a read-only file system; ENOSYS tells the kernel
+    /// to stop asking, which saves a round trip on every `close`.
     fn flush(
         &self,
         _req: &Request,
@@ -268,21 +301,7 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.vfs.release(fh.0);
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -327,6 +346,67 @@ impl Filesystem for Adapter {
         }
     }
 
+    /// A listing with each entry's attributes, which also counts as a lookup
+    /// of each (the kernel will `forget` them).
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut failed = None;
+        let mut counted = Vec::new();
+        let mut add = |i: DirItem<'_>| {
+            let name = OsStr::from_bytes(i.name);
+            if i.name == b"." || i.name == b".." {
+                // Never linked by the kernel, so not counted.
+                let a = attr::synthetic_dir(i.ino, 0o555, 1, (0, 0), Time::default(), false);
+                return reply.add(
+                    INodeNo(i.ino),
+                    i.next,
+                    name,
+                    &Duration::ZERO,
+                    &file_attr(&a),
+                    Generation(0),
+                );
+            }
+            match self.vfs.lookup(ino.0, i.name) {
+                Ok(a) => {
+                    let ttl = ttl(&a).min(self.entry_ttl(ino));
+                    let full = reply.add(
+                        INodeNo(a.ino),
+                        i.next,
+                        name,
+                        &ttl,
+                        &file_attr(&a),
+                        Generation(0),
+                    );
+                    match full {
+                        true => self.vfs.forget(a.ino, 1), // not sent after all
+                        false => counted.push(a.ino),
+                    }
+                    full
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            }
+        };
+        let res = self.vfs.readdir(ino.0, offset, &mut add);
+        match res.err().or(failed) {
+            None => reply.ok(),
+            Some(e) => {
+                for i in counted {
+                    self.vfs.forget(i, 1);
+                }
+                reply.error(self.errno(&e))
+            }
+        }
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         reply.statfs(0, 0, 0, self.vfs.inodes() as u64, 0, 4096, 255, 4096);
     }
@@ -356,8 +436,8 @@ impl Filesystem for Adapter {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
@@ -370,7 +450,7 @@ impl Filesystem for Adapter {
         if offset < 0 {
             return reply.error(Errno::ENXIO);
         }
-        match self.vfs.seek(fh.0, offset as u64, whence) {
+        match self.vfs.seek(ino.0, offset as u64, whence) {
             Ok(Some(o)) => reply.offset(o as i64),
             Ok(None) => reply.error(Errno::ENXIO),
             Err(e) => reply.error(self.errno(&e)),

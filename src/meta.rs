@@ -48,7 +48,8 @@ pub fn open_dir_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
 /// Open `name` in `dir` for reading without following a symlink, and without
 /// touching its atime where permitted.
 pub fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let base = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // O_NONBLOCK: a FIFO swapped in after the stat must not hang the reader.
+    let base = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
     let mut fd = unsafe { libc::openat(dir, name.as_ptr(), base | libc::O_NOATIME) };
     if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
         fd = unsafe { libc::openat(dir, name.as_ptr(), base) };
@@ -164,6 +165,7 @@ pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
     for xname in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let cname = cstr(xname)?;
         let mut value = vec![0u8; 256];
+        let mut gone = false;
         loop {
             let n = unsafe {
                 libc::lgetxattr(
@@ -185,9 +187,15 @@ pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
                     };
                     value.resize((need.max(0) as usize).max(value.len() * 2), 0);
                 }
-                Some(libc::ENODATA) => break, // removed meanwhile
+                Some(libc::ENODATA) => {
+                    gone = true; // removed meanwhile
+                    break;
+                }
                 _ => return Err(e),
             }
+        }
+        if gone {
+            continue;
         }
         out.push(Xattr {
             name: xname.to_vec(),

@@ -82,6 +82,10 @@ struct Restorer<'a> {
     counts: Counts,
     /// Hard-link groups restored so far, by source `(dev, ino)`.
     links: std::sync::Mutex<HashMap<(u64, u64), LinkGroup>>,
+    /// Failed files to remove once the pool is done.
+    doomed: std::sync::Mutex<Vec<(Arc<OwnedFd>, CString)>>,
+    /// Running as root: every owner and xattr must then be restored.
+    root: bool,
 }
 
 /// A hard-link group as restored so far. Later members are links to the
@@ -149,6 +153,8 @@ pub fn restore(
         names: Names::default(),
         counts: Counts::default(),
         links: Default::default(),
+        doomed: Default::default(),
+        root: unsafe { libc::geteuid() } == 0,
     };
     let target =
         Arc::new(meta::open_dir_path(&opts.target).map_err(|e| Error::io(&opts.target, e))?);
@@ -163,21 +169,27 @@ pub fn restore(
                 }
             });
         }
-        if entry.kind == Kind::Dir {
-            let matched = r.includes.is_none();
-            r.children(&target, entry, snap_path, &opts.target, matched, &tx);
-        } else {
-            r.entry(
-                &target,
-                entry,
-                snap_path,
-                &opts.target.join(OsStr::from_bytes(&entry.name)),
-                true,
-                &tx,
-            );
+        // The walk recurses once per directory level: give it room for paths
+        // far beyond PATH_MAX (the stack is only reserved, not used).
+        let walker = std::thread::Builder::new()
+            .name("restore-walk".into())
+            .stack_size(1 << 30)
+            .spawn_scoped(s, || {
+                let tx = tx;
+                if entry.kind == Kind::Dir {
+                    let matched = r.includes.is_none();
+                    r.children(&target, entry, snap_path, &opts.target, matched, &tx);
+                } else {
+                    let path = opts.target.join(OsStr::from_bytes(&entry.name));
+                    r.entry(&target, entry, snap_path, &path, true, &tx);
+                }
+            });
+        match walker {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => r.warn(Error::io("restore walker thread", e)),
         }
-        drop(tx);
     });
+    r.unlink_doomed();
     if entry.kind == Kind::Dir && created && entry.name != b"/" {
         // A restored subdirectory takes its own metadata onto the target.
         let parent = opts.target.parent().unwrap_or(Path::new("/"));
@@ -451,7 +463,7 @@ impl Restorer<'_> {
             Err(e) => {
                 // Never leave a file that looks restored but holds wrong bytes.
                 if let Ok(name) = cstr(&job.entry.name) {
-                    unsafe { libc::unlinkat(job.dir.as_raw_fd(), name.as_ptr(), 0) };
+                    self.defer_unlink(&job.dir, name);
                 }
                 self.warn(with_path(e, &job.path));
                 self.unlink_group(&job);
@@ -471,13 +483,49 @@ impl Restorer<'_> {
         };
         group.failed = true;
         for (dir, name, path) in std::mem::take(&mut group.linked) {
-            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+            self.defer_unlink(&dir, name);
             self.counts.files.fetch_sub(1, Relaxed);
             let why = format!(
                 "not restored: a hard link of {}, which failed",
                 job.path.display()
             );
             self.warn(Error::io(&path, io::Error::other(why)));
+        }
+    }
+
+    /// Remove a failed file once every directory's metadata is in place (the
+    /// pool runs behind the walk, which has already set the directory's times
+    /// and perhaps a read-only mode).
+    fn defer_unlink(&self, dir: &Arc<OwnedFd>, name: CString) {
+        self.doomed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((dir.clone(), name));
+    }
+
+    /// The deferred removals, keeping each directory's restored mode and times.
+    fn unlink_doomed(&self) {
+        let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(|p| p.into_inner()));
+        for (dir, name) in doomed {
+            let d = dir.as_raw_fd();
+            let Ok(st) = meta::stat_fd(d) else { continue };
+            if unsafe { libc::unlinkat(d, name.as_ptr(), 0) } < 0 {
+                // A read-only directory of our own: open it up for a moment.
+                unsafe { libc::fchmod(d, (st.st_mode & 0o7777) | 0o300) };
+                unsafe { libc::unlinkat(d, name.as_ptr(), 0) };
+                unsafe { libc::fchmod(d, st.st_mode & 0o7777) };
+            }
+            let ts = [
+                libc::timespec {
+                    tv_sec: st.st_atime,
+                    tv_nsec: st.st_atime_nsec,
+                },
+                libc::timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec,
+                },
+            ];
+            unsafe { libc::futimens(d, ts.as_ptr()) };
         }
     }
 
@@ -523,7 +571,7 @@ impl Restorer<'_> {
             None => meta::set_owner_at(dir, &cname, uid, gid),
         };
         if let Err(err) = owner {
-            if err.raw_os_error() == Some(libc::EPERM) {
+            if err.raw_os_error() == Some(libc::EPERM) && !self.root {
                 self.counts.owner_denied.fetch_add(1, Relaxed);
             } else {
                 self.warn(Error::io(path, err));
@@ -545,7 +593,8 @@ impl Restorer<'_> {
             };
             if let Err(err) = r {
                 match err.raw_os_error() {
-                    Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EACCES) => {
+                    // Expected without root; as root it is a real loss.
+                    Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EACCES) if !self.root => {
                         self.counts.xattr_denied.fetch_add(1, Relaxed);
                     }
                     _ => self.warn(Error::io(

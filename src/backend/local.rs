@@ -192,6 +192,42 @@ impl Backend for LocalBackend {
         }))
     }
 
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self.path(name);
+        Ok(Some(
+            fs::metadata(&path).and_then(|m| m.modified()).at(&path)?,
+        ))
+    }
+
+    fn remove_stale_temp(&self, max_age: std::time::Duration) -> Result<u64> {
+        let mut dirs = vec![self.root.clone()];
+        for top in ["data", "index", "snapshots", "locks"] {
+            dirs.push(self.path(top));
+            if top == "data" {
+                if let Ok(rd) = fs::read_dir(self.path(top)) {
+                    dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+                }
+            }
+        }
+        let mut removed = 0;
+        for dir in dirs {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > max_age);
+                if old && e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    fs::remove_file(e.path()).at(e.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

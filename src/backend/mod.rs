@@ -51,6 +51,17 @@ pub trait Backend: Send + Sync {
     /// uncommitted upload discards it.
     fn upload(&self, dir: &str) -> Result<Box<dyn Upload>>;
 
+    /// When the file was last written, where the backend knows.
+    fn modified(&self, _name: &str) -> Result<Option<std::time::SystemTime>> {
+        Ok(None)
+    }
+
+    /// Remove temporary files of writes that never finished (a killed
+    /// process), older than `max_age`. Returns how many were removed.
+    fn remove_stale_temp(&self, _max_age: std::time::Duration) -> Result<u64> {
+        Ok(0)
+    }
+
     /// A human-readable location, for messages.
     fn location(&self) -> String;
 }

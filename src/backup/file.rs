@@ -158,34 +158,38 @@ pub(super) fn chunk_source(
     extents: &mut Vec<Extent>,
     on_read: &dyn Fn(u64),
 ) -> Result<u64, ChunkError> {
-    buf.clear();
+    // The buffer is zeroed once; `len` says how much of it holds data.
+    let size = chunker.max_size() + READ_SIZE;
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
+    let mut len = 0usize;
     let mut total = 0u64;
     let mut eof = false;
     loop {
-        while !eof && buf.len() < chunker.max_size() {
-            let old = buf.len();
-            buf.resize(old + READ_SIZE, 0);
+        while !eof && len < chunker.max_size() {
             let n = loop {
-                match read(&mut buf[old..]) {
+                match read(&mut buf[len..len + READ_SIZE]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(ChunkError::Read(e)),
                 }
             };
-            buf.truncate(old + n);
+            len += n;
             total += n as u64;
             on_read(n as u64);
             eof = n == 0;
         }
         let mut at = 0;
-        while let Some(n) = chunker.next_cut(&buf[at..], eof) {
+        while let Some(n) = chunker.next_cut(&buf[at..len], eof) {
             let id = writer
                 .add_data(&buf[at..at + n])
                 .map_err(ChunkError::Store)?;
             extents.push(Extent::Data { id, len: n as u32 });
             at += n;
         }
-        buf.drain(..at);
+        buf.copy_within(at..len, 0);
+        len -= at;
         if eof {
             return Ok(total);
         }

@@ -130,7 +130,18 @@ pub fn backup(
     }
     let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if let Some(s) = &opts.stdin {
-        names.push(snapshot_path(&s.path)?.display().to_string());
+        let at = snapshot_path(&s.path)?;
+        if let Some(p) = paths
+            .iter()
+            .find(|p| at.starts_with(p) || p.starts_with(&at))
+        {
+            return Err(Error::InvalidInput(format!(
+                "--stdin-name {} overlaps the backed-up path {}; give the stream a path of its own",
+                at.display(),
+                p.display()
+            )));
+        }
+        names.push(at.display().to_string());
     }
     let excludes = Excludes::new(&opts.excludes)?;
     let (parent_id, parent_root) = find_parent(&repo, opts, &names)?;

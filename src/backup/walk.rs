@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 
+/// Stack reserved for the walker thread: one frame per directory level.
+const WALKER_STACK: usize = 1 << 30;
+
 /// What of a directory the backup takes.
 pub(super) enum Selection {
     /// The entry and everything below it.
@@ -120,6 +123,7 @@ impl Walk<'_> {
         threads: usize,
     ) -> Result<TreeId> {
         let node = DirNode::new(PathBuf::from("/"), None);
+        let root_node = node.clone();
         let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -130,16 +134,37 @@ impl Walk<'_> {
                     }
                 });
             }
-            let Selection::Partial(children) = root else {
-                unreachable!("root is a directory")
-            };
-            let fd = meta::open_dir_path(Path::new("/")).map_err(|e| Error::io("/", e));
-            match fd {
-                Ok(fd) => self.selected(Some(Arc::new(fd)), &node, children, parent_root, &tx),
-                Err(e) => self.fail(e),
+            // The walk recurses once per directory level: give it room for
+            // paths far beyond PATH_MAX (the stack is only reserved, not used).
+            let walker = std::thread::Builder::new()
+                .name("walk".into())
+                .stack_size(WALKER_STACK)
+                .spawn_scoped(s, move || {
+                    let node = root_node;
+                    match meta::open_dir_path(Path::new("/")) {
+                        Ok(fd) => {
+                            let fd = Arc::new(fd);
+                            match root {
+                                Selection::Partial(children) => {
+                                    self.selected(Some(fd), &node, children, parent_root, &tx)
+                                }
+                                // `backup /`: the root directory whole.
+                                _ => match meta::stat_fd(fd.as_raw_fd()) {
+                                    Ok(st) => {
+                                        self.directory(fd, &node, st.st_dev, parent_root, &tx)
+                                    }
+                                    Err(e) => self.fail(Error::io("/", e)),
+                                },
+                            }
+                        }
+                        Err(e) => self.fail(Error::io("/", e)),
+                    }
+                    self.release(&node);
+                });
+            match walker {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => self.fail(Error::io("walker thread", e)),
             }
-            self.release(&node);
-            drop(tx);
         });
         if let Some(e) = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(e);
@@ -167,34 +192,51 @@ impl Walk<'_> {
         self.progress.warn(&e);
     }
 
-    /// Drop one hold on `node`; the last one writes its tree.
+    /// Drop one hold on `node`; the last one writes its tree, and passes the
+    /// hold it had on its parent up (a loop, not recursion: trees are deep).
     fn release(&self, node: &Arc<DirNode>) {
-        if node.remaining.fetch_sub(1, AcqRel) != 1 {
-            return;
-        }
-        let entries: Vec<Entry> =
-            std::mem::take(&mut *node.slots.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .flatten()
-                .collect();
-        let tree = Tree::new(entries);
-        let id = match self.writer.add_tree(&tree.encode()) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                self.fail(e);
+        let mut node = node.clone();
+        loop {
+            if node.remaining.fetch_sub(1, AcqRel) != 1 {
+                return;
+            }
+            let entries: Vec<Entry> =
+                std::mem::take(&mut *node.slots.lock().unwrap_or_else(|e| e.into_inner()))
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            let encoded = Tree::new(entries).encode();
+            let id = if encoded.len() > crate::format::tree::MAX_ENCODED {
+                self.fail(Error::InvalidInput(format!(
+                    "{}: directory too large to store ({} bytes of metadata)",
+                    node.path.display(),
+                    encoded.len()
+                )));
                 None
-            }
-        };
-        match &node.parent {
-            Some((parent, slot)) => {
-                if let Some(entry) =
-                    parent.slots.lock().unwrap_or_else(|e| e.into_inner())[*slot].as_mut()
-                {
-                    entry.subtree = id;
+            } else {
+                match self.writer.add_tree(&encoded) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        self.fail(e);
+                        None
+                    }
                 }
-                self.release(parent);
+            };
+            match &node.parent {
+                Some((parent, slot)) => {
+                    if let Some(entry) =
+                        parent.slots.lock().unwrap_or_else(|e| e.into_inner())[*slot].as_mut()
+                    {
+                        entry.subtree = id;
+                    }
+                    let parent = parent.clone();
+                    node = parent;
+                }
+                None => {
+                    *node.result.lock().unwrap_or_else(|e| e.into_inner()) = id;
+                    return;
+                }
             }
-            None => *node.result.lock().unwrap_or_else(|e| e.into_inner()) = id,
         }
     }
 

@@ -5,6 +5,7 @@
 //! `rewind diff latest .` and `rewind diff latest /srv/www` compare with the
 //! live tree; a directory called `latest` or `1a2b` is `./latest`, `./1a2b`.
 
+use super::output::Reporter;
 use super::{split_snap_path, FilterArgs, RepoArg};
 use crate::compare::{
     self, Category, CategorySet, Change, ContentCheck, DiffOptions, LiveOptions, Report, Status,
@@ -106,10 +107,11 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
                 compare_root: true,
                 threads: args.threads.max(1),
             };
-            let progress = crate::progress::Silent;
+            let progress = Reporter::new("hashed", super::stderr_is_tty() && !args.json);
             let report =
-                compare::compare_live(&repo, &entry, path.as_bytes(), live, &opts, &progress)
-                    .with_context(|| format!("comparing with {}", live.display()))?;
+                compare::compare_live(&repo, &entry, path.as_bytes(), live, &opts, &progress);
+            progress.finish();
+            let report = report.with_context(|| format!("comparing with {}", live.display()))?;
             let a = serde_json::json!({ "snapshot": snap.0.to_hex(), "path": path });
             (report, a, serde_json::json!({ "live": live }))
         }

@@ -146,8 +146,8 @@ impl RepoArg {
         exclusive: bool,
         command: &str,
     ) -> Result<Option<crate::repo::lock::Lock>> {
-        match crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait) {
-            Ok(lock) => Ok(Some(lock)),
+        let lock = match crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait) {
+            Ok(lock) => Some(lock),
             Err(crate::error::Error::Io { source, .. })
                 if !exclusive
                     && (source.kind() == std::io::ErrorKind::PermissionDenied
@@ -157,11 +157,16 @@ impl RepoArg {
                     "warning: cannot write a lock in {} ({source}); going on without one",
                     repo.backend().location()
                 );
-                Ok(None)
+                None
             }
-            Err(e) => Err(anyhow::Error::new(e)
-                .context(format!("locking repository {}", repo.backend().location()))),
-        }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("locking repository {}", repo.backend().location())))
+            }
+        };
+        // What was mapped before the lock may predate a prune we waited for.
+        repo.reload_index()?;
+        Ok(lock)
     }
 
     /// Open the repository.

@@ -193,6 +193,10 @@ fn watch_signals(set: SigSet, mnt: PathBuf) {
             if detached || mountpoint::detach(&mnt).is_err() {
                 std::process::exit(super::EXIT_OK as i32);
             }
+            eprintln!(
+                "rewind: unmounting {}; the mount ends when no process uses it (signal again to stop now)",
+                mnt.display()
+            );
             detached = true;
         }
     });

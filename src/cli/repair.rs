@@ -27,7 +27,9 @@ pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
             report.blobs, report.packs, report.index_files_written, report.index_files_removed
         );
         for u in &report.unreadable {
-            println!("unreadable pack (left out): {u}");
+            println!(
+                "unreadable pack header (old index files kept, so its blobs stay indexed): {u}"
+            );
         }
     }
     Ok(if report.unreadable.is_empty() {

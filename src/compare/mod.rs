@@ -69,6 +69,7 @@
 mod entry;
 mod links;
 mod live;
+mod queue;
 mod trees;
 mod walk;
 

@@ -2,18 +2,22 @@
 //! LIVE_PATH` and `rewind verify`.
 //!
 //! ```text
-//! walker (this thread): load tree ─ list dir (O_NOATIME) ─ merge by name ─ stat ─ xattrs ─ readlink
-//!                       └─ metadata compared here; files that need reading go to the pool
-//! pool (threads):       open (O_NOATIME) ─ hole layout (SEEK_DATA) ─ hash each extent ─ compare ids
-//! afterwards:           hard-link groups of both sides compared
+//! directory job: load tree ─ list dir (O_NOATIME) ─ merge by name ─ stat ─ xattrs ─ readlink
+//!                └─ metadata compared here; subdirectories and files that need reading become jobs
+//! file job:      open (O_NOATIME) ─ hole layout (SEEK_DATA) ─ hash each extent ─ compare ids
+//! afterwards:    hard-link groups of both sides compared
 //! ```
 //!
-//! One thread walks, as the backup does (directory descriptors are held along
-//! one path only); the reading, which is where the time goes, is parallel.
+//! A pool of threads runs both kinds of job from one bounded [`Queue`]: a
+//! metadata walk is bound by `stat` and `listxattr` calls, so it spreads over
+//! the cores (and, with a cold cache, keeps several inode reads in flight);
+//! reading files spreads over them too. When the queue is full the submitter
+//! runs the job itself, so memory and open directories stay bounded.
 
 use super::entry::{meta_details, Rules};
 use super::links::{self, Member};
 use super::live::{check_content, filled_holes, live_entry, Wanted};
+use super::queue::Queue;
 use super::trees::size_detail;
 use super::{join, Category, CategorySet, Change, Detail, Report};
 use crate::error::{Error, Result};
@@ -21,7 +25,6 @@ use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::meta::{self, cstr, Names};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crossbeam_channel::Sender;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -89,24 +92,29 @@ pub fn compare_live(
     };
     let root = open_root(path, opts.compare_root)?;
     let threads = opts.threads.max(1);
-    let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
+    let queue = Queue::new(threads * 16);
+    let mut buf = Vec::new();
+    let q = &queue;
+    match root {
+        Root::Entry(dir, name) => w.pair(&dir, entry, &name, snap_path.to_vec(), q, &mut buf),
+        Root::Contents(dir) if entry.kind == Kind::Dir => w.submit(
+            Job::Dir(entry.clone(), dir, snap_path.to_vec()),
+            q,
+            &mut buf,
+        ),
+        Root::Contents(_) => w.error(snap_path.to_vec(), entry.kind, not_a_dir(path)),
+    }
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let rx = rx.clone();
             let w = &w;
             s.spawn(move || {
                 let mut buf = Vec::new();
-                for job in rx {
-                    w.read_file(job, &mut buf);
+                while let Some(job) = q.next() {
+                    w.run(job, q, &mut buf);
+                    q.finished();
                 }
             });
         }
-        match root {
-            Root::Entry(dir, name) => w.pair(&dir, entry, &name, snap_path.to_vec(), &tx),
-            Root::Contents(dir) if entry.kind == Kind::Dir => w.dir(entry, &dir, snap_path, &tx),
-            Root::Contents(_) => w.error(snap_path.to_vec(), entry.kind, not_a_dir(path)),
-        }
-        drop(tx);
     });
     Ok(w.finish())
 }
@@ -144,8 +152,15 @@ fn not_a_dir(path: &Path) -> io::Error {
     io::Error::other(format!("{} is not a directory", path.display()))
 }
 
-/// A regular file for the pool.
-struct Job {
+/// Work for the pool.
+enum Job {
+    /// A snapshot directory, the live directory open beside it, its path.
+    Dir(Entry, Arc<OwnedFd>, Vec<u8>),
+    File(FileJob),
+}
+
+/// A regular file whose bytes or holes need reading.
+struct FileJob {
     dir: Arc<OwnedFd>,
     name: Vec<u8>,
     path: Vec<u8>,
@@ -173,6 +188,20 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
+    /// Queue a job, or run it here when the queue is full.
+    fn submit(&self, job: Job, q: &Queue<Job>, buf: &mut Vec<u8>) {
+        if let Some(job) = q.offer(job) {
+            self.run(job, q, buf);
+        }
+    }
+
+    fn run(&self, job: Job, q: &Queue<Job>, buf: &mut Vec<u8>) {
+        match job {
+            Job::Dir(snap, fd, path) => self.dir(&snap, &fd, &path, q, buf),
+            Job::File(f) => self.read_file(f, buf),
+        }
+    }
+
     fn wants(&self, c: Category) -> bool {
         !self.opts.ignore.contains(c)
     }
@@ -210,7 +239,7 @@ impl Walker<'_> {
     }
 
     /// A snapshot directory beside the live directory open as `fd`.
-    fn dir(&self, snap: &Entry, fd: &Arc<OwnedFd>, path: &[u8], tx: &Sender<Job>) {
+    fn dir(&self, snap: &Entry, fd: &Arc<OwnedFd>, path: &[u8], q: &Queue<Job>, buf: &mut Vec<u8>) {
         let tree = match self.load(snap) {
             Ok(t) => t,
             Err(e) => return self.error(path.to_vec(), snap.kind, e),
@@ -239,19 +268,34 @@ impl Walker<'_> {
                 }
                 std::cmp::Ordering::Equal => {
                     let (e, n) = (s.next().expect("peeked"), l.next().expect("peeked"));
-                    self.pair(fd, e, &n.name, join(path, &n.name), tx);
+                    self.pair(fd, e, &n.name, join(path, &n.name), q, buf);
                 }
             }
         }
     }
 
     /// `snap` beside the live entry `name` in `dir`.
-    fn pair(&self, dir: &Arc<OwnedFd>, snap: &Entry, name: &[u8], path: Vec<u8>, tx: &Sender<Job>) {
+    fn pair(
+        &self,
+        dir: &Arc<OwnedFd>,
+        snap: &Entry,
+        name: &[u8],
+        path: Vec<u8>,
+        q: &Queue<Job>,
+        buf: &mut Vec<u8>,
+    ) {
         self.entries.fetch_add(1, Relaxed);
-        let (live, st) = match live_entry(dir.as_raw_fd(), name, self.want, &self.names) {
+        let (mut live, st) = match live_entry(dir.as_raw_fd(), name, self.want) {
             Ok(x) => x,
             Err(e) => return self.error(path, snap.kind, e),
         };
+        // Names matter (and are looked up) only where the numbers differ.
+        if live.uid != snap.uid {
+            live.user = self.names.user(live.uid);
+        }
+        if live.gid != snap.gid {
+            live.group = self.names.group(live.gid);
+        }
         if live.kind != snap.kind {
             self.push(path.clone(), Some(snap.kind), Some(live.kind), Vec::new());
             self.removed_below(snap, &path);
@@ -275,11 +319,11 @@ impl Walker<'_> {
             m.push((member, live.kind));
         }
         match live.kind {
-            Kind::File => self.file(dir, snap, &live, &st, path, details, tx),
+            Kind::File => self.file(dir, snap, &live, &st, path, details, q, buf),
             Kind::Dir => {
                 self.push(path.clone(), Some(Kind::Dir), Some(Kind::Dir), details);
                 match cstr(name).and_then(|c| meta::open_dir_at(dir.as_raw_fd(), &c)) {
-                    Ok(fd) => self.dir(snap, &Arc::new(fd), &path, tx),
+                    Ok(fd) => self.submit(Job::Dir(snap.clone(), Arc::new(fd), path), q, buf),
                     Err(e) => self.error(path, Kind::Dir, e),
                 }
             }
@@ -298,7 +342,8 @@ impl Walker<'_> {
         st: &libc::stat64,
         path: Vec<u8>,
         mut details: Vec<Detail>,
-        tx: &Sender<Job>,
+        q: &Queue<Job>,
+        buf: &mut Vec<u8>,
     ) {
         let k = Some(Kind::File);
         if snap.size != live.size {
@@ -320,7 +365,7 @@ impl Walker<'_> {
         if !hash && !holes {
             return self.push(path, k, k, details);
         }
-        let job = Job {
+        let job = FileJob {
             dir: dir.clone(),
             name: live.name.clone(),
             path,
@@ -330,14 +375,11 @@ impl Walker<'_> {
             hash,
             holes,
         };
-        if let Err(e) = tx.send(job) {
-            let job = e.into_inner();
-            self.error(job.path, Kind::File, "no reader thread left");
-        }
+        self.submit(Job::File(job), q, buf);
     }
 
     /// Pool side: holes, then bytes; one change with everything found.
-    fn read_file(&self, mut job: Job, buf: &mut Vec<u8>) {
+    fn read_file(&self, mut job: FileJob, buf: &mut Vec<u8>) {
         let res = (|| -> io::Result<()> {
             let c = cstr(&job.name)?;
             let flags = libc::O_RDONLY | libc::O_NONBLOCK;

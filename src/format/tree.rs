@@ -42,6 +42,9 @@ use serde::{Deserialize, Serialize};
 const VERSION: u8 = 1;
 const DECODE_LIMIT: usize = 1 << 30;
 
+/// The largest encoded tree a writer may store: what readers accept.
+pub const MAX_ENCODED: usize = DECODE_LIMIT;
+
 /// One directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {

@@ -100,6 +100,11 @@ pub fn prune(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    if let Some(bad) = repo.unreadable_index_files().first() {
+        return Err(Error::InvalidInput(format!(
+            "{bad}; refusing to prune while an index file is damaged (run `rewind repair index` first)"
+        )));
+    }
     let old_index: Vec<String> = repo
         .index_files()
         .iter()
@@ -109,10 +114,13 @@ pub fn prune(
     report.packs_before = on_disk.len() as u64;
     report.bytes_before = on_disk.values().sum();
 
-    let usage = pack_usage(repo, &mut report)?;
+    let usage = pack_usage(repo, &on_disk, &mut report)?;
     let mut fates: HashMap<PackId, Fate> = HashMap::new();
     for (pack, size) in &on_disk {
         let fate = match usage.get(pack) {
+            // A pack no index names yet may belong to a backup still running
+            // (one whose lock went stale): only old ones go.
+            None if recent(repo, pack) => Fate::Keep,
             None => {
                 report.packs_unreferenced += 1;
                 Fate::Delete
@@ -141,12 +149,14 @@ pub fn prune(
     }
     writer.flush()?;
     report.packs_written = writer.stats().packs;
-    let mut new_index: HashSet<String> = repo
-        .index_files()
-        .iter()
-        .map(|f| f.name().to_string())
-        .filter(|n| !old_index.contains(n))
-        .collect();
+    // What the repack wrote may carry old names (names are content hashes: a
+    // prune rerun after a killed one writes the same packs and index again).
+    // None of it is deleted below.
+    let (made_packs, made_index) = writer.made();
+    for p in &made_packs {
+        fates.insert(*p, Fate::Keep);
+    }
+    let mut new_index: HashSet<String> = made_index.into_iter().collect();
     // The merged index may come out byte for byte equal to an old file, and
     // so carry its name: that one must not be deleted below.
     new_index.extend(write_merged_index(repo, &fates)?);
@@ -162,6 +172,8 @@ pub fn prune(
             repo.backend().delete(&pack_name(pack))?;
         }
     }
+    repo.backend()
+        .remove_stale_temp(crate::repo::lock::STALE_AFTER)?;
     let after = pack_sizes(repo)?;
     report.bytes_after = after.values().sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
@@ -245,12 +257,19 @@ fn used_blobs(repo: &Repository) -> Result<Membership> {
 
 /// Used and total stored bytes per pack. A blob stored twice counts as used
 /// only where readers find it (its first record).
-fn pack_usage(repo: &Repository, report: &mut PruneReport) -> Result<HashMap<PackId, PackUse>> {
+fn pack_usage(
+    repo: &Repository,
+    on_disk: &HashMap<PackId, u64>,
+    report: &mut PruneReport,
+) -> Result<HashMap<PackId, PackUse>> {
     let mut used = used_blobs(repo)?;
     let mut usage: HashMap<PackId, PackUse> = HashMap::new();
     let mut prev: Option<BlobId> = None;
     for rec in merged_index(repo) {
         let (id, loc) = rec?;
+        if !on_disk.contains_key(&loc.pack) {
+            continue; // a record of a missing pack holds nothing
+        }
         let share = stored_share(&loc);
         let u = usage.entry(loc.pack).or_default();
         u.total += share;
@@ -268,7 +287,24 @@ fn pack_usage(repo: &Repository, report: &mut PruneReport) -> Result<HashMap<Pac
             report.bytes_unused += share;
         }
     }
+    let missing = used.never_asked()?;
+    if missing > 0 {
+        return Err(Error::InvalidInput(format!(
+            "{missing} blobs that snapshots use are in no index or only in missing packs; \
+             refusing to prune a damaged repository (see `rewind check`, `rewind repair index`)"
+        )));
+    }
     Ok(usage)
+}
+
+/// Whether pack `id` was written too recently to be judged unreferenced.
+fn recent(repo: &Repository, id: &PackId) -> bool {
+    match repo.backend().modified(&pack_name(id)) {
+        Ok(Some(t)) => t
+            .elapsed()
+            .map_or(true, |age| age < crate::repo::lock::STALE_AFTER),
+        _ => false,
+    }
 }
 
 /// What repacked packs will take after prune (for dry runs).
@@ -298,8 +334,8 @@ fn repack(
     let mut prev: Option<BlobId> = None;
     for rec in merged_index(repo) {
         let (id, loc) = rec?;
-        if prev == Some(id) {
-            continue;
+        if prev == Some(id) || !fates.contains_key(&loc.pack) {
+            continue; // a duplicate, or a record of a missing pack
         }
         prev = Some(id);
         if fates.get(&loc.pack) != Some(&Fate::Repack) || !used.contains(&id)? {

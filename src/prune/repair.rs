@@ -65,10 +65,14 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
         }
     }
     flush(&mut batch, &mut report)?;
-    for name in old {
-        if !written.contains(&name) {
-            repo.backend().delete(&name)?;
-            report.index_files_removed += 1;
+    // Old index files may hold the only record of a pack whose header is
+    // damaged (its blobs may still read fine): then they all stay.
+    if report.unreadable.is_empty() {
+        for name in old {
+            if !written.contains(&name) {
+                repo.backend().delete(&name)?;
+                report.index_files_removed += 1;
+            }
         }
     }
     repo.reload_index()?;

@@ -179,13 +179,26 @@ impl Iterator for SortedIds {
 /// Answers "is this id in the set?" for ids asked in increasing order.
 pub struct Membership {
     ids: std::iter::Peekable<SortedIds>,
+    /// Ids of the set walked past without being asked about.
+    skipped: u64,
 }
 
 impl Membership {
     pub fn new(ids: SortedIds) -> Self {
         Membership {
             ids: ids.peekable(),
+            skipped: 0,
         }
+    }
+
+    /// How many ids of the set were never asked about: with every index id
+    /// asked in order, these are the used blobs no index knows.
+    pub fn never_asked(mut self) -> Result<u64> {
+        for id in self.ids {
+            id?;
+            self.skipped += 1;
+        }
+        Ok(self.skipped)
     }
 
     /// Whether `id` is in the set; ids must be asked in increasing order.
@@ -202,8 +215,13 @@ impl Membership {
                 }
                 Some(Ok(next)) if next < id => {
                     self.ids.next();
+                    self.skipped += 1;
                 }
-                Some(Ok(next)) => return Ok(next == id),
+                Some(Ok(next)) if next == id => {
+                    self.ids.next();
+                    return Ok(true);
+                }
+                Some(Ok(_)) => return Ok(false),
             }
         }
     }
@@ -244,6 +262,16 @@ mod tests {
             .map(|&n| m.contains(&id(n)).unwrap())
             .collect();
         assert_eq!(asked, [false, true, false, true, false, true, false]);
+        assert_eq!(m.never_asked().unwrap(), 0);
+        // An id of the set passed over unasked is counted.
+        let mut s = IdSorter::new();
+        for n in [1, 2, 3] {
+            s.push(id(n)).unwrap();
+        }
+        let mut m = Membership::new(s.finish().unwrap());
+        assert!(m.contains(&id(1)).unwrap());
+        assert!(m.contains(&id(3)).unwrap());
+        assert_eq!(m.never_asked().unwrap(), 1);
     }
 
     #[test]

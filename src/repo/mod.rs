@@ -114,28 +114,32 @@ impl Repository {
         &self.hasher
     }
 
-    /// Map every index file not yet mapped (new backups add some).
+    /// Bring the mapped index up to date with `index/`: map new files, drop
+    /// files that are gone (a prune replaced them). Commands call this right
+    /// after taking their lock, so they never trust an index from before a
+    /// prune they waited for.
     pub fn reload_index(&self) -> Result<()> {
-        let names = self.backend.list("index")?;
+        let names: HashSet<String> = self.backend.list("index")?.into_iter().collect();
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         let mut bad = self.bad_index.lock().unwrap_or_else(|e| e.into_inner());
+        index.retain(|f| names.contains(f.name()));
         let known: HashSet<String> = index.iter().map(|f| f.name().to_string()).collect();
         bad.clear();
-        for name in names {
-            if !known.contains(&name) {
-                // A damaged index file must not make the repository unusable:
-                // its packs still hold their headers (`repair index`), and
-                // `check` reports it.
-                match self
-                    .backend
-                    .map(&name)
-                    .and_then(|b| IndexFile::open(b, &name))
-                {
-                    Ok(file) => index.push(file),
-                    // A newer format must be refused, not skipped.
-                    Err(e @ Error::InvalidInput(_)) => return Err(e),
-                    Err(e) => bad.push(e.to_string()),
-                }
+        let mut fresh: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
+        fresh.sort();
+        for name in fresh {
+            // A damaged index file must not make the repository unusable:
+            // its packs still hold their headers (`repair index`), and
+            // `check` and `prune` refuse to go on while it is there.
+            match self
+                .backend
+                .map(name)
+                .and_then(|b| IndexFile::open(b, name))
+            {
+                Ok(file) => index.push(file),
+                // A newer format must be refused, not skipped.
+                Err(e @ Error::InvalidInput(_)) => return Err(e),
+                Err(e) => bad.push(e.to_string()),
             }
         }
         Ok(())

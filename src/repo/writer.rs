@@ -81,6 +81,8 @@ struct State {
     /// Durable packs not yet named by an index file.
     written: Vec<(PackId, Vec<PackEntry>)>,
     written_blobs: usize,
+    /// Every pack and index file this writer made durable.
+    made: (Vec<PackId>, Vec<String>),
     stats: WriteStats,
     /// The first failed write; after it the writer refuses all work.
     failed: Option<String>,
@@ -120,6 +122,7 @@ impl RepoWriter {
                 pending: HashSet::new(),
                 written: Vec::new(),
                 written_blobs: 0,
+                made: Default::default(),
                 stats: WriteStats::default(),
                 failed: None,
                 failure: None,
@@ -257,6 +260,7 @@ impl RepoWriter {
             upload.commit(&pack_name(&id))?;
         }
         let mut st = self.lock()?;
+        st.made.0.push(id);
         st.stats.packs += 1;
         st.written_blobs += entries.len();
         st.written.push((id, entries));
@@ -281,6 +285,7 @@ impl RepoWriter {
         let id = IndexId(file_hash(&bytes));
         let name = format!("index/{}", id.to_hex());
         self.repo.backend().put(&name, &bytes)?;
+        st.made.1.push(name.clone());
         self.repo
             .add_index(IndexFile::open(Arc::new(bytes), &name)?);
         for (_, entries) in &packs {
@@ -335,6 +340,16 @@ impl RepoWriter {
             .unwrap_or_else(|e| e.into_inner())
             .failure
             .take()
+    }
+
+    /// The packs and index files this writer made durable (their names may
+    /// equal older files': content decides names).
+    pub fn made(&self) -> (Vec<PackId>, Vec<String>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .made
+            .clone()
     }
 
     /// Whether a write has failed.

@@ -65,7 +65,7 @@ pub fn of_entry(ino: Ino, e: &Entry) -> Attr {
 pub fn synthetic_dir(
     ino: Ino,
     perm: u16,
-    subdirs: usize,
+    nlink: u32,
     owner: (u32, u32),
     time: Time,
     stable: bool,
@@ -74,7 +74,7 @@ pub fn synthetic_dir(
         ino,
         kind: Kind::Dir,
         perm,
-        nlink: (2 + subdirs).min(u32::MAX as usize) as u32,
+        nlink,
         uid: owner.0,
         gid: owner.1,
         size: 0,
@@ -95,7 +95,7 @@ pub fn synthetic_link(ino: Ino, target_len: usize, owner: (u32, u32), time: Time
         perm: 0o777,
         nlink: 1,
         size: target_len as u64,
-        ..synthetic_dir(ino, 0o777, 0, owner, time, false)
+        ..synthetic_dir(ino, 0o777, 1, owner, time, false)
     }
 }
 

@@ -141,8 +141,9 @@ impl Vfs {
                             .count()
                     })
                     .unwrap_or(0);
+                let nlink = (2 + subdirs).min(u32::MAX as usize) as u32;
                 Ok(attr::synthetic_dir(
-                    ino, 0o555, subdirs, self.owner, time, false,
+                    ino, 0o555, nlink, self.owner, time, false,
                 ))
             }
             Some(Item::Link(t)) => Ok(attr::synthetic_link(ino, t.len(), self.owner, time)),

@@ -48,12 +48,12 @@ use crate::repo::Repository;
 use catalog::Catalog;
 use inode::{Node, Table};
 use read::{Chunks, OpenFile};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Decoded trees kept beyond those the kernel holds entries of.
 const TREE_CACHE_BYTES: u64 = 64 << 20;
+/// Read state (extent maps) of recently read files.
+const FILE_STATE_BYTES: u64 = 4 << 20;
 
 /// What the mount shows at its root.
 #[derive(Clone, Debug)]
@@ -102,8 +102,8 @@ pub struct Vfs {
     nodes: Table,
     trees: cache::Cache<TreeId, Tree>,
     chunks: Arc<Chunks>,
-    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    next_fh: AtomicU64,
+    /// Read state of recently read files.
+    files: cache::Cache<Ino, OpenFile>,
     owner: (u32, u32),
     /// When mounted: the date of the virtual directories of an empty repository.
     mounted: Time,
@@ -140,8 +140,7 @@ impl Vfs {
             nodes: Table::new(node),
             trees: cache::Cache::new(TREE_CACHE_BYTES),
             chunks,
-            files: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            files: cache::Cache::new(FILE_STATE_BYTES),
             owner: opts.owner,
             mounted: Time {
                 sec: now.as_secs() as i64,
@@ -167,16 +166,10 @@ impl Vfs {
         let slot = self.nodes.get(ino)?;
         match &slot.node {
             Node::Layout { path } => self.layout_attr(ino, path),
-            Node::SnapRoot { tree, time, .. } => {
-                let subdirs = self
-                    .tree(tree)?
-                    .entries
-                    .iter()
-                    .filter(|e| e.kind == Kind::Dir)
-                    .count();
-                Ok(attr::synthetic_dir(
-                    ino, 0o755, subdirs, self.owner, *time, true,
-                ))
+            // nlink 1: "not counted" (as btrfs says for every directory),
+            // so listing snapshots reads none of their trees.
+            Node::SnapRoot { time, .. } => {
+                Ok(attr::synthetic_dir(ino, 0o755, 1, self.owner, *time, true))
             }
             Node::Entry { .. } => Ok(attr::of_entry(ino, entry_of(&slot.node)?)),
         }
@@ -248,51 +241,47 @@ impl Vfs {
         }
     }
 
-    /// Open regular file `ino` for reading; returns the handle.
-    pub fn open(&self, ino: Ino) -> Result<u64> {
-        let slot = self.nodes.get(ino)?;
-        let e = entry_of(&slot.node)?;
-        if e.kind != Kind::File {
-            return Err(Error::InvalidInput(format!(
-                "{} is not a regular file",
-                self.path(ino)
-            )));
+    /// Check that `ino` is a regular file that can be read. Reads need no
+    /// handle: their state lives with the inode, so the kernel may skip
+    /// `open` and `release` entirely.
+    pub fn open(&self, ino: Ino) -> Result<()> {
+        self.file(ino).map(drop)
+    }
+
+    /// The read state of regular file `ino`, kept while it is being read.
+    fn file(&self, ino: Ino) -> Result<Arc<OpenFile>> {
+        self.files.get_or_load(&ino, OpenFile::weight, || {
+            let slot = self.nodes.get(ino)?;
+            let e = entry_of(&slot.node)?;
+            if e.kind != Kind::File {
+                return Err(Error::InvalidInput(format!(
+                    "{} is not a regular file",
+                    self.path(ino)
+                )));
+            }
+            Ok(OpenFile::new(ino, &e.extents))
+        })
+    }
+
+    /// Up to `size` bytes of regular file `ino` from `offset`. Errors name
+    /// the file by its path in the mount.
+    pub fn read(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>> {
+        let f = self.file(ino)?;
+        let (data, done) = f
+            .read(&self.chunks, offset, size)
+            .map_err(|e| self.about(ino, e))?;
+        if done {
+            // Handed out in full: the kernel holds the pages; a later read
+            // (after it dropped them) starts afresh.
+            self.files.discard(&ino);
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let f = Arc::new(OpenFile::new(ino, &e.extents));
-        self.files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, f);
-        Ok(fh)
+        Ok(data)
     }
 
-    fn file(&self, fh: u64) -> Result<Arc<OpenFile>> {
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("file handle {fh}")))
-    }
-
-    /// Up to `size` bytes of open file `fh` from `offset`. Errors name the
-    /// file by its path in the mount.
-    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
-        let f = self.file(fh)?;
-        f.read(&self.chunks, offset, size)
-            .map_err(|e| self.about(f.ino, e))
-    }
-
-    /// `lseek(SEEK_DATA / SEEK_HOLE)` in open file `fh`; `None` means `ENXIO`.
-    pub fn seek(&self, fh: u64, offset: u64, whence: Whence) -> Result<Option<u64>> {
-        Ok(self.file(fh)?.seek(offset, whence))
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&fh);
+    /// `lseek(SEEK_DATA / SEEK_HOLE)` in regular file `ino`; `None` means
+    /// `ENXIO`.
+    pub fn seek(&self, ino: Ino, offset: u64, whence: Whence) -> Result<Option<u64>> {
+        Ok(self.file(ino)?.seek(offset, whence))
     }
 
     /// The value of extended attribute `name` of `ino`, if it has one.

@@ -123,7 +123,8 @@ pub fn read_blob(repo: &Repository, id: &BlobId) -> Result<Vec<u8>> {
     repo.read_blob_at(id, &loc)
 }
 
-/// One open file: its map and what its reader has done so far.
+/// A file being read: its map, what was handed out of each chunk, and where
+/// its reader got to (for read-ahead).
 pub struct OpenFile {
     pub ino: Ino,
     map: FileMap,
@@ -133,29 +134,47 @@ pub struct OpenFile {
 struct ReadState {
     /// Where the last read ended: a read starting here is sequential.
     next: u64,
-    /// Bytes of each extent handed out so far.
-    served: Vec<u32>,
     /// Extents up to this index have been queued for read-ahead.
     queued: usize,
+    /// Bytes of each extent handed out so far. Counted, not just "the read
+    /// reached the chunk's end", because the kernel's parallel read-ahead
+    /// requests arrive in any order.
+    served: Vec<u32>,
+    /// Data bytes not handed out yet.
+    unserved: u64,
 }
 
 impl OpenFile {
     pub fn new(ino: Ino, extents: &[Extent]) -> OpenFile {
         let map = FileMap::new(extents);
+        let unserved = extents
+            .iter()
+            .map(|e| match e {
+                Extent::Data { len, .. } => *len as u64,
+                Extent::Hole { .. } => 0,
+            })
+            .sum();
         let served = vec![0; map.extent_count()];
         OpenFile {
             ino,
             map,
             state: Mutex::new(ReadState {
                 next: 0,
-                served,
                 queued: 0,
+                served,
+                unserved,
             }),
         }
     }
 
-    /// Up to `size` bytes from `offset` (fewer only at the end of the file).
-    pub fn read(&self, chunks: &Chunks, offset: u64, size: usize) -> Result<Vec<u8>> {
+    /// Roughly the bytes this state takes.
+    pub fn weight(&self) -> u64 {
+        (self.map.extent_count() * 52 + 400) as u64
+    }
+
+    /// Up to `size` bytes from `offset` (fewer only at the end of the file),
+    /// and whether every data byte of the file has now been handed out.
+    pub fn read(&self, chunks: &Chunks, offset: u64, size: usize) -> Result<(Vec<u8>, bool)> {
         let pieces = self.map.pieces(offset, size);
         let mut out = Vec::with_capacity(pieces.iter().map(Piece::len).sum());
         for p in &pieces {
@@ -173,13 +192,14 @@ impl OpenFile {
                 }
             }
         }
-        self.after_read(chunks, offset, out.len() as u64, &pieces);
-        Ok(out)
+        let done = self.after_read(chunks, offset, out.len() as u64, &pieces);
+        Ok((out, done))
     }
 
-    /// Drop chunks read to the end, and queue the next ones for a
-    /// sequential reader.
-    fn after_read(&self, chunks: &Chunks, offset: u64, n: u64, pieces: &[Piece]) {
+    /// Count what was handed out, drop chunks handed out in full, and queue
+    /// the next ones for a sequential reader. Returns whether the whole file
+    /// has been handed out.
+    fn after_read(&self, chunks: &Chunks, offset: u64, n: u64, pieces: &[Piece]) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let sequential = offset > 0 && offset == st.next;
         st.next = offset + n;
@@ -193,29 +213,35 @@ impl OpenFile {
                 ..
             } = *p
             {
-                st.served[index] = st.served[index].saturating_add(len as u32);
-                if st.served[index] >= blob_len {
+                let before = st.served[index];
+                st.served[index] = before.saturating_add(len as u32).min(blob_len);
+                st.unserved -= (st.served[index] - before) as u64;
+                if st.served[index] == blob_len {
+                    // The kernel has all of it now (and again, if a late
+                    // request loaded it once more).
                     chunks.cache.discard(&id);
                 }
                 last = Some(index);
             }
         }
+        let done = st.unserved == 0;
         let Some(last) = last.filter(|_| sequential) else {
-            return;
+            return done;
         };
         let from = last.max(st.queued);
         let queued_ahead = self.map.start(from).saturating_sub(self.map.start(last));
         if queued_ahead >= READ_AHEAD_BYTES {
-            return;
+            return done;
         }
         let next = self.map.data_after(from, READ_AHEAD_BYTES - queued_ahead);
         let Some(&(upto, _, _)) = next.last() else {
-            return;
+            return done;
         };
         st.queued = upto;
         drop(st);
         let jobs: Vec<(BlobId, u32)> = next.into_iter().map(|(_, id, len)| (id, len)).collect();
         chunks.read_ahead(&jobs);
+        done
     }
 
     /// `lseek` for `SEEK_DATA` / `SEEK_HOLE`; `None` means `ENXIO`.
@@ -258,7 +284,7 @@ mod tests {
         let f = OpenFile::new(2, &extents);
         for off in 0..want.len() {
             for size in [1, 5, 13, 100] {
-                let got = f.read(&chunks, off as u64, size).unwrap();
+                let got = f.read(&chunks, off as u64, size).unwrap().0;
                 assert_eq!(
                     got,
                     want[off..(off + size).min(want.len())],

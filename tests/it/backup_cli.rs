@@ -334,6 +334,9 @@ fn one_file_system_stops_at_mount_points() {
     let all = ls(&[]);
     assert!(all.contains("/mnt/elsewhere"), "{all}");
     let one = ls(&["--one-file-system"]);
-    assert!(one.contains("/mnt\n") && !one.contains("/mnt/elsewhere"), "{one}");
+    assert!(
+        one.contains("/mnt\n") && !one.contains("/mnt/elsewhere"),
+        "{one}"
+    );
     assert!(one.contains("/here"), "{one}");
 }

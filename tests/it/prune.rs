@@ -13,8 +13,16 @@ fn json(s: &str) -> serde_json::Value {
 
 /// One "day": rewrite a few files and add a new one, as a changing site would.
 fn mutate(src: &Path, day: u64) {
-    fs::write(src.join(format!("daily-{day}.bin")), tree::noise(400_000, 2 * day + 101)).unwrap();
-    fs::write(src.join("log.txt"), format!("day {day}\n").repeat(1000 + day as usize)).unwrap();
+    fs::write(
+        src.join(format!("daily-{day}.bin")),
+        tree::noise(400_000, 2 * day + 101),
+    )
+    .unwrap();
+    fs::write(
+        src.join("log.txt"),
+        format!("day {day}\n").repeat(1000 + day as usize),
+    )
+    .unwrap();
     if day >= 2 {
         let _ = fs::remove_file(src.join(format!("daily-{}.bin", day - 2)));
     }
@@ -23,7 +31,13 @@ fn mutate(src: &Path, day: u64) {
 fn backup_days(t: &TempRepo, src: &Path, days: std::ops::Range<u64>) -> Vec<String> {
     days.map(|d| {
         mutate(src, d);
-        let out = t.ok([OsStr::new("backup"), OsStr::new("--json"), OsStr::new("--tag"), OsStr::new(&format!("day{d}")), src.as_os_str()]);
+        let out = t.ok([
+            OsStr::new("backup"),
+            OsStr::new("--json"),
+            OsStr::new("--tag"),
+            OsStr::new(&format!("day{d}")),
+            src.as_os_str(),
+        ]);
         json(&out)["id"].as_str().unwrap().to_string()
     })
     .collect()
@@ -35,7 +49,11 @@ fn repo_bytes(t: &TempRepo) -> u64 {
             .map(|rd| {
                 rd.map(|e| {
                     let e = e.unwrap();
-                    if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { e.metadata().unwrap().len() }
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        e.metadata().unwrap().len()
+                    }
                 })
                 .sum()
             })
@@ -49,7 +67,14 @@ fn restore_all(t: &TempRepo, src: &Path, expect: &[(String, std::path::PathBuf)]
     for (i, (id, copy)) in expect.iter().enumerate() {
         let out = t.join(format!("restore-{i}-{}", &id[..8]));
         t.restore(&format!("{id}:{}", src.display()), &out);
-        compare::assert_same(copy, &out, compare::Options { atime: false, ..Default::default() });
+        compare::assert_same(
+            copy,
+            &out,
+            compare::Options {
+                atime: false,
+                ..Default::default()
+            },
+        );
     }
 }
 
@@ -61,18 +86,37 @@ fn forget_and_prune_free_what_only_forgotten_snapshots_used() {
     let ids = backup_days(&t, &src, 0..6);
     let before = repo_bytes(&t);
     let out = json(&t.ok(["forget", "--keep-last", "2", "--json"]));
-    let removed: Vec<&str> = out["groups"][0]["remove"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let removed: Vec<&str> = out["groups"][0]["remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert_eq!(removed.len(), 4);
     assert!(removed.iter().all(|r| ids[..4].contains(&r.to_string())));
     let report = json(&t.ok(["prune", "--json"]));
-    assert!(report["packs_deleted"].as_u64().unwrap() + report["packs_repacked"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["packs_deleted"].as_u64().unwrap() + report["packs_repacked"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     let after = repo_bytes(&t);
     // Days 0-2 each added 400 kB of noise only they used (day 3's is still in day 4).
-    assert!(before - after >= 3 * 400_000, "freed only {} bytes", before - after);
+    assert!(
+        before - after >= 3 * 400_000,
+        "freed only {} bytes",
+        before - after
+    );
     t.ok(["check", "--read-data"]);
     let target = t.join("out");
     t.restore("latest", &target);
-    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+    compare::assert_same(
+        &src,
+        &restored(&target, &src),
+        compare::Options {
+            atime: false,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
@@ -85,10 +129,19 @@ fn prune_killed_at_random_moments_never_loses_a_kept_byte() {
     let mut kept = Vec::new();
     for day in 0..8u64 {
         mutate(&src, day);
-        let id = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]))["id"].as_str().unwrap().to_string();
+        let id = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         if day >= 6 {
             let copy = t.join(format!("copy-{day}"));
-            assert!(std::process::Command::new("cp").arg("-a").arg(&src).arg(&copy).status().unwrap().success());
+            assert!(std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&src)
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success());
             kept.push((id, copy));
         }
     }
@@ -100,7 +153,12 @@ fn prune_killed_at_random_moments_never_loses_a_kept_byte() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % 60_000);
-        let mut child = t.cmd(["prune", "--max-unused", "0%"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = t
+            .cmd(["prune", "--max-unused", "0%"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -108,7 +166,11 @@ fn prune_killed_at_random_moments_never_loses_a_kept_byte() {
         // Whatever the moment, the repository is whole (stale lock aside).
         t.ok(["unlock"]);
         let check = t.rewind(["check", "--read-data"]);
-        assert!(check.status.success(), "round {round} after {delay:?}: {}", String::from_utf8_lossy(&check.stdout));
+        assert!(
+            check.status.success(),
+            "round {round} after {delay:?}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
     }
     t.ok(["prune", "--max-unused", "0%"]);
     t.ok(["check", "--read-data"]);
@@ -128,10 +190,19 @@ fn backup_waits_for_prune_and_loses_nothing() {
     let lock = rewind::repo::lock::acquire(&repo, true, "prune (test)", Duration::ZERO).unwrap();
     let refused = t.rewind([OsStr::new("backup"), src.as_os_str()]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("prune (test)"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("prune (test)"),
+        "{}",
+        stderr(&refused)
+    );
     mutate(&src, 10);
     let waiting = t
-        .cmd([OsStr::new("backup"), OsStr::new("--lock-wait"), OsStr::new("60s"), src.as_os_str()])
+        .cmd([
+            OsStr::new("backup"),
+            OsStr::new("--lock-wait"),
+            OsStr::new("60s"),
+            src.as_os_str(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,7 +218,14 @@ fn backup_waits_for_prune_and_loses_nothing() {
     t.ok(["check", "--read-data"]);
     let target = t.join("out");
     t.restore("latest", &target);
-    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+    compare::assert_same(
+        &src,
+        &restored(&target, &src),
+        compare::Options {
+            atime: false,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
@@ -157,14 +235,28 @@ fn two_backups_at_once_both_succeed() {
     tree::full(&a);
     fs::create_dir_all(&b).unwrap();
     tree::file(&b.join("big"), &tree::noise(20 << 20, 4));
-    let ca = t.cmd([OsStr::new("backup"), a.as_os_str()]).stdout(Stdio::null()).spawn().unwrap();
-    let cb = t.cmd([OsStr::new("backup"), b.as_os_str()]).stdout(Stdio::null()).spawn().unwrap();
+    let ca = t
+        .cmd([OsStr::new("backup"), a.as_os_str()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cb = t
+        .cmd([OsStr::new("backup"), b.as_os_str()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     assert!(ca.wait_with_output().unwrap().status.success());
     assert!(cb.wait_with_output().unwrap().status.success());
     t.ok(["check", "--read-data"]);
     let target = t.join("out");
     t.restore("latest", &target);
-    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&t.ok(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -199,7 +291,14 @@ fn deleted_index_is_rebuilt_from_pack_headers() {
     t.ok(["check", "--read-data"]);
     let target = t.join("out");
     t.restore("latest", &target);
-    compare::assert_same(&src, &restored(&target, &src), compare::Options { atime: false, ..Default::default() });
+    compare::assert_same(
+        &src,
+        &restored(&target, &src),
+        compare::Options {
+            atime: false,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
@@ -213,11 +312,61 @@ fn forget_refuses_an_empty_policy_and_dry_run_keeps_everything() {
     assert!(stderr(&out).contains("no policy"), "{}", stderr(&out));
     let dry = t.ok(["forget", "--keep-last", "1", "--dry-run"]);
     assert!(dry.contains("2 snapshots would be removed"), "{dry}");
-    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 3);
+    assert_eq!(
+        json(&t.ok(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let tagged = t.ok(["forget", "--keep-last", "1", "--keep-tag", "day0"]);
     assert!(tagged.contains("tag day0"), "{tagged}");
-    assert_eq!(json(&t.ok(["snapshots", "--json"])).as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&t.ok(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let started = Instant::now();
     t.ok(["prune", "--dry-run"]);
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn prune_refuses_a_damaged_index_until_it_is_repaired() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::full(&src);
+    backup_days(&t, &src, 0..3);
+    t.ok(["forget", "--keep-last", "1"]);
+    let index = fs::read_dir(t.repo().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&index).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    fs::write(&index, bytes).unwrap();
+    let refused = t.rewind(["prune"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("repair index"),
+        "{}",
+        stderr(&refused)
+    );
+    t.ok(["repair", "index"]);
+    t.ok(["prune", "--max-unused", "0%"]);
+    t.ok(["check", "--read-data"]);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    compare::assert_same(
+        &src,
+        &restored(&target, &src),
+        compare::Options {
+            atime: false,
+            ..Default::default()
+        },
+    );
 }
