@@ -133,7 +133,22 @@ fn check_pack_size(
 ) {
     let end = indexed.iter().map(|(_, l)| blob_end(l)).max().unwrap_or(0);
     match repo.backend().size(&pack_name(pack)) {
-        Ok(size) if size >= end + pack::TRAILER_LEN as u64 => {}
+        Ok(size) if size >= end + pack::TRAILER_LEN as u64 => {
+            // The trailer makes the pack self-describing (`repair index`
+            // needs it): read its 12 bytes even without --read-data.
+            let object = format!("pack {pack}");
+            let trailer = repo
+                .backend()
+                .get_range(
+                    &pack_name(pack),
+                    size - pack::TRAILER_LEN as u64,
+                    pack::TRAILER_LEN,
+                )
+                .and_then(|t| pack::trailer_header_len(&t, &object));
+            if let Err(e) = trailer {
+                report.damaged(*pack, format!("has no valid trailer: {e}"));
+            }
+        }
         Ok(size) => {
             report.damaged(
                 *pack,

@@ -61,6 +61,19 @@ fn not_found_or_io(name: &str, path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// Create `dir` if missing, and make its entry in its parent durable (a new
+/// `data/ab/` must survive a crash as surely as the pack renamed into it).
+fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).at(dir)?;
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// fsync a directory so a rename or unlink in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
@@ -70,7 +83,7 @@ impl Backend for LocalBackend {
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(name);
         let dir = path.parent().expect("names have a parent");
-        fs::create_dir_all(dir).at(dir)?;
+        ensure_dir(dir)?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
@@ -99,6 +112,18 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let f = self.open_cached(name)?;
+        // Lengths come from index records: never allocate for a range the
+        // file cannot hold (a damaged record could ask for gigabytes).
+        let size = f.metadata().at(self.path(name))?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+            return Err(Error::corrupt(
+                format!("pack {name}"),
+                format!(
+                    "file ends at byte {size}, before byte {}",
+                    offset.saturating_add(len as u64)
+                ),
+            ));
+        }
         let mut buf = vec![0u8; len];
         match f.read_exact_at(&mut buf, offset) {
             Ok(()) => Ok(buf),
@@ -177,7 +202,7 @@ impl Backend for LocalBackend {
 
     fn upload(&self, dir: &str) -> Result<Box<dyn Upload>> {
         let dir = self.path(dir);
-        fs::create_dir_all(&dir).at(&dir)?;
+        ensure_dir(&dir)?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         let file = fs::OpenOptions::new()
@@ -261,7 +286,7 @@ impl Upload for LocalUpload {
         file.sync_all().at(&path)?;
         drop(file);
         let dir = path.parent().expect("names have a parent");
-        fs::create_dir_all(dir).at(dir)?;
+        ensure_dir(dir)?;
         fs::rename(&self.tmp, &path).at(&path)?;
         sync_dir(dir)
     }

@@ -88,6 +88,7 @@ pub enum Command {
 /// Parse the command line and run it. Returns the exit code.
 pub fn run() -> Result<u8> {
     let cli = Cli::parse();
+    raise_fd_limit();
     let lock_wait = match &cli.lock_wait {
         None => std::time::Duration::ZERO,
         Some(s) => parse_wait(s)?,
@@ -240,4 +241,19 @@ fn parse_wait(s: &str) -> Result<std::time::Duration> {
         _ => anyhow::bail!("--lock-wait {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Restores keep a directory open per hard-link group and mounts keep packs
+/// open: lift the soft limit on open files to the hard one (often 1024 vs
+/// 524288 under systemd).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
 }

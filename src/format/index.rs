@@ -297,6 +297,17 @@ impl IndexFile {
             inner: u(48),
             raw_len: u(52),
         };
+        // A frame is never larger than its plaintext plus the scheme byte
+        // (the writer stores raw what does not shrink), nor than a tree may be.
+        let f = loc.frame;
+        if f.raw_len as usize > super::tree::MAX_ENCODED
+            || f.stored_len as u64 > f.raw_len as u64 + 1
+        {
+            return Err(Error::corrupt(
+                object,
+                "record gives impossible frame lengths",
+            ));
+        }
         if loc.inner as u64 + loc.raw_len as u64 > loc.frame.raw_len as u64 {
             return Err(Error::corrupt(
                 object,

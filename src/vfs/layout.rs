@@ -29,6 +29,9 @@ pub struct SnapInfo {
     pub tree: TreeId,
 }
 
+/// Directories being built: path to names to items.
+type Dirs = BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>>;
+
 /// One name in a virtual directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
@@ -55,7 +58,7 @@ impl Layout {
     pub fn build(mut snaps: Vec<SnapInfo>, time_name: impl Fn(Time) -> String) -> Layout {
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         let names = unique_names(&snaps, &time_name);
-        let mut dirs: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>> = BTreeMap::new();
+        let mut dirs: Dirs = BTreeMap::new();
         for top in ["hosts", "ids", "snapshots", "tags"] {
             dirs.entry(Vec::new())
                 .or_default()
@@ -87,25 +90,7 @@ impl Layout {
                 add_snapshot(&mut dirs, &tag_dir, name, s.id);
             }
         }
-        // `latest` in every directory that lists snapshots by time: the last
-        // one added there is the newest, since `snaps` is sorted.
-        let mut latest: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for (dir, entries) in &dirs {
-            let by_time = dir.as_slice() == b"snapshots"
-                || dir.starts_with(b"hosts/")
-                || dir.starts_with(b"tags/");
-            if let Some(newest) = by_time
-                .then(|| newest_name(entries, &snaps, &names))
-                .flatten()
-            {
-                latest.push((dir.clone(), newest));
-            }
-        }
-        for (dir, target) in latest {
-            dirs.entry(dir)
-                .or_default()
-                .insert(b"latest".to_vec(), Item::Link(target));
-        }
+        add_latest(&mut dirs, &snaps, &names);
         Layout {
             dirs: dirs
                 .into_iter()
@@ -162,15 +147,32 @@ impl Layout {
     }
 }
 
-fn add_snapshot(
-    dirs: &mut BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Item>>,
-    dir: &[u8],
-    name: &[u8],
-    id: SnapshotId,
-) {
+fn add_snapshot(dirs: &mut Dirs, dir: &[u8], name: &[u8], id: SnapshotId) {
     dirs.entry(dir.to_vec())
         .or_default()
         .insert(name.to_vec(), Item::Snapshot(id));
+}
+
+/// `latest` in every directory that lists snapshots by time, pointing at the
+/// newest one there.
+fn add_latest(dirs: &mut Dirs, snaps: &[SnapInfo], names: &[Vec<u8>]) {
+    let mut latest: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (dir, entries) in dirs.iter() {
+        let by_time = dir.as_slice() == b"snapshots"
+            || dir.starts_with(b"hosts/")
+            || dir.starts_with(b"tags/");
+        if let Some(newest) = by_time
+            .then(|| newest_name(entries, snaps, names))
+            .flatten()
+        {
+            latest.push((dir.clone(), newest));
+        }
+    }
+    for (dir, target) in latest {
+        dirs.entry(dir)
+            .or_default()
+            .insert(b"latest".to_vec(), Item::Link(target));
+    }
 }
 
 /// The name of the newest snapshot among `entries`.

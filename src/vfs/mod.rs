@@ -12,8 +12,9 @@
 //! - [`attr`]: what `stat` shows.
 //! - [`file`]: a file's extents with cumulative offsets; reads and `lseek` by
 //!   binary search.
-//! - [`read`]: open files, the bounded chunk cache, read-ahead.
-//! - [`cache`]: the bounded, load-once cache under chunks and trees.
+//! - [`read`]: files being read, the bounded chunk cache, read-ahead.
+//! - [`cache`]: the bounded, load-once cache under chunks, trees and read
+//!   state.
 //! - [`mountpoint`]: checks before mounting, detaching after.
 //!
 //! # Choices
@@ -24,8 +25,15 @@
 //! - Everything inside a snapshot is immutable, so the kernel may cache
 //!   attributes, names, directory listings and pages for long; only the
 //!   virtual directories change.
+//! - Reads need no file handle: their state belongs to the inode, so the
+//!   kernel can skip `open`, `flush` and `release` (three round trips per
+//!   file that a `cp -a` or `find | xargs cat` would otherwise wait for).
 //! - Every write is refused by the kernel (the mount is read-only) and again by
 //!   the adapter (`EROFS`).
+//!
+//! Not done: one snapshot shown at several paths (`ids/…`, `snapshots/…`,
+//! `hosts/…`) is a separate view at each, with its own inode numbers and
+//! hard-link groups; `statfs` reports no sizes.
 
 pub mod attr;
 pub mod cache;

@@ -82,6 +82,11 @@ fn a_mounted_snapshot_is_its_source_entry_by_entry() {
             .as_bytes(),
         b"caf\xe9\xff"
     );
+    same_acls(&src, &inside);
+}
+
+/// `getfacl` says the same of the source and the mount.
+fn same_acls(src: &Path, inside: &Path) {
     for rel in ["hello.txt", "dirs/acl"] {
         let acl = |p: &Path| {
             Command::new("getfacl")

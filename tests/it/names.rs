@@ -72,3 +72,41 @@ fn paths_longer_than_path_max_back_up_and_restore() {
     unsafe { libc::close(f) };
     assert_eq!(&buf[..n as usize], b"deep down");
 }
+
+#[test]
+fn a_tree_four_thousand_levels_deep() {
+    const LEVELS: usize = 4000;
+    let t = TempRepo::new();
+    let src = t.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let d = CString::new("d").unwrap();
+    let mut fd = root_fd(&src);
+    for _ in 0..LEVELS {
+        assert_eq!(
+            unsafe { libc::mkdirat(fd.as_raw_fd(), d.as_ptr(), 0o755) },
+            0
+        );
+        fd = open_dir(fd.as_raw_fd(), &d);
+    }
+    let leaf = CString::new("leaf").unwrap();
+    let f = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            leaf.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o600,
+        )
+    };
+    assert!(f >= 0);
+    unsafe { libc::close(f) };
+    t.backup(&src);
+    let target = t.join("out");
+    t.restore("latest", &target);
+    let mut fd = root_fd(&restored(&target, &src));
+    for _ in 0..LEVELS {
+        fd = open_dir(fd.as_raw_fd(), &d);
+    }
+    let f = unsafe { libc::openat(fd.as_raw_fd(), leaf.as_ptr(), libc::O_RDONLY) };
+    assert!(f >= 0, "leaf missing after restore");
+    unsafe { libc::close(f) };
+}
