@@ -7,9 +7,14 @@
 //!
 //! Caching: everything inside a snapshot is immutable, so its attributes and
 //! names (also names that do not exist) are cached by the kernel for a day,
-//! its files keep their pages between opens (`FOPEN_KEEP_CACHE`) and its
-//! directory listings are cached (`FOPEN_CACHE_DIR`). The virtual directories
-//! change when snapshots are added and are cached for a second.
+//! its files keep their pages between opens (`FOPEN_KEEP_CACHE`, the default
+//! once `open` answers ENOSYS) and its directory listings are cached
+//! (`FOPEN_CACHE_DIR`). The virtual directories change when snapshots are
+//! added and are cached for a second.
+//!
+//! Round trips: listings carry attributes (`readdirplus`), and `open`,
+//! `flush` and `release` are turned off after their first call, so reading a
+//! file whose directory was listed costs one `read` per MiB.
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Kind, Time};

@@ -38,6 +38,38 @@ impl LocalBackend {
         self.root.join(name)
     }
 
+    /// Temp name, write, (fsync,) rename, (fsync the directory).
+    fn write_file(&self, name: &str, data: &[u8], durable: bool) -> Result<()> {
+        let path = self.path(name);
+        let dir = path.parent().expect("names have a parent");
+        ensure_dir(dir)?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            if durable {
+                f.sync_all()?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, e));
+        }
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
     fn open_cached(&self, name: &str) -> Result<Arc<File>> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = open.get(name) {
@@ -81,28 +113,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 impl Backend for LocalBackend {
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        let path = self.path(name);
-        let dir = path.parent().expect("names have a parent");
-        ensure_dir(dir)?;
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, e));
-        }
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, e));
-        }
-        sync_dir(dir)
+        self.write_file(name, data, true)
+    }
+
+    fn put_volatile(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.write_file(name, data, false)
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {

@@ -20,6 +20,13 @@ pub trait Backend: Send + Sync {
     /// a replacement has the same bytes).
     fn put(&self, name: &str, data: &[u8]) -> Result<()>;
 
+    /// Like [`Backend::put`] (atomic), but not necessarily durable: for lock
+    /// files, which mean nothing after a crash (their holder is gone) and are
+    /// written at every command's start, where an fsync costs latency.
+    fn put_volatile(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.put(name, data)
+    }
+
     /// The whole file.
     fn get(&self, name: &str) -> Result<Vec<u8>>;
 

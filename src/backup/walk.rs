@@ -382,39 +382,14 @@ impl Walk<'_> {
     ) {
         let path = node.path.join(os(&name));
         if d_type == libc::DT_REG {
-            let slot = node.add_slot(None);
-            let job = Job {
-                dir: dir.clone(),
-                name,
-                path,
-                previous: prev,
-                node: node.clone(),
-                slot,
-            };
-            if tx.send(job).is_err() {
-                self.release(node);
-            }
-            return;
+            return self.queue_file(dir, node, name, path, prev, tx);
         }
         let (entry, st_dev) = match self.dir_entry(dir.as_raw_fd(), &name, &path) {
             Ok(x) => x,
             Err(e) => return self.warn_vanished(e),
         };
         match entry.kind {
-            Kind::File => {
-                let slot = node.add_slot(None);
-                let job = Job {
-                    dir: dir.clone(),
-                    name,
-                    path,
-                    previous: prev,
-                    node: node.clone(),
-                    slot,
-                };
-                if tx.send(job).is_err() {
-                    self.release(node);
-                }
-            }
+            Kind::File => self.queue_file(dir, node, name, path, prev, tx),
             Kind::Dir => {
                 self.counters.dirs.fetch_add(1, Relaxed);
                 let crosses = dev.is_some_and(|d| d != st_dev) && self.opts.one_file_system;
@@ -440,6 +415,30 @@ impl Walk<'_> {
                 node.add_slot(Some(entry));
                 self.release(node);
             }
+        }
+    }
+
+    /// Hand a regular file to the pool, holding a slot for it in `node`.
+    fn queue_file(
+        &self,
+        dir: &Arc<OwnedFd>,
+        node: &Arc<DirNode>,
+        name: Vec<u8>,
+        path: PathBuf,
+        previous: Option<Entry>,
+        tx: &Sender<Job>,
+    ) {
+        let slot = node.add_slot(None);
+        let job = Job {
+            dir: dir.clone(),
+            name,
+            path,
+            previous,
+            node: node.clone(),
+            slot,
+        };
+        if tx.send(job).is_err() {
+            self.release(node);
         }
     }
 

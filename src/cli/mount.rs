@@ -43,8 +43,8 @@ pub struct Args {
     /// Threads serving requests
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
-    /// Take no shared lock (for a repository this user cannot write); `prune`
-    /// may then delete data the mount shows
+    /// Take no shared lock, so `prune` is not held up by a long-lived mount
+    /// (and may delete data the mount shows)
     #[arg(long)]
     pub no_lock: bool,
 }
@@ -159,9 +159,11 @@ fn serve(
             nix::unistd::getgid().as_raw(),
         ),
     };
+    // A repository this user cannot write is mounted without a lock (with a
+    // warning from `lock`).
     let _lock = match args.no_lock {
         true => None,
-        false => Some(repo_arg.lock(&plan.repo, false, "mount")?),
+        false => repo_arg.lock(&plan.repo, false, "mount")?,
     };
     let vfs = Arc::new(Vfs::new(plan.repo, plan.root, &opts).context("preparing the mount")?);
     watch_signals(signals, plan.mountpoint.clone());

@@ -115,17 +115,17 @@ impl Codec {
     pub fn encode_into(&self, plain: &[u8], out: &mut Vec<u8>) -> usize {
         let start = out.len();
         if self.level != 0 && plain.len() >= 64 {
-            out.push(ZSTD);
-            let bound = zstd::zstd_safe::compress_bound(plain.len());
-            out.reserve(bound);
-            let dst = out.len();
-            out.resize(dst + bound, 0);
-            match compress_to(self.level, plain, &mut out[dst..]) {
-                Ok(n) if n + n / 64 + 1 < plain.len() => {
-                    out.truncate(dst + n);
-                    return out.len() - start;
+            let kept = compress_to(self.level, plain, |frame| {
+                if frame.len() + frame.len() / 64 + 1 < plain.len() {
+                    out.push(ZSTD);
+                    out.extend_from_slice(frame);
+                    true
+                } else {
+                    false
                 }
-                _ => out.truncate(start),
+            });
+            if kept {
+                return out.len() - start;
             }
         }
         out.push(RAW);
@@ -196,21 +196,31 @@ impl Codec {
 }
 
 thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// Compress with a per-thread context: contexts are costly to create per blob.
-fn compress_to(level: i32, plain: &[u8], dst: &mut [u8]) -> std::io::Result<usize> {
+/// Compress with a per-thread context and scratch buffer (contexts are costly
+/// to create per blob, and a fresh zeroed buffer per blob costs a memset of
+/// its size), then hand the frame to `take`. Returns what `take` returned, or
+/// false when zstd failed.
+fn compress_to(level: i32, plain: &[u8], take: impl FnOnce(&[u8]) -> bool) -> bool {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
+            match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c, Vec::new())),
+                Err(_) => return false,
+            }
         }
-        slot.as_mut()
-            .expect("just set")
-            .1
-            .compress_to_buffer(plain, dst)
+        let (_, cctx, scratch) = slot.as_mut().expect("just set");
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        // The Vec is written from its start and its length set by zstd.
+        match cctx.compress_to_buffer(plain, scratch) {
+            Ok(_) => take(scratch),
+            Err(_) => false,
+        }
     })
 }
 

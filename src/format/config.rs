@@ -44,10 +44,13 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
+        // Measured on a 100 MB SQL dump with 1% of rows changed: avg 512 KiB
+        // re-stored 15.9 MiB, avg 128 KiB 13.1 MiB, for 5% more on the first
+        // backup. Small files are one chunk either way.
         ChunkerParams {
-            min: 128 * 1024,
-            avg: 512 * 1024,
-            max: 2 * 1024 * 1024,
+            min: 64 * 1024,
+            avg: 128 * 1024,
+            max: 1024 * 1024,
         }
     }
 }

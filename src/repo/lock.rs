@@ -149,7 +149,7 @@ pub fn acquire(
     let mut pause = Duration::from_millis(100);
     loop {
         repo.backend()
-            .put(&name, &serde_json::to_vec(&info).expect("serializes"))?;
+            .put_volatile(&name, &serde_json::to_vec(&info).expect("serializes"))?;
         let conflict = repo.locks()?.into_iter().find(|(other, o)| {
             other != &name && !o.is_stale(unix_now(), &host) && (exclusive || o.exclusive)
         });
@@ -179,7 +179,7 @@ pub fn acquire(
                     info.heartbeat = unix_now();
                     let _ = repo
                         .backend()
-                        .put(&name, &serde_json::to_vec(&info).expect("serializes"));
+                        .put_volatile(&name, &serde_json::to_vec(&info).expect("serializes"));
                 }
             })
             .map_err(|e| Error::io("lock heartbeat thread", e))?

@@ -160,7 +160,9 @@ impl Vfs {
     /// The entry `name` in directory `parent`; counts one kernel reference.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         let slot = self.nodes.get(parent)?;
-        let (key, node) = self.child(parent, &slot.node, name)?;
+        let (key, node) = self
+            .child(parent, &slot.node, name)
+            .map_err(|e| self.about(parent, e))?;
         let ino = self.nodes.remember(key, parent, || node);
         self.getattr(ino)
     }
@@ -239,14 +241,15 @@ impl Vfs {
             return Ok(());
         }
         let skip = offset.saturating_sub(2) as usize;
-        match &slot.node {
+        let listed = match &slot.node {
             Node::Layout { path } => self.list_layout(path, skip, add),
             Node::SnapRoot { tree, .. } => self.list_tree(ino, ino, tree, skip, add),
             Node::Entry { view, .. } => {
                 let sub = subtree_of(&slot.node)?;
                 self.list_tree(*view, ino, &sub, skip, add)
             }
-        }
+        };
+        listed.map_err(|e| self.about(ino, e))
     }
 
     /// Check that `ino` is a regular file that can be read. Reads need no
@@ -362,7 +365,7 @@ impl Vfs {
         self.chunks.cached_bytes()
     }
 
-    /// Name the file in an error about reading it.
+    /// Name the file or directory in an error about it.
     fn about(&self, ino: Ino, e: Error) -> Error {
         match e {
             Error::Corrupt { object, reason } => Error::Corrupt {

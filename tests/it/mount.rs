@@ -424,3 +424,31 @@ fn a_damaged_or_missing_chunk_fails_that_read_with_eio_and_one_log_line() {
     }
     assert!(!log.contains("good.bin"), "{log}");
 }
+
+#[test]
+fn a_damaged_directory_fails_with_eio_and_a_log_line_naming_it() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/f"), b"x").unwrap();
+    t.backup(&src);
+    let repo = fault::open(&t);
+    let loc = fault::tree_location(&repo, &fault::entry(&repo, "latest", &src.join("sub")));
+    let at = loc.frame.offset + loc.frame.stored_len / 2;
+    fault::flip_byte(&fault::pack_file(&t, &loc), at as u64);
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let sub = restored(&m.mnt, &src).join("sub");
+    let listed: std::io::Result<Vec<_>> = fs::read_dir(&sub).and_then(|d| d.collect());
+    let e = listed.unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    let log = m.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("is damaged"))
+        .unwrap_or_else(|| panic!("no log line:\n{log}"));
+    // Trees may share a frame, so the damage can show at a directory above.
+    assert!(
+        line.contains(&m.mnt.display().to_string()),
+        "names the directory: {line}"
+    );
+}

@@ -93,7 +93,11 @@ const NO_ID: u32 = u32::MAX;
 
 /// A deterministic pseudo-random buffer.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    // Every seed its own stream (`seed | 1` made 2 and 3 the same).
+    let mut x = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x2545_F491_4F6C_DD1D)
+        | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
