@@ -198,17 +198,15 @@ pub fn civil_at_offset(sec: i64, offset: i64) -> Civil {
 
 /// The calendar position of `sec` in this machine's local time zone.
 pub fn local_civil(sec: i64) -> Civil {
-    let t = sec as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return civil_at_offset(sec, 0);
+    match crate::clock::local(sec) {
+        Some(tm) => civil_of(
+            tm.tm_year as i64 + 1900,
+            tm.tm_mon as u32 + 1,
+            tm.tm_mday as u32,
+            tm.tm_hour as u32,
+        ),
+        None => civil_at_offset(sec, 0),
     }
-    civil_of(
-        tm.tm_year as i64 + 1900,
-        tm.tm_mon as u32 + 1,
-        tm.tm_mday as u32,
-        tm.tm_hour as u32,
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The fuser adapter: each handler calls [`Vfs`], then replies once. The only
 //! module that uses fuser.
 //!
-//! Errors become errnos in one place, [`Adapter::errno`]: damage (`Corrupt`)
+//! Errors become errnos in one place, `Adapter::errno`: damage (`Corrupt`)
 //! and repository I/O failures are `EIO` with one log line naming the file;
 //! `NotFound` is `ENOENT`; every write is `EROFS`. Nothing here panics.
 //!

@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - [`error`]: the one error type and its policy.
-//! - [`format`]: bytes to types and back; its docs are the repository format.
+//! - [`format`](mod@format): bytes to types and back; its docs are the repository format.
 //! - [`chunker`]: FastCDC over byte slices.
 //! - [`backend`]: where repository files live (local directory, memory).
 //! - [`repo`]: an open repository; [`repo::writer`] owns the write order.
@@ -15,6 +15,7 @@
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
+//! - [`clock`]: local time for names and retention periods.
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
 //! - [`cli`]: the command line (the only user of clap).
@@ -53,6 +54,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod cli;
+pub mod clock;
 pub mod compare;
 pub mod error;
 pub mod forget;

@@ -25,20 +25,7 @@ pub fn bytes(n: u64) -> String {
 
 /// Local time as `YYYY-MM-DD HH:MM:SS`.
 pub fn time(t: Time) -> String {
-    let secs = t.sec as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        return format!("@{}", t.sec);
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    crate::clock::stamp(t, ' ')
 }
 
 /// `drwxr-sr-t` style.

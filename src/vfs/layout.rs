@@ -251,21 +251,7 @@ fn safe_name(s: &str) -> Vec<u8> {
 
 /// `YYYY-MM-DDTHH:MM:SS` in local time (as `rewind snapshots` shows it).
 pub fn local_time_name(t: Time) -> String {
-    let secs = t.sec as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`; a zeroed tm is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        return format!("@{}", t.sec);
-    }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    crate::clock::stamp(t, 'T')
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! - [`inode`]: inode numbers from pure functions, and the table of inodes the
 //!   kernel holds.
 //! - [`attr`]: what `stat` shows.
-//! - [`file`]: a file's extents with cumulative offsets; reads and `lseek` by
+//! - [`file`](mod@file): a file's extents with cumulative offsets; reads and `lseek` by
 //!   binary search.
 //! - [`read`]: files being read, the bounded chunk cache, read-ahead.
 //! - [`cache`]: the bounded, load-once cache under chunks, trees and read
