@@ -158,15 +158,20 @@ impl RepoWriter {
         let res = f();
         if let Err(e) = &res {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.failed.is_none() {
-                st.failed = Some(e.to_string());
-                st.failure = Some(Error::io(
-                    self.repo.backend().location(),
-                    std::io::Error::other(e.to_string()),
-                ));
-            }
+            self.record_failure(&mut st, e);
         }
         res
+    }
+
+    /// Remember the first failure (later ones are its consequences).
+    fn record_failure(&self, st: &mut State, e: &Error) {
+        if st.failed.is_none() {
+            st.failed = Some(e.to_string());
+            st.failure = Some(Error::io(
+                self.repo.backend().location(),
+                std::io::Error::other(e.to_string()),
+            ));
+        }
     }
 
     /// Store a data blob unless the repository has it. Returns its id.
@@ -227,7 +232,12 @@ impl RepoWriter {
                 st.packs[s] = Some(self.new_pack()?);
             }
             let pack = st.packs[s].as_mut().expect("just set");
-            pack.add_frame(&frame, plain.len(), blobs)?;
+            if let Err(e) = pack.add_frame(&frame, plain.len(), blobs) {
+                // Record it before the lock is let go: the next thread must
+                // see this error, not the pack writer's refusal that follows.
+                self.record_failure(&mut st, &e);
+                return Err(e);
+            }
             if pack.len() >= self.repo.config().pack_size as u64 {
                 st.packs[s].take()
             } else {
