@@ -141,9 +141,46 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
 }
 
+/// Whether `name` in `dir` may have extended attributes. Most entries have
+/// none, and `listxattrat` (Linux 6.13) answers that without a path lookup
+/// through `/proc/self/fd`, which is most of the cost of a metadata-only walk.
+/// Where the call is missing or refused, or fails, the answer is "maybe", and
+/// the caller reads them the usual way.
+pub fn has_xattrs(dir: RawFd, name: &CStr) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Relaxed) {
+        return true;
+    }
+    let n = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir,
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            std::ptr::null_mut::<libc::c_char>(),
+            0usize,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error().raw_os_error();
+        if matches!(
+            e,
+            Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+        ) {
+            MISSING.store(true, Relaxed);
+        }
+    }
+    n != 0
+}
+
 /// Every extended attribute of `name` in `dir` (not following a symlink),
 /// sorted by name.
 pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
+    if !has_xattrs(dir, &cstr(name)?) {
+        return Ok(Vec::new());
+    }
     let path = proc_path(dir, name)?;
     let mut list = vec![0u8; 1024];
     let len = loop {

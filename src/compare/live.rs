@@ -26,47 +26,13 @@ pub(super) fn live_entry(
     let st = meta::stat_at(dir, &c)?;
     let mut e = meta::entry_from_stat(name.to_vec(), &st)
         .ok_or_else(|| io::Error::other("unknown file type"))?;
-    if want.xattrs && has_xattrs(dir, &c) {
+    if want.xattrs {
         e.xattrs = meta::xattrs_at(dir, name)?;
     }
     if e.kind == crate::format::tree::Kind::Symlink {
         e.target = meta::read_link_at(dir, &c)?;
     }
     Ok((e, st))
-}
-
-/// Whether `name` in `dir` may have extended attributes. Most entries have
-/// none, and `listxattrat` (Linux 6.13) answers that without a path lookup
-/// through `/proc/self/fd`, which is most of the cost of a metadata-only walk.
-/// Where the call is missing or refused, or fails, the answer is "maybe", and
-/// the caller reads them the usual way.
-fn has_xattrs(dir: RawFd, name: &std::ffi::CStr) -> bool {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    const SYS_LISTXATTRAT: libc::c_long = 465;
-    static MISSING: AtomicBool = AtomicBool::new(false);
-    if MISSING.load(Relaxed) {
-        return true;
-    }
-    let n = unsafe {
-        libc::syscall(
-            SYS_LISTXATTRAT,
-            dir,
-            name.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-            std::ptr::null_mut::<libc::c_char>(),
-            0usize,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error().raw_os_error();
-        if matches!(
-            e,
-            Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
-        ) {
-            MISSING.store(true, Relaxed);
-        }
-    }
-    n != 0
 }
 
 /// The outcome of hashing a file against its extents.

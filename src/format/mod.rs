@@ -25,10 +25,11 @@
 //! data/ab/<pack-id>   packs, ~16 MiB each, under the first two hex digits of their id
 //! index/<index-id>    index files
 //! snapshots/<snap-id> snapshot manifests
-//! locks/<id>          locks (later)
+//! locks/<id>          JSON lock files: host, pid, command, heartbeat (repo::lock)
 //! ```
 //!
-//! Files are never modified once written: only added, and removed by prune.
+//! Files are never modified once written: only added, and removed by prune
+//! (lock files excepted: their holders rewrite them with each heartbeat).
 //! Files are written under a temporary name (`.tmp-*`) in the same directory,
 //! fsynced, renamed into place, and the directory fsynced. Readers ignore
 //! temporary names.
