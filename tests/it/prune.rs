@@ -62,6 +62,18 @@ fn repo_bytes(t: &TempRepo) -> u64 {
     walk(&t.repo().join("data"))
 }
 
+/// The latest snapshot restores to exactly `src` (atimes aside: the tests
+/// read the source between backups).
+fn latest_restores_to(t: &TempRepo, src: &Path) {
+    let target = t.join("out");
+    t.restore("latest", &target);
+    let opts = compare::Options {
+        atime: false,
+        ..Default::default()
+    };
+    compare::assert_same(src, &restored(&target, src), opts);
+}
+
 /// Every snapshot restores, byte for byte, to what `expect` holds for its tag.
 fn restore_all(t: &TempRepo, src: &Path, expect: &[(String, std::path::PathBuf)]) {
     for (i, (id, copy)) in expect.iter().enumerate() {
@@ -107,16 +119,7 @@ fn forget_and_prune_free_what_only_forgotten_snapshots_used() {
         before - after
     );
     t.ok(["check", "--read-data"]);
-    let target = t.join("out");
-    t.restore("latest", &target);
-    compare::assert_same(
-        &src,
-        &restored(&target, &src),
-        compare::Options {
-            atime: false,
-            ..Default::default()
-        },
-    );
+    latest_restores_to(&t, &src);
 }
 
 #[test]
@@ -216,16 +219,7 @@ fn backup_waits_for_prune_and_loses_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     t.ok(["prune", "--max-unused", "0%"]);
     t.ok(["check", "--read-data"]);
-    let target = t.join("out");
-    t.restore("latest", &target);
-    compare::assert_same(
-        &src,
-        &restored(&target, &src),
-        compare::Options {
-            atime: false,
-            ..Default::default()
-        },
-    );
+    latest_restores_to(&t, &src);
 }
 
 #[test]
@@ -289,16 +283,7 @@ fn deleted_index_is_rebuilt_from_pack_headers() {
     assert_eq!(broken.status.code(), Some(1));
     t.ok(["repair", "index"]);
     t.ok(["check", "--read-data"]);
-    let target = t.join("out");
-    t.restore("latest", &target);
-    compare::assert_same(
-        &src,
-        &restored(&target, &src),
-        compare::Options {
-            atime: false,
-            ..Default::default()
-        },
-    );
+    latest_restores_to(&t, &src);
 }
 
 #[test]
@@ -359,14 +344,5 @@ fn prune_refuses_a_damaged_index_until_it_is_repaired() {
     t.ok(["repair", "index"]);
     t.ok(["prune", "--max-unused", "0%"]);
     t.ok(["check", "--read-data"]);
-    let target = t.join("out");
-    t.restore("latest", &target);
-    compare::assert_same(
-        &src,
-        &restored(&target, &src),
-        compare::Options {
-            atime: false,
-            ..Default::default()
-        },
-    );
+    latest_restores_to(&t, &src);
 }
