@@ -394,6 +394,11 @@ impl Filesystem for Adapter {
                     }
                     full
                 }
+                // A virtual directory can change between listing and lookup
+                // (a snapshot forgotten, or renamed `T-<id>` when a second
+                // one lands in the same second): leave that name out rather
+                // than failing the whole listing.
+                Err(crate::error::Error::NotFound(_)) => false,
                 Err(e) => {
                     failed = Some(e);
                     true

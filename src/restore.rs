@@ -139,7 +139,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
-    let created = prepare_target(&opts.target, opts.overwrite)?;
+    prepare_target(&opts.target, opts.overwrite)?;
     let includes = if opts.includes.is_empty() {
         None
     } else {
@@ -190,8 +190,9 @@ pub fn restore(
         }
     });
     r.unlink_doomed();
-    if entry.kind == Kind::Dir && created && entry.name != b"/" {
-        // A restored subdirectory takes its own metadata onto the target.
+    if entry.kind == Kind::Dir && entry.name != b"/" {
+        // A restored subdirectory takes its own metadata onto the target,
+        // made or found empty or overwritten: the target *is* that directory.
         let parent = opts.target.parent().unwrap_or(Path::new("/"));
         if let (Ok(pfd), Some(name)) = (meta::open_dir_path(parent), opts.target.file_name()) {
             r.apply_meta(pfd.as_raw_fd(), name.as_bytes(), entry, &opts.target, None);
@@ -210,8 +211,7 @@ pub fn restore(
 }
 
 /// Create the target if needed; refuse a non-empty one unless overwriting.
-/// Returns whether it was created.
-fn prepare_target(target: &Path, overwrite: bool) -> Result<bool> {
+fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
     match std::fs::symlink_metadata(target) {
         Ok(m) if !m.is_dir() => Err(Error::InvalidInput(format!(
             "target {} is not a directory",
@@ -225,11 +225,10 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<bool> {
                     target.display()
                 )));
             }
-            Ok(false)
+            Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-            Ok(true)
+            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))
         }
         Err(e) => Err(Error::io(target, e)),
     }

@@ -104,7 +104,8 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
                     ContentCheck::WhenStatDiffers
                 },
                 numeric_owner: args.numeric_owner,
-                compare_root: true,
+                // The snapshot root is made up (no metadata is stored for `/`).
+                compare_root: entry.name != b"/",
                 threads: args.threads.max(1),
             };
             let progress = Reporter::new("hashed", super::stderr_is_tty() && !args.json);

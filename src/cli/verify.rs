@@ -46,8 +46,10 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         .entry_at(&snap.tree, sub.as_bytes())
         .with_context(|| format!("snapshot {}", id.short()))?;
     // As restore lays it out: a directory's contents in DIR, anything else as DIR/<name>.
+    // A directory's own metadata goes onto DIR too (restore applies it when it
+    // creates the target), except for the snapshot root, which has none.
     let (live, compare_root) = if entry.kind == Kind::Dir {
-        (args.dir.clone(), false)
+        (args.dir.clone(), entry.name != b"/")
     } else {
         (args.dir.join(OsStr::from_bytes(&entry.name)), true)
     };

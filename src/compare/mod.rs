@@ -55,8 +55,10 @@
 //! - **Hard links**, live: the snapshot's partition of the compared paths into
 //!   groups of equal `(dev, ino)` (entries with `nlink > 1`) against the live
 //!   partition by `(st_dev, st_ino)`, both restricted to paths present on both
-//!   sides. Two snapshots: a changed `nlink` (any regrouping changes it, or adds
-//!   or removes a path), so that the diff never needs the whole tree.
+//!   sides. Two snapshots: a changed `nlink`, so that the diff never needs
+//!   the whole tree. Known gap: links regrouped with every count unchanged
+//!   ({a,b},{c,d} becoming {a,c},{b,d}) are not seen between two snapshots;
+//!   `verify` of a restore of each does see it.
 //! - **atime**: files are read with `O_NOATIME` and directories listed through
 //!   `O_NOATIME` descriptors, so comparing leaves their atimes alone; each
 //!   entry is stat'ed before it is read. `readlink` has no `O_NOATIME`: a

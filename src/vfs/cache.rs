@@ -126,9 +126,16 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
         inner.weight += weight;
         while inner.weight > self.budget {
-            let Some((_, victim)) = inner.order.pop_first() else {
+            let Some((tick, victim)) = inner.order.pop_first() else {
                 break;
             };
+            if &victim == key {
+                // The value just loaded stays even when it alone passes the
+                // budget (the extent map of a huge file): evicting it would
+                // make every read rebuild it.
+                inner.order.insert(tick, victim);
+                break;
+            }
             if let Some(c) = inner.map.remove(&victim) {
                 inner.weight -= c.weight;
             }

@@ -188,7 +188,18 @@ impl OpenFile {
                     ..
                 } => {
                     let chunk = chunks.get(&id, blob_len)?;
-                    out.extend_from_slice(&chunk[start..start + len]);
+                    // The cache is keyed by blob id alone: a tree that gives
+                    // the same blob another length is damage, not a panic.
+                    let piece = chunk
+                        .get(start..start + len)
+                        .filter(|_| chunk.len() == blob_len as usize);
+                    let piece = piece.ok_or_else(|| {
+                        Error::corrupt(
+                            format!("blob {}", id.short()),
+                            "its length differs between trees",
+                        )
+                    })?;
+                    out.extend_from_slice(piece);
                 }
             }
         }

@@ -103,8 +103,11 @@ fn backups_killed_at_random_moments_leave_a_valid_repository() {
     let backup = |round: u8| {
         write_round(round);
         let tag = format!("r{round}");
+        // --force: every round reads everything, so each takes as long as
+        // the timed first one and a kill lands mid-backup.
         t.cmd([
             OsStr::new("backup"),
+            OsStr::new("--force"),
             OsStr::new("--tag"),
             OsStr::new(&tag),
             src.as_os_str(),
