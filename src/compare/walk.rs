@@ -52,8 +52,8 @@ pub struct LiveOptions {
     pub content: ContentCheck,
     /// Owners match by number only, not also by name.
     pub numeric_owner: bool,
-    /// Compare the live path's own metadata (diff), or only what is inside
-    /// it (verify: the directory given is a container, like restore's target).
+    /// Compare the live path's own metadata too, or only what is inside it
+    /// (the snapshot root, which stores no metadata of its own).
     pub compare_root: bool,
     /// Reader threads.
     pub threads: usize,
