@@ -359,23 +359,9 @@ impl Restorer<'_> {
         tx: &crossbeam_channel::Sender<Job>,
     ) -> Result<()> {
         let name = cstr(&e.name).map_err(|err| Error::io(path, err))?;
-        if let Some(key) = e.link_key() {
-            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            match links.get_mut(&key) {
-                Some(group) if !group.failed => {
-                    self.clear(dir.as_raw_fd(), &name, path)?;
-                    if group.link(dir.as_raw_fd(), &name) {
-                        group.linked.push((dir.clone(), name, path.to_path_buf()));
-                        self.counts.files.fetch_add(1, Relaxed);
-                        return Ok(());
-                    }
-                    // The first member may be gone; fall through and write a copy.
-                }
-                Some(_) => {}
-                None => {
-                    links.insert(key, LinkGroup::new(dir, &name, path));
-                }
-            }
+        if self.link_to_group(dir, e, &name, path)? {
+            self.counts.files.fetch_add(1, Relaxed);
+            return Ok(());
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
         let flags =
@@ -392,6 +378,40 @@ impl Restorer<'_> {
         };
         let _ = tx.send(job);
         Ok(())
+    }
+
+    /// Make `name` a hard link to the first restored member of its link
+    /// group, if the group has one; the first member of a group is recorded
+    /// instead. Returns whether a link was made. Links are remembered so that
+    /// a first member whose content fails can take them back.
+    fn link_to_group(
+        &self,
+        dir: &Arc<OwnedFd>,
+        e: &Entry,
+        name: &CString,
+        path: &Path,
+    ) -> Result<bool> {
+        let Some(key) = e.link_key() else {
+            return Ok(false);
+        };
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        match links.get_mut(&key) {
+            Some(group) if !group.failed => {
+                self.clear(dir.as_raw_fd(), name, path)?;
+                if group.link(dir.as_raw_fd(), name) {
+                    group
+                        .linked
+                        .push((dir.clone(), name.clone(), path.to_path_buf()));
+                    return Ok(true);
+                }
+                // The first member may be gone: the caller writes a copy.
+            }
+            Some(_) => {}
+            None => {
+                links.insert(key, LinkGroup::new(dir, name, path));
+            }
+        }
+        Ok(false)
     }
 
     /// With `--overwrite`, remove whatever is at `name`.
@@ -418,20 +438,9 @@ impl Restorer<'_> {
     fn special(&self, dir: &Arc<OwnedFd>, e: &Entry, path: &Path) -> Result<()> {
         let io_err = |err| Error::io(path, err);
         let name = cstr(&e.name).map_err(io_err)?;
-        if let Some(key) = e.link_key() {
-            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            match links.get(&key) {
-                Some(group) => {
-                    self.clear(dir.as_raw_fd(), &name, path)?;
-                    if group.link(dir.as_raw_fd(), &name) {
-                        self.counts.other.fetch_add(1, Relaxed);
-                        return Ok(());
-                    }
-                }
-                None => {
-                    links.insert(key, LinkGroup::new(dir, &name, path));
-                }
-            }
+        if self.link_to_group(dir, e, &name, path)? {
+            self.counts.other.fetch_add(1, Relaxed);
+            return Ok(());
         }
         self.clear(dir.as_raw_fd(), &name, path)?;
         let mode = meta::mode_type(e.kind) | 0o600;
