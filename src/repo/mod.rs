@@ -204,6 +204,11 @@ impl Repository {
         )?;
         let blob = blob_slice(&plain, loc.inner, loc.raw_len, &object)?;
         self.verify_blob(id, loc.kind, blob, &object)?;
+        if blob.len() == plain.len() {
+            // A frame of its own is not cached: hand over its buffer, not a copy
+            // (this is every chunk a restore or the mount reads).
+            return Ok(Arc::try_unwrap(plain).unwrap_or_else(|shared| shared.to_vec()));
+        }
         Ok(blob.to_vec())
     }
 

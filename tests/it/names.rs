@@ -14,6 +14,41 @@ fn root_fd(p: &std::path::Path) -> OwnedFd {
     open_dir(libc::AT_FDCWD, &CString::new(p.to_str().unwrap()).unwrap())
 }
 
+/// Make `names` as a chain of directories below `root`; returns the deepest.
+fn make_chain(root: &std::path::Path, names: impl Iterator<Item = CString>, mode: u32) -> OwnedFd {
+    let mut fd = root_fd(root);
+    for c in names {
+        assert_eq!(
+            unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), mode) },
+            0
+        );
+        fd = open_dir(fd.as_raw_fd(), &c);
+    }
+    fd
+}
+
+/// Write file `leaf` with `content` in the open directory `dir`.
+fn write_leaf(dir: &OwnedFd, content: &[u8], mode: u32) {
+    let leaf = CString::new("leaf").unwrap();
+    let flags = libc::O_CREAT | libc::O_WRONLY;
+    let f = unsafe { libc::openat(dir.as_raw_fd(), leaf.as_ptr(), flags, mode) };
+    assert!(f >= 0);
+    let n = unsafe { libc::write(f, content.as_ptr().cast(), content.len()) };
+    unsafe { libc::close(f) };
+    assert_eq!(n, content.len() as isize);
+}
+
+/// The content of file `leaf` in the open directory `dir`.
+fn read_leaf(dir: &OwnedFd) -> Vec<u8> {
+    let leaf = CString::new("leaf").unwrap();
+    let f = unsafe { libc::openat(dir.as_raw_fd(), leaf.as_ptr(), libc::O_RDONLY) };
+    assert!(f >= 0, "leaf missing after restore");
+    let mut buf = [0u8; 64];
+    let n = unsafe { libc::read(f, buf.as_mut_ptr().cast(), buf.len()) };
+    unsafe { libc::close(f) };
+    buf[..n as usize].to_vec()
+}
+
 const DEPTH: usize = 30;
 
 fn component(i: usize) -> CString {
@@ -25,30 +60,11 @@ fn paths_longer_than_path_max_back_up_and_restore() {
     let t = TempRepo::new();
     let src = t.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let mut fd = root_fd(&src);
-    for i in 0..DEPTH {
-        let c = component(i);
-        assert_eq!(
-            unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o750) },
-            0
-        );
-        fd = open_dir(fd.as_raw_fd(), &c);
-    }
-    let leaf = CString::new("leaf").unwrap();
-    let f = unsafe {
-        libc::openat(
-            fd.as_raw_fd(),
-            leaf.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY,
-            0o640,
-        )
-    };
-    assert!(f >= 0);
-    assert_eq!(
-        unsafe { libc::write(f, b"deep down".as_ptr().cast(), 9) },
-        9
+    write_leaf(
+        &make_chain(&src, (0..DEPTH).map(component), 0o750),
+        b"deep down",
+        0o640,
     );
-    unsafe { libc::close(f) };
     assert!(DEPTH * 203 > libc::PATH_MAX as usize);
 
     t.backup(&src);
@@ -65,12 +81,7 @@ fn paths_longer_than_path_max_back_up_and_restore() {
         assert_eq!(st.st_mode & 0o7777, 0o750, "level {i}");
         fd = open_dir(fd.as_raw_fd(), &c);
     }
-    let f = unsafe { libc::openat(fd.as_raw_fd(), leaf.as_ptr(), libc::O_RDONLY) };
-    assert!(f >= 0, "leaf missing after restore");
-    let mut buf = [0u8; 64];
-    let n = unsafe { libc::read(f, buf.as_mut_ptr().cast(), buf.len()) };
-    unsafe { libc::close(f) };
-    assert_eq!(&buf[..n as usize], b"deep down");
+    assert_eq!(read_leaf(&fd), b"deep down");
 }
 
 #[test]
@@ -79,34 +90,18 @@ fn a_tree_four_thousand_levels_deep() {
     let t = TempRepo::new();
     let src = t.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let d = CString::new("d").unwrap();
-    let mut fd = root_fd(&src);
-    for _ in 0..LEVELS {
-        assert_eq!(
-            unsafe { libc::mkdirat(fd.as_raw_fd(), d.as_ptr(), 0o755) },
-            0
-        );
-        fd = open_dir(fd.as_raw_fd(), &d);
-    }
-    let leaf = CString::new("leaf").unwrap();
-    let f = unsafe {
-        libc::openat(
-            fd.as_raw_fd(),
-            leaf.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY,
-            0o600,
-        )
-    };
-    assert!(f >= 0);
-    unsafe { libc::close(f) };
+    let d = || CString::new("d").unwrap();
+    write_leaf(
+        &make_chain(&src, (0..LEVELS).map(|_| d()), 0o755),
+        b"at the bottom",
+        0o600,
+    );
     t.backup(&src);
     let target = t.join("out");
     t.restore("latest", &target);
     let mut fd = root_fd(&restored(&target, &src));
     for _ in 0..LEVELS {
-        fd = open_dir(fd.as_raw_fd(), &d);
+        fd = open_dir(fd.as_raw_fd(), &d());
     }
-    let f = unsafe { libc::openat(fd.as_raw_fd(), leaf.as_ptr(), libc::O_RDONLY) };
-    assert!(f >= 0, "leaf missing after restore");
-    unsafe { libc::close(f) };
+    assert_eq!(read_leaf(&fd), b"at the bottom");
 }
