@@ -13,10 +13,13 @@
 //! added and are cached for a second.
 //!
 //! Round trips: listings carry attributes (`readdirplus`), and `open`,
-//! `flush` and `release` are turned off after their first call, so reading a
-//! file whose directory was listed costs one `read` per MiB.
+//! `flush` and `release` are turned off after their first call (in a mount of
+//! one snapshot `opendir` and `releasedir` too), so reading a file whose
+//! directory was listed costs one `read` per MiB, and none at all for the
+//! small files pushed into the page cache ahead of an in-order reader
+//! (`notify_store`, see [`crate::vfs::push`]).
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::format::tree::{Kind, Time};
 use crate::vfs::{attr, mountpoint, Attr, DirItem, Vfs, Whence};
 use fuser::{
@@ -53,14 +56,21 @@ pub struct MountOptions {
     pub fsname: String,
 }
 
-/// Mount `vfs` on `mountpoint` and serve it until it is unmounted. `ready` is
-/// called once the mount is usable.
-pub fn serve(
+/// Mount `vfs` on `mountpoint` and serve it until it is unmounted.
+/// `prepare` runs once mounted, before any request is served (requests wait
+/// in the kernel meanwhile); if it fails, the mount is undone and its error
+/// returned. What it returns is kept until the mount ends, and `ready` is
+/// called with it once the mount is usable.
+pub fn serve<T, E>(
     vfs: Arc<Vfs>,
     mountpoint: &Path,
     opts: &MountOptions,
-    ready: impl FnOnce(),
-) -> Result<()> {
+    prepare: impl FnOnce() -> std::result::Result<T, E>,
+    ready: impl FnOnce(&T),
+) -> std::result::Result<(), E>
+where
+    E: From<Error>,
+{
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -76,18 +86,37 @@ pub fn serve(
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
     let adapter = Adapter {
-        vfs,
+        vfs: vfs.clone(),
         mountpoint: mountpoint.to_path_buf(),
         logged: Mutex::new(HashSet::new()),
         no_open: false,
+        no_opendir: false,
     };
     let session =
         fuser::Session::new(adapter, mountpoint, &config).map_err(|e| Error::io(mountpoint, e))?;
-    if let Ok(Some(m)) = mountpoint::find(mountpoint) {
-        let _ = mountpoint::set_read_ahead(&m.dev, READ_AHEAD_KIB);
+    vfs.push_to(Arc::new(Notify(session.notifier())))?;
+    // Off the path to the first request: only later reads need it.
+    let mnt = mountpoint.to_path_buf();
+    let _ = std::thread::Builder::new().spawn(move || {
+        if let Ok(Some(m)) = mountpoint::find(&mnt) {
+            let _ = mountpoint::set_read_ahead(&m.dev, READ_AHEAD_KIB);
+        }
+    });
+    // Dropping the session on failure unmounts.
+    let prepared = prepare()?;
+    ready(&prepared);
+    session.run().map_err(|e| Error::io(mountpoint, e))?;
+    drop(prepared);
+    Ok(())
+}
+
+/// Pushed file contents go to the kernel's page cache (`notify_store`).
+struct Notify(fuser::Notifier);
+
+impl crate::vfs::push::Sink for Notify {
+    fn store(&self, ino: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.store(INodeNo(ino), offset, data)
     }
-    ready();
-    session.run().map_err(|e| Error::io(mountpoint, e))
 }
 
 struct Adapter {
@@ -98,6 +127,8 @@ struct Adapter {
     logged: Mutex<HashSet<String>>,
     /// The kernel can do without `open` (it said so at init).
     no_open: bool,
+    /// The kernel can do without `opendir` (it said so at init).
+    no_opendir: bool,
 }
 
 impl Adapter {
@@ -220,6 +251,9 @@ impl Filesystem for Adapter {
         self.no_open = config
             .capabilities()
             .contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.no_opendir = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         let _ = config.set_max_background(64);
         Ok(())
     }
@@ -321,6 +355,13 @@ impl Filesystem for Adapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // A mount of one snapshot never changes: ENOSYS tells the kernel to
+        // skip `opendir` and `releasedir` from now on and to cache every
+        // listing, saving two round trips per directory. A mount of the
+        // whole repository answers, so its virtual directories stay fresh.
+        if self.no_opendir && self.vfs.is_stable(crate::vfs::ROOT) {
+            return reply.error(Errno::ENOSYS);
+        }
         let flags = if self.vfs.is_stable(ino.0) {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
         } else {

@@ -147,6 +147,20 @@ impl RepoArg {
         exclusive: bool,
         command: &str,
     ) -> Result<Option<crate::repo::lock::Lock>> {
+        let lock = self.lock_unindexed(repo, exclusive, command)?;
+        // What was mapped before the lock may predate a prune we waited for.
+        repo.reload_index()?;
+        Ok(lock)
+    }
+
+    /// [`RepoArg::lock`] without reading the index again: the caller must
+    /// call [`Repository::reload_index`] before it looks anything up.
+    pub fn lock_unindexed(
+        &self,
+        repo: &Arc<Repository>,
+        exclusive: bool,
+        command: &str,
+    ) -> Result<Option<crate::repo::lock::Lock>> {
         let lock = match crate::repo::lock::acquire(repo, exclusive, command, self.lock_wait) {
             Ok(lock) => Some(lock),
             Err(crate::error::Error::Io { source, .. })
@@ -165,8 +179,6 @@ impl RepoArg {
                     .context(format!("locking repository {}", repo.backend().location())))
             }
         };
-        // What was mapped before the lock may predate a prune we waited for.
-        repo.reload_index()?;
         Ok(lock)
     }
 

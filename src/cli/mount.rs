@@ -55,12 +55,10 @@ pub struct UmountArgs {
     pub mountpoint: PathBuf,
 }
 
-/// What to serve, checked before anything is mounted.
+/// Where to mount what, checked before anything is mounted.
 struct Plan {
     repo: Arc<Repository>,
     repo_path: PathBuf,
-    root: Root,
-    what: String,
     mountpoint: PathBuf,
     log: Option<File>,
 }
@@ -94,11 +92,32 @@ fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
     let path = repo.path()?;
     // Absolute, so the daemon can leave the working directory.
     let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
+    // The index is read once the mount holds its lock (see `serve`).
     let repo = Arc::new(
-        Repository::open_dir(&repo_path)
+        Repository::open_dir_unindexed(&repo_path)
             .with_context(|| format!("opening repository {}", repo_path.display()))?,
     );
-    let (root, what) = match &args.snapshot {
+    let log = match &args.log_file {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening log file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Plan {
+        repo,
+        repo_path,
+        mountpoint: mnt,
+        log,
+    })
+}
+
+/// What the mount shows at its root, and how to name it.
+fn root(repo: &Repository, repo_path: &Path, args: &Args) -> Result<(Root, String)> {
+    Ok(match &args.snapshot {
         Some(spec) => {
             let (id, snap) = repo
                 .find_snapshot(spec, &args.filter.filter())
@@ -115,30 +134,18 @@ fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
             Root::Repository,
             format!("repository {}", repo_path.display()),
         ),
-    };
-    let log = match &args.log_file {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening log file {}", p.display()))?,
-        ),
-        None => None,
-    };
-    Ok(Plan {
-        repo,
-        repo_path,
-        root,
-        what,
-        mountpoint: mnt,
-        log,
     })
 }
 
-/// Mount and serve until unmounted; `ready` runs once the mount is usable.
-/// A shared lock is held meanwhile, so `prune` cannot delete data under the
-/// mount.
+/// Mount and serve until unmounted; `ready` runs once the mount is usable,
+/// with what it shows. A shared lock is held meanwhile, so `prune` cannot
+/// delete data under the mount.
+///
+/// The mount comes first; the lock, the index and the snapshots are read
+/// after it, before any request is served. A process waiting for the mount
+/// to appear (`mountpoint -q` in a loop) sees it at once, and its first
+/// requests wait in the kernel for the rest of the start-up. Anything that
+/// fails then undoes the mount.
 fn serve(
     repo_arg: &RepoArg,
     plan: Plan,
@@ -148,9 +155,14 @@ fn serve(
     // Signals go to the watcher thread only: block them before any thread starts.
     let signals = shutdown_signals();
     signals.thread_block().context("blocking signals")?;
-    // Chunk buffers come from mmap and go back on free, so memory held
-    // follows the cache rather than the allocator's high-water mark.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    // Buffers of a MiB and more (whole chunks) come from mmap and go back on
+    // free, and two arenas serve all threads, so memory held follows the
+    // caches rather than the allocator's high-water marks.
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let opts = Options {
         cache_bytes: args.cache_size,
         read_ahead_threads: 2,
@@ -159,13 +171,8 @@ fn serve(
             nix::unistd::getgid().as_raw(),
         ),
     };
-    // A repository this user cannot write is mounted without a lock (with a
-    // warning from `lock`).
-    let _lock = match args.no_lock {
-        true => None,
-        false => repo_arg.lock(&plan.repo, false, "mount")?,
-    };
-    let vfs = Arc::new(Vfs::new(plan.repo, plan.root, &opts).context("preparing the mount")?);
+    let repo = plan.repo.clone();
+    let vfs = Arc::new(Vfs::unrooted(plan.repo, &opts));
     watch_signals(signals, plan.mountpoint.clone());
     let mount_opts = MountOptions {
         allow_other: args.allow_other,
@@ -173,8 +180,33 @@ fn serve(
         fsname: format!("rewind:{}", plan.repo_path.display()).replace(',', "_"),
     };
     let mnt = plan.mountpoint;
-    fuse::serve(vfs, &mnt, &mount_opts, || ready(&mnt, &plan.what))
-        .with_context(|| format!("mounting on {}", mnt.display()))?;
+    let prepare = || -> Result<_> {
+        // Read the index while taking the lock and finding the snapshot; the
+        // reload under the lock then only picks up what changed meanwhile
+        // (a prune we waited for), and reports what is wrong.
+        let preload = {
+            let repo = repo.clone();
+            std::thread::Builder::new()
+                .spawn(move || drop(repo.reload_index()))
+                .context("starting a thread")?
+        };
+        // A repository this user cannot write is mounted without a lock
+        // (with a warning from `lock`).
+        let lock = match args.no_lock {
+            true => None,
+            false => repo_arg.lock_unindexed(&repo, false, "mount")?,
+        };
+        let (root, what) = root(&repo, &plan.repo_path, args)?;
+        let _ = preload.join();
+        repo.reload_index()
+            .with_context(|| format!("reading the index of {}", plan.repo_path.display()))?;
+        vfs.set_root(root).context("preparing the mount")?;
+        Ok((lock, what))
+    };
+    fuse::serve(vfs.clone(), &mnt, &mount_opts, prepare, |(_, what)| {
+        ready(&mnt, what)
+    })
+    .with_context(|| format!("mounting on {}", mnt.display()))?;
     Ok(super::EXIT_OK)
 }
 
@@ -217,10 +249,9 @@ fn daemon(repo_arg: &RepoArg, plan: Plan, args: &Args) -> Result<u8> {
                 .read_to_string(&mut msg)
                 .context("waiting for the mount")?;
             match msg.strip_prefix("ok\n") {
-                Some(_) => {
+                Some(what) => {
                     eprintln!(
-                        "rewind: mounted {} on {} (process {child})",
-                        plan.what,
+                        "rewind: mounted {what} on {} (process {child})",
                         plan.mountpoint.display()
                     );
                     Ok(super::EXIT_OK)
@@ -253,9 +284,9 @@ fn daemon_child(repo_arg: &RepoArg, plan: Plan, args: &Args, tx: OwnedFd) -> i32
     })();
     let ready_pipe = pipe.clone();
     let res = detach.and_then(|_| {
-        serve(repo_arg, plan, args, move |_, _| {
+        serve(repo_arg, plan, args, move |_, what| {
             if let Some(mut p) = ready_pipe.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = p.write_all(b"ok\n");
+                let _ = write!(p, "ok\n{what}");
             }
         })
     });

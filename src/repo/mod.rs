@@ -64,6 +64,15 @@ impl Repository {
 
     /// Open an existing repository and map its index.
     pub fn open(backend: Arc<dyn Backend>) -> Result<Self> {
+        let repo = Self::open_unindexed(backend)?;
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// Open a repository reading only its config: lookups find nothing
+    /// until [`Repository::reload_index`] (for the mount, which reads its
+    /// index once it holds its lock).
+    pub fn open_unindexed(backend: Arc<dyn Backend>) -> Result<Self> {
         let bytes = match backend.get("config") {
             Ok(b) => b,
             Err(Error::NotFound(_)) => {
@@ -76,17 +85,22 @@ impl Repository {
         };
         let config = Config::decode(&bytes)
             .map_err(|e| prefix_error(e, &format!("{}/", backend.location())))?;
-        let repo = Self::with_config(backend, config)?;
-        repo.reload_index()?;
-        Ok(repo)
+        Self::with_config(backend, config)
     }
 
     /// Open the repository in directory `dir`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
+        let repo = Self::open_dir_unindexed(dir)?;
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// [`Repository::open_unindexed`] for the repository in directory `dir`.
+    pub fn open_dir_unindexed(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::NotFound(format!("repository {}", dir.display())));
         }
-        Self::open(Arc::new(LocalBackend::new(dir)))
+        Self::open_unindexed(Arc::new(LocalBackend::new(dir)))
     }
 
     fn with_config(backend: Arc<dyn Backend>, config: Config) -> Result<Self> {

@@ -142,6 +142,16 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
     }
 
+    /// The value for `key` if it is loaded, without loading it or marking
+    /// it used.
+    pub fn peek(&self, key: &K) -> Option<Arc<V>> {
+        let cell = self.lock().map.get(key)?.cell.clone();
+        match cell.get() {
+            Some(Ok(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
     /// Drop `key` now: its bytes are with the kernel and will not be asked for
     /// again soon.
     pub fn discard(&self, key: &K) {

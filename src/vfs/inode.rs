@@ -189,6 +189,30 @@ impl Table {
         ino
     }
 
+    /// Make `node` the root, before the kernel looks at it.
+    pub fn set_root(&self, node: Node) {
+        if let Some(h) = self.lock().get_mut(&ROOT) {
+            h.slot = Arc::new(Slot {
+                node,
+                parent: ROOT,
+                check: 0,
+            });
+        }
+    }
+
+    /// The number of the inode `key` names, if the kernel holds it.
+    pub fn held(&self, key: Key) -> Option<Ino> {
+        let held = self.lock();
+        let mut ino = key.ino;
+        loop {
+            match held.get(&ino) {
+                Some(h) if h.slot.check == key.check => return Some(ino),
+                Some(_) => ino = ino.wrapping_add(1).max(2),
+                None => return None,
+            }
+        }
+    }
+
     /// Drop `n` kernel references; the inode goes when none are left.
     pub fn forget(&self, ino: Ino, n: u64) {
         if ino == ROOT {

@@ -13,6 +13,8 @@
 //! - [`file`](mod@file): a file's extents with cumulative offsets; reads and `lseek` by
 //!   binary search.
 //! - [`read`]: files being read, the bounded chunk cache, read-ahead.
+//! - [`push`]: small files stored in the kernel's page cache ahead of a
+//!   reader going through a directory in order.
 //! - [`cache`]: the bounded, load-once cache under chunks, trees and read
 //!   state.
 //! - [`mountpoint`]: checks before mounting, detaching after.
@@ -28,6 +30,12 @@
 //! - Reads need no file handle: their state belongs to the inode, so the
 //!   kernel can skip `open`, `flush` and `release` (three round trips per
 //!   file that a `cp -a` or `find | xargs cat` would otherwise wait for).
+//! - A reader going through a directory in order gets the directory's next
+//!   small files pushed into the kernel's page cache ahead of it
+//!   ([`push`]), so most of its reads need no round trip at all.
+//! - A mount starts with an empty root ([`Vfs::unrooted`]) and gets it
+//!   ([`Vfs::set_root`]) once the mount is in place, so reading the
+//!   snapshots overlaps the kernel's side of mounting.
 //! - Every write is refused by the kernel (the mount is read-only) and again by
 //!   the adapter (`EROFS`).
 //!
@@ -43,6 +51,7 @@ pub mod file;
 pub mod inode;
 pub mod layout;
 pub mod mountpoint;
+pub mod push;
 pub mod read;
 
 pub use attr::Attr;
@@ -54,14 +63,17 @@ use crate::format::id::TreeId;
 use crate::format::tree::{Kind, Time, Tree};
 use crate::repo::Repository;
 use catalog::Catalog;
-use inode::{Node, Table};
+use inode::{entry_key, Node, Table};
+use push::{Cursors, Job, Pusher, Sink};
 use read::{Chunks, OpenFile};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Decoded trees kept beyond those the kernel holds entries of.
 const TREE_CACHE_BYTES: u64 = 64 << 20;
 /// Read state (extent maps) of recently read files.
 const FILE_STATE_BYTES: u64 = 4 << 20;
+/// Threads pushing files into the kernel's cache.
+const PUSH_THREADS: usize = 2;
 
 /// What the mount shows at its root.
 #[derive(Clone, Debug)]
@@ -106,7 +118,8 @@ pub struct DirItem<'a> {
 /// A mounted repository or snapshot. Shared by all request threads.
 pub struct Vfs {
     repo: Arc<Repository>,
-    catalog: Option<Catalog>,
+    /// The snapshot list, for a mount of the whole repository.
+    catalog: OnceLock<Catalog>,
     nodes: Table,
     trees: cache::Cache<TreeId, Tree>,
     chunks: Arc<Chunks>,
@@ -115,46 +128,77 @@ pub struct Vfs {
     owner: (u32, u32),
     /// When mounted: the date of the virtual directories of an empty repository.
     mounted: Time,
+    /// Read-ahead workers to start with the root.
+    read_ahead_threads: usize,
+    /// Where readers of each directory got to, for pushing.
+    cursors: Cursors,
+    /// Pushes files into the kernel's cache, once there is a kernel.
+    pusher: OnceLock<Pusher>,
 }
 
 impl Vfs {
     /// Open `root` of `repo` for mounting. For the whole repository this reads
     /// the snapshot manifests; trees are read later, when looked at.
     pub fn new(repo: Arc<Repository>, root: Root, opts: &Options) -> Result<Vfs> {
-        let (catalog, node) = match root {
-            Root::Repository => (
-                Some(Catalog::new(repo.clone())?),
-                Node::Layout { path: Vec::new() },
-            ),
-            Root::Snapshot { tree, time } => (
-                None,
-                Node::SnapRoot {
-                    path: Vec::new(),
-                    tree,
-                    time,
-                },
-            ),
-        };
-        let chunks = Chunks::new(repo.clone(), opts.cache_bytes);
-        if opts.read_ahead_threads > 0 {
-            chunks.start_read_ahead(opts.read_ahead_threads)?;
-        }
+        let vfs = Vfs::unrooted(repo, opts);
+        vfs.set_root(root)?;
+        Ok(vfs)
+    }
+
+    /// A mount with nothing at its root yet: nothing is read, so the mount
+    /// can be in place before the snapshots are. [`Vfs::set_root`] must
+    /// follow before any request.
+    pub fn unrooted(repo: Arc<Repository>, opts: &Options) -> Vfs {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Ok(Vfs {
+        Vfs {
+            chunks: Chunks::new(repo.clone(), opts.cache_bytes),
             repo,
-            catalog,
-            nodes: Table::new(node),
+            catalog: OnceLock::new(),
+            nodes: Table::new(Node::Layout { path: Vec::new() }),
             trees: cache::Cache::new(TREE_CACHE_BYTES),
-            chunks,
             files: cache::Cache::new(FILE_STATE_BYTES),
             owner: opts.owner,
             mounted: Time {
                 sec: now.as_secs() as i64,
                 nsec: 0,
             },
-        })
+            read_ahead_threads: opts.read_ahead_threads,
+            cursors: Cursors::default(),
+            pusher: OnceLock::new(),
+        }
+    }
+
+    /// Show `root` at the mount's root, and start the read-ahead. Once.
+    pub fn set_root(&self, root: Root) -> Result<()> {
+        match root {
+            Root::Repository => {
+                let catalog = Catalog::new(self.repo.clone())?;
+                if self.catalog.set(catalog).is_err() {
+                    return Err(Error::InvalidInput(
+                        "the mount's root is set already".into(),
+                    ));
+                }
+            }
+            Root::Snapshot { tree, time } => self.nodes.set_root(Node::SnapRoot {
+                path: Vec::new(),
+                tree,
+                time,
+            }),
+        }
+        if self.read_ahead_threads > 0 {
+            self.chunks.start_read_ahead(self.read_ahead_threads)?;
+        }
+        Ok(())
+    }
+
+    /// From now on, push the next small files of a directory read in order
+    /// into `sink` (the kernel's page cache); see [`push`].
+    pub fn push_to(&self, sink: Arc<dyn Sink>) -> Result<()> {
+        let pusher = Pusher::start(&self.chunks, sink, PUSH_THREADS)?;
+        let _ = self.pusher.set(pusher);
+        Ok(())
     }
 
     /// The entry `name` in directory `parent`; counts one kernel reference.
@@ -277,6 +321,9 @@ impl Vfs {
     /// Up to `size` bytes of regular file `ino` from `offset`. Errors name
     /// the file by its path in the mount.
     pub fn read(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>> {
+        if offset == 0 {
+            self.push_after(ino);
+        }
         let f = self.file(ino)?;
         let (data, done) = f
             .read(&self.chunks, offset, size)
@@ -287,6 +334,31 @@ impl Vfs {
             self.files.discard(&ino);
         }
         Ok(data)
+    }
+
+    /// A reader started file `ino`: if it goes through the directory in
+    /// order, queue the next files for pushing. Only inodes the kernel holds
+    /// (listed or looked up) can take a push.
+    fn push_after(&self, ino: Ino) {
+        let Some(pusher) = self.pusher.get() else {
+            return;
+        };
+        let Ok(slot) = self.nodes.get(ino) else {
+            return;
+        };
+        let Node::Entry { view, dir, index } = &slot.node else {
+            return;
+        };
+        for i in self.cursors.started(slot.parent, &dir.entries, *index) {
+            let key = entry_key(*view, slot.parent, &dir.entries[i]);
+            if let Some(ino) = self.nodes.held(key) {
+                pusher.queue(Job {
+                    ino,
+                    dir: dir.clone(),
+                    index: i,
+                });
+            }
+        }
     }
 
     /// `lseek(SEEK_DATA / SEEK_HOLE)` in regular file `ino`; `None` means
@@ -381,7 +453,7 @@ impl Vfs {
     }
 
     fn catalog(&self) -> Result<&Catalog> {
-        self.catalog.as_ref().ok_or_else(|| {
+        self.catalog.get().ok_or_else(|| {
             Error::NotFound("virtual directory (the mount shows one snapshot)".into())
         })
     }

@@ -82,6 +82,22 @@ impl Chunks {
         )
     }
 
+    /// Like [`Chunks::get`], but a chunk not cached is not kept: for bytes
+    /// that go to the kernel's cache instead (pushed files).
+    pub fn fetch(&self, id: &BlobId, len: u32) -> Result<Arc<Vec<u8>>> {
+        let data = match self.cache.peek(id) {
+            Some(c) => c,
+            None => Arc::new(self.load(id)?),
+        };
+        if data.len() != len as usize {
+            return Err(Error::corrupt(
+                format!("blob {}", id.short()),
+                "length differs from the tree",
+            ));
+        }
+        Ok(data)
+    }
+
     fn load(&self, id: &BlobId) -> Result<Vec<u8>> {
         read_blob(&self.repo, id)
     }

@@ -366,3 +366,97 @@ fn snapshots_written_while_mounted_appear() {
         "its tree is read through the reloaded index"
     );
 }
+
+/// Stores a fake kernel received.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(Ino, u64, Vec<u8>)>>);
+
+impl push::Sink for Recorder {
+    fn store(&self, ino: Ino, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.lock().unwrap().push((ino, offset, data.to_vec()));
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// Wait until `n` stores arrived; what arrived, by inode.
+    fn wait_for(&self, n: usize) -> std::collections::HashMap<Ino, Vec<u8>> {
+        let start = std::time::Instant::now();
+        loop {
+            let got = self.0.lock().unwrap();
+            if got.len() >= n {
+                return got
+                    .iter()
+                    .map(|(ino, off, data)| {
+                        assert_eq!(*off, 0, "whole files are stored from 0");
+                        (*ino, data.clone())
+                    })
+                    .collect();
+            }
+            drop(got);
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "{n} stores expected"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn a_directory_read_in_order_pushes_its_next_files_whole() {
+    let mem = Arc::new(MemoryBackend::new());
+    let repo = Arc::new(Repository::init(mem).unwrap());
+    let w = RepoWriter::new(repo.clone(), 3, false);
+    let bytes = |i: u8, n: usize| -> Vec<u8> { (0..n).map(|j| (j as u8) ^ i).collect() };
+    let (a, b) = (bytes(1, 700), bytes(2, 900));
+    let (f0, _) = file("f0", &w, &[&a], 0);
+    let (f1, _) = file("f1", &w, &[&b], 0);
+    // Two chunks and a hole.
+    let (f2, _) = file("f2", &w, &[&a, &b], 5000);
+    let (empty, _) = file("f3empty", &w, &[], 0);
+    let (f4, _) = file("f4", &w, &[&b, &a], 0);
+    let (unlisted, _) = file("f5unlisted", &w, &[&a], 0);
+    let d = dir("d", &w, vec![f0, f1, f2, empty, f4, unlisted]);
+    let (r0, _) = file("r0", &w, &[&a], 0);
+    let (r1, _) = file("r1", &w, &[&b], 0);
+    let (r2, _) = file("r2", &w, &[&a], 0);
+    let other = dir("other", &w, vec![r0, r1, r2]);
+    let root = w.add_tree(&Tree::new(vec![d, other]).encode()).unwrap();
+    w.flush().unwrap();
+    let v = Vfs::new(
+        repo,
+        Root::Snapshot {
+            tree: root,
+            time: Time::default(),
+        },
+        &opts(),
+    )
+    .unwrap();
+    let rec = Arc::new(Recorder::default());
+    v.push_to(rec.clone()).unwrap();
+    // The kernel holds what was looked up (listed); f5unlisted it does not.
+    let ino = |path: &str| walk(&v, path).ino;
+    let (i0, i1, i2, i4) = (ino("d/f0"), ino("d/f1"), ino("d/f2"), ino("d/f4"));
+    ino("d/f3empty");
+    let (j0, j1, j2) = (ino("other/r0"), ino("other/r1"), ino("other/r2"));
+
+    // Out of order in `other` (r2 first, then r0): nothing pushed. Then the
+    // first file of `d`: its next files, whole, holes as zeros.
+    v.read(j2, 0, 10).unwrap();
+    v.read(j0, 0, 10).unwrap();
+    v.read(i0, 0, 4096).unwrap();
+    let got = rec.wait_for(3);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(rec.0.lock().unwrap().len(), 3, "only f1, f2 and f4");
+    let mut f2_bytes = [a.clone(), b.clone()].concat();
+    f2_bytes.resize(f2_bytes.len() + 5000, 0);
+    assert_eq!(got[&i1], b);
+    assert_eq!(got[&i2], f2_bytes);
+    assert_eq!(got[&i4], [b.clone(), a.clone()].concat());
+
+    // r1 follows r0, the last file started in `other`: r2 comes next.
+    v.read(j1, 0, 10).unwrap();
+    let got = rec.wait_for(4);
+    assert_eq!(got[&j2], a);
+}

@@ -3,6 +3,7 @@
 
 mod guard;
 mod lifecycle;
+mod push;
 
 use crate::common::fault::{self, as_nobody, open_up, Rng};
 use crate::common::{compare, restored, stderr, tree, TempRepo};

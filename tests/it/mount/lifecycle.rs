@@ -226,3 +226,32 @@ fn backups_while_mounted_never_break_the_mount() {
         m.log_text()
     );
 }
+
+/// The mount is in place before the snapshot is found and the lock taken
+/// (so a waiting script sees it at once); what fails then undoes it, says
+/// why and exits non-zero, in the foreground and with `--daemon`.
+#[test]
+fn a_failure_after_mounting_undoes_the_mount_and_says_why() {
+    let (t, _) = small_repo();
+    let mnt = t.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    for daemon in [false, true] {
+        let mut cmd = t.cmd(["mount".as_ref(), mnt.as_os_str()]);
+        cmd.args(["--snapshot", "deadbeef"]);
+        if daemon {
+            cmd.arg("--daemon");
+        }
+        let e = mount_fails(&t, &mnt, Some(&mut cmd));
+        assert!(e.contains("finding snapshot deadbeef"), "{e}");
+        assert!(!is_mounted(&mnt), "left mounted (daemon: {daemon})");
+    }
+    // Prune (an exclusive lock) is running: the mount refuses to wait.
+    let repo = std::sync::Arc::new(rewind::repo::Repository::open_dir(&t.repo()).unwrap());
+    let lock = rewind::repo::lock::acquire(&repo, true, "prune (test)", Duration::ZERO).unwrap();
+    let e = mount_fails(&t, &mnt, None);
+    assert!(e.contains("prune (test)"), "{e}");
+    assert!(!is_mounted(&mnt));
+    drop(lock);
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    assert!(fs::read_dir(&m.mnt).unwrap().count() > 0);
+}
