@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Time from starting a mount to the first readable byte of a file in it,
+# cold cache, for rewind and squashfuse measured the same way: start the
+# mount in the background, then poll the file at once with peers.sh's own
+# `waitfile` (python). peers.sh itself waits for rewind's mount with
+# `mountpoint -q` every 50 ms first (not for squashfuse), so its first_read
+# row holds up to 50 ms of polling; this script leaves that out for both.
+#
+#   scripts/bench-first-read.sh            # 7 rounds each, after a peers.sh run
+#   ROUNDS=15 scripts/bench-first-read.sh
+#
+# It uses the corpus and repositories a peers.sh run left in BENCH_WORK
+# (default /tmp/bench-work): repo/rewind and repo/squashfs/gen2.sqfs. Needs
+# root (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${BENCH_WORK:-/tmp/bench-work}
+rounds=${ROUNDS:-7}
+helper=${PEERS_HELPER:-/work/shared/bench/peers_helper.py}
+bin=${REWIND_BIN:-$root/target/release/rewind}
+probe=site/db/dump.sql
+mnt=$work/mnt/first-read
+
+for f in "$helper" "$bin" "$work/repo/rewind/config"; do
+  [ -e "$f" ] || { echo "bench-first-read: $f missing (run peers.sh first)" >&2; exit 1; }
+done
+mkdir -p "$mnt"
+mountpoint -q "$mnt" && fusermount3 -u "$mnt"
+
+# Where the backed-up tree sits in a mount of the latest snapshot: the
+# snapshot keeps absolute paths.
+live=$("$bin" --repo "$work/repo/rewind" snapshots --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["paths"][0])')
+
+now() { date +%s.%N; }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+one() { # TOOL: one cold round, prints seconds
+  local pid start v
+  drop
+  start=$(now)
+  case $1 in
+    rewind)
+      "$bin" mount --repo "$work/repo/rewind" --snapshot latest "$mnt" 2>/dev/null & pid=$!
+      v=$(python3 "$helper" waitfile "$mnt$live/$probe" "$start" 60 "$pid") ;;
+    squashfuse)
+      squashfuse -f "$work/repo/squashfs/gen2.sqfs" "$mnt" & pid=$!
+      v=$(python3 "$helper" waitfile "$mnt/$probe" "$start" 60 "$pid") ;;
+  esac
+  fusermount3 -u "$mnt"
+  wait "$pid" 2>/dev/null || true
+  echo "$v"
+}
+
+tools=(rewind)
+if command -v squashfuse >/dev/null && [ -e "$work/repo/squashfs/gen2.sqfs" ]; then
+  tools+=(squashfuse)
+fi
+for t in "${tools[@]}"; do
+  vals=()
+  for _ in $(seq "$rounds"); do vals+=("$(one "$t")"); done
+  median=$(printf '%s\n' "${vals[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+  echo "$t first_read_s median $median of ${vals[*]}"
+done
