@@ -102,8 +102,18 @@ where
             let _ = mountpoint::set_read_ahead(&m.dev, READ_AHEAD_KIB);
         }
     });
-    // Dropping the session on failure unmounts.
-    let prepared = prepare()?;
+    let prepared = match prepare() {
+        Ok(p) => p,
+        Err(e) => {
+            // Processes may be waiting inside the mount (a `stat` of its
+            // root): detach it lazily first, so the plain unmount that
+            // dropping the session does cannot fail with EBUSY and leave a
+            // dead mount behind. Their requests then fail.
+            let _ = mountpoint::detach(mountpoint);
+            drop(session);
+            return Err(e);
+        }
+    };
     ready(&prepared);
     session.run().map_err(|e| Error::io(mountpoint, e))?;
     drop(prepared);

@@ -143,9 +143,10 @@ fn root(repo: &Repository, repo_path: &Path, args: &Args) -> Result<(Root, Strin
 ///
 /// The mount comes first; the lock, the index and the snapshots are read
 /// after it, before any request is served. A process waiting for the mount
-/// to appear (`mountpoint -q` in a loop) sees it at once, and its first
-/// requests wait in the kernel for the rest of the start-up. Anything that
-/// fails then undoes the mount.
+/// to appear (`mountpoint -q` in a loop) finds it as soon as it exists, and
+/// its first requests wait in the kernel for the rest of the start-up (for
+/// all of `--lock-wait`, if prune holds the lock). Anything that fails then
+/// undoes the mount.
 fn serve(
     repo_arg: &RepoArg,
     plan: Plan,

@@ -55,19 +55,24 @@ pub fn next_file(entries: &[Entry], after: Option<usize>) -> Option<usize> {
 
 /// What to push once a reader started entry `started`: the files of the
 /// window, and the file whose read moves the window on (`None` when the
-/// directory ends within the window).
+/// directory ends within the window). Hard-linked files are left out: their
+/// one inode shows whichever link the kernel found first, and links read at
+/// different moments of a backup may differ.
 pub fn window(entries: &[Entry], started: usize) -> (Vec<usize>, Option<usize>) {
     let mut files = Vec::new();
     let mut bytes = 0u64;
     let mut at = Some(started);
     while let Some(i) = next_file(entries, at) {
+        at = Some(i);
         let size = entries[i].size;
         if size > MAX_FILE || files.len() == WINDOW_FILES || bytes + size > WINDOW_BYTES {
             return (files, Some(i));
         }
+        if entries[i].link_key().is_some() {
+            continue;
+        }
         bytes += size;
         files.push(i);
-        at = Some(i);
     }
     (files, None)
 }
@@ -105,16 +110,32 @@ impl Cursors {
                 .is_some_and(|c| index > c.from && c.next.is_none_or(|n| index < n));
             if !pushed {
                 let next = next_file(entries, Some(index));
-                dirs.insert(dir, Cursor { from: index, next });
+                record(&mut dirs, dir, Cursor { from: index, next });
             }
             return Vec::new();
         }
         let (files, next) = window(entries, index);
-        if dirs.len() >= MAX_CURSORS {
-            dirs.clear();
-        }
-        dirs.insert(dir, Cursor { from: index, next });
+        record(&mut dirs, dir, Cursor { from: index, next });
         files
+    }
+}
+
+/// Keep `cursor` for `dir`, starting the record over once it is full.
+fn record(dirs: &mut HashMap<Ino, Cursor>, dir: Ino, cursor: Cursor) {
+    if dirs.len() >= MAX_CURSORS && !dirs.contains_key(&dir) {
+        dirs.clear();
+    }
+    dirs.insert(dir, cursor);
+}
+
+impl Cursors {
+    /// Directories followed now.
+    pub fn len(&self) -> usize {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -132,7 +153,7 @@ pub struct Pusher {
 
 impl Pusher {
     /// Start `threads` workers storing into `sink`. They end when the pusher
-    /// or the chunk store is dropped.
+    /// is dropped.
     pub fn start(chunks: &Arc<Chunks>, sink: Arc<dyn Sink>, threads: usize) -> Result<Pusher> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         for i in 0..threads.max(1) {
@@ -172,18 +193,25 @@ pub fn content(chunks: &Chunks, e: &Entry) -> Result<Arc<Vec<u8>>> {
             return chunks.fetch(&id, len);
         }
     }
-    let mut out = Vec::with_capacity(e.size as usize);
+    let damaged = || {
+        Error::corrupt(
+            format!("file {}", String::from_utf8_lossy(&e.name)),
+            "its extents do not add up to its size",
+        )
+    };
+    let mut out = Vec::with_capacity(e.size.min(MAX_FILE) as usize);
     for x in &e.extents {
+        // Lengths come from a tree: check them before allocating.
+        if out.len() as u64 + x.len() > e.size {
+            return Err(damaged());
+        }
         match *x {
             Extent::Data { id, len } => out.extend_from_slice(&chunks.fetch(&id, len)?),
             Extent::Hole { len } => out.resize(out.len() + len as usize, 0),
         }
     }
     if out.len() as u64 != e.size {
-        return Err(Error::corrupt(
-            format!("file {}", String::from_utf8_lossy(&e.name)),
-            "its extents do not add up to its size",
-        ));
+        return Err(damaged());
     }
     Ok(Arc::new(out))
 }
@@ -258,5 +286,18 @@ mod tests {
         assert_eq!(more.first(), Some(&(48 + WINDOW_FILES)));
         // Another directory is followed apart; its first file pushes at once.
         assert_eq!(c.started(8, &d, 0).len(), WINDOW_FILES);
+        // Random reads across many directories never hold more than the
+        // bound.
+        for dir in 100..100 + 3 * MAX_CURSORS as u64 {
+            c.started(dir, &d, 5);
+            assert!(c.len() <= MAX_CURSORS);
+        }
+    }
+
+    #[test]
+    fn hard_linked_files_are_not_pushed() {
+        let mut d = dir(&[(Kind::File, 10); 4]);
+        (d[2].nlink, d[2].dev, d[2].ino) = (2, 1, 5);
+        assert_eq!(window(&d, 0), (vec![1, 3], None));
     }
 }

@@ -460,3 +460,45 @@ fn a_directory_read_in_order_pushes_its_next_files_whole() {
     let got = rec.wait_for(4);
     assert_eq!(got[&j2], a);
 }
+
+#[test]
+fn hard_links_are_never_pushed() {
+    let mem = Arc::new(MemoryBackend::new());
+    let repo = Arc::new(Repository::init(mem).unwrap());
+    let w = RepoWriter::new(repo.clone(), 3, false);
+    // Two links of one file, read at different moments of a backup: they
+    // differ. The inode shows the link found first.
+    let (mut h_a, _) = file("h", &w, &[b"first version"], 0);
+    (h_a.nlink, h_a.dev, h_a.ino) = (2, 9, 77);
+    let (mut h_b, _) = file("h", &w, &[b"second, longer version"], 0);
+    (h_b.nlink, h_b.dev, h_b.ino) = (2, 9, 77);
+    let (f0, _) = file("f0", &w, &[b"zero"], 0);
+    let (f2, _) = file("i2", &w, &[b"two"], 0);
+    let a = dir("a", &w, vec![h_a]);
+    let b = dir("b", &w, vec![f0, h_b, f2]);
+    let root = w.add_tree(&Tree::new(vec![a, b]).encode()).unwrap();
+    w.flush().unwrap();
+    let v = Vfs::new(
+        repo,
+        Root::Snapshot {
+            tree: root,
+            time: Time::default(),
+        },
+        &opts(),
+    )
+    .unwrap();
+    let rec = Arc::new(Recorder::default());
+    v.push_to(rec.clone()).unwrap();
+    let h = walk(&v, "a/h").ino;
+    assert_eq!(walk(&v, "b/h").ino, h, "one inode for both links");
+    let (f0, i2) = (walk(&v, "b/f0").ino, walk(&v, "b/i2").ino);
+    v.read(f0, 0, 10).unwrap();
+    let got = rec.wait_for(1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(rec.0.lock().unwrap().len(), 1, "the link is skipped");
+    assert_eq!(got[&i2], b"two");
+    // Reading the link does not push either.
+    v.read(h, 0, 10).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(rec.0.lock().unwrap().len(), 1);
+}

@@ -251,6 +251,31 @@ fn a_failure_after_mounting_undoes_the_mount_and_says_why() {
     let e = mount_fails(&t, &mnt, None);
     assert!(e.contains("prune (test)"), "{e}");
     assert!(!is_mounted(&mnt));
+
+    // The same while a process waits inside the mount (its `stat` of the
+    // root waits for the start-up): no dead mount is left behind.
+    let mut waiting = t.cmd(["mount".as_ref(), mnt.as_os_str()]);
+    waiting
+        .args(["--lock-wait", "2s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = waiting.spawn().unwrap();
+    let start = Instant::now();
+    while !is_mounted(&mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let inside = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || fs::metadata(&mnt).map(|m| m.is_dir()))
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("prune (test)"), "{}", stderr(&out));
+    inside.join().unwrap().ok();
+    assert!(!is_mounted(&mnt), "a dead mount was left behind");
+    assert!(fs::metadata(&mnt).unwrap().is_dir());
     drop(lock);
     let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
     assert!(fs::read_dir(&m.mnt).unwrap().count() > 0);

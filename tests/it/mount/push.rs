@@ -24,7 +24,8 @@ fn content(seed: u32, len: usize) -> Vec<u8> {
 }
 
 /// Whether every page of `p` is in the page cache, asked without reading
-/// it (mincore on a mapping).
+/// it (mincore on a mapping; since Linux 5.0 that answers for files the
+/// caller owns or could write, which root can, as in CI).
 fn resident(p: &Path) -> bool {
     let f = fs::File::open(p).unwrap();
     let len = f.metadata().unwrap().len() as usize;
