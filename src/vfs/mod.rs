@@ -130,6 +130,8 @@ pub struct Vfs {
     mounted: Time,
     /// Read-ahead workers to start with the root.
     read_ahead_threads: usize,
+    /// Whether [`Vfs::set_root`] ran.
+    rooted: std::sync::atomic::AtomicBool,
     /// Where readers of each directory got to, for pushing.
     cursors: Cursors,
     /// Pushes files into the kernel's cache, once there is a kernel.
@@ -165,6 +167,7 @@ impl Vfs {
                 nsec: 0,
             },
             read_ahead_threads: opts.read_ahead_threads,
+            rooted: std::sync::atomic::AtomicBool::new(false),
             cursors: Cursors::default(),
             pusher: OnceLock::new(),
         }
@@ -172,14 +175,15 @@ impl Vfs {
 
     /// Show `root` at the mount's root, and start the read-ahead. Once.
     pub fn set_root(&self, root: Root) -> Result<()> {
+        if self.rooted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::InvalidInput(
+                "the mount's root is set already".into(),
+            ));
+        }
         match root {
             Root::Repository => {
                 let catalog = Catalog::new(self.repo.clone())?;
-                if self.catalog.set(catalog).is_err() {
-                    return Err(Error::InvalidInput(
-                        "the mount's root is set already".into(),
-                    ));
-                }
+                let _ = self.catalog.set(catalog);
             }
             Root::Snapshot { tree, time } => self.nodes.set_root(Node::SnapRoot {
                 path: Vec::new(),
@@ -351,7 +355,16 @@ impl Vfs {
         };
         for i in self.cursors.started(slot.parent, &dir.entries, *index) {
             let key = entry_key(*view, slot.parent, &dir.entries[i]);
-            if let Some(ino) = self.nodes.held(key) {
+            let Some(ino) = self.nodes.held(key) else {
+                continue;
+            };
+            // All links of a hard-link group share the inode of the link the
+            // kernel found first; links read at different moments of a
+            // backup may differ, so only that link's bytes may go in.
+            let own = self.nodes.get(ino).is_ok_and(|s| {
+                s.parent == slot.parent && matches!(s.node, Node::Entry { index: j, .. } if j == i)
+            });
+            if own {
                 pusher.queue(Job {
                     ino,
                     dir: dir.clone(),

@@ -55,9 +55,7 @@ pub fn next_file(entries: &[Entry], after: Option<usize>) -> Option<usize> {
 
 /// What to push once a reader started entry `started`: the files of the
 /// window, and the file whose read moves the window on (`None` when the
-/// directory ends within the window). Hard-linked files are left out: their
-/// one inode shows whichever link the kernel found first, and links read at
-/// different moments of a backup may differ.
+/// directory ends within the window).
 pub fn window(entries: &[Entry], started: usize) -> (Vec<usize>, Option<usize>) {
     let mut files = Vec::new();
     let mut bytes = 0u64;
@@ -67,9 +65,6 @@ pub fn window(entries: &[Entry], started: usize) -> (Vec<usize>, Option<usize>) 
         let size = entries[i].size;
         if size > MAX_FILE || files.len() == WINDOW_FILES || bytes + size > WINDOW_BYTES {
             return (files, Some(i));
-        }
-        if entries[i].link_key().is_some() {
-            continue;
         }
         bytes += size;
         files.push(i);
@@ -292,12 +287,5 @@ mod tests {
             c.started(dir, &d, 5);
             assert!(c.len() <= MAX_CURSORS);
         }
-    }
-
-    #[test]
-    fn hard_linked_files_are_not_pushed() {
-        let mut d = dir(&[(Kind::File, 10); 4]);
-        (d[2].nlink, d[2].dev, d[2].ino) = (2, 1, 5);
-        assert_eq!(window(&d, 0), (vec![1, 3], None));
     }
 }

@@ -462,19 +462,20 @@ fn a_directory_read_in_order_pushes_its_next_files_whole() {
 }
 
 #[test]
-fn hard_links_are_never_pushed() {
+fn a_hard_link_is_pushed_only_where_the_kernel_found_its_inode() {
     let mem = Arc::new(MemoryBackend::new());
     let repo = Arc::new(Repository::init(mem).unwrap());
     let w = RepoWriter::new(repo.clone(), 3, false);
     // Two links of one file, read at different moments of a backup: they
-    // differ. The inode shows the link found first.
+    // differ. The inode shows the link found first (a/h).
     let (mut h_a, _) = file("h", &w, &[b"first version"], 0);
     (h_a.nlink, h_a.dev, h_a.ino) = (2, 9, 77);
     let (mut h_b, _) = file("h", &w, &[b"second, longer version"], 0);
     (h_b.nlink, h_b.dev, h_b.ino) = (2, 9, 77);
+    let (a0, _) = file("a0", &w, &[b"a zero"], 0);
     let (f0, _) = file("f0", &w, &[b"zero"], 0);
     let (f2, _) = file("i2", &w, &[b"two"], 0);
-    let a = dir("a", &w, vec![h_a]);
+    let a = dir("a", &w, vec![a0, h_a]);
     let b = dir("b", &w, vec![f0, h_b, f2]);
     let root = w.add_tree(&Tree::new(vec![a, b]).encode()).unwrap();
     w.flush().unwrap();
@@ -491,14 +492,35 @@ fn hard_links_are_never_pushed() {
     v.push_to(rec.clone()).unwrap();
     let h = walk(&v, "a/h").ino;
     assert_eq!(walk(&v, "b/h").ino, h, "one inode for both links");
-    let (f0, i2) = (walk(&v, "b/f0").ino, walk(&v, "b/i2").ino);
+    let (a0, f0, i2) = (
+        walk(&v, "a/a0").ino,
+        walk(&v, "b/f0").ino,
+        walk(&v, "b/i2").ino,
+    );
+    // In b the link is not the inode's own entry: skipped.
     v.read(f0, 0, 10).unwrap();
     let got = rec.wait_for(1);
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(rec.0.lock().unwrap().len(), 1, "the link is skipped");
+    assert_eq!(rec.0.lock().unwrap().len(), 1, "b/h is skipped");
     assert_eq!(got[&i2], b"two");
-    // Reading the link does not push either.
-    v.read(h, 0, 10).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(rec.0.lock().unwrap().len(), 1);
+    // In a it is: pushed with the bytes the inode shows.
+    v.read(a0, 0, 10).unwrap();
+    let got = rec.wait_for(2);
+    assert_eq!(got[&h], b"first version");
+    assert_eq!(v.read(h, 0, 100).unwrap(), b"first version");
+}
+
+#[test]
+fn the_root_is_set_once() {
+    let f = fixture();
+    let v = Vfs::new(f.repo.clone(), Root::Repository, &opts()).unwrap();
+    let again = Root::Snapshot {
+        tree: tree_of(&f),
+        time: Time::default(),
+    };
+    assert!(matches!(v.set_root(again), Err(Error::InvalidInput(_))));
+    assert_eq!(
+        names(&v, ROOT),
+        [".", "..", "hosts", "ids", "snapshots", "tags"]
+    );
 }

@@ -76,6 +76,9 @@ fn a_directory_read_in_order_has_its_next_small_files_pushed_into_the_page_cache
     for i in 0..40 {
         fs::write(d.join(name(i)), content(i, size(i))).unwrap();
     }
+    // A link count above 1 from a link outside the backed-up tree: the
+    // snapshot holds one link, which is pushed like any file.
+    fs::hard_link(d.join(name(5)), t.join("outside-link")).unwrap();
     // Over the 4 MiB limit, listed between f20 and f21.
     fs::write(d.join("f20big"), content(99, 5 << 20)).unwrap();
     fs::write(d.join("empty"), b"").unwrap();
