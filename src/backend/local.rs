@@ -212,7 +212,11 @@ impl Backend for LocalBackend {
         // SAFETY: repository files are immutable once renamed into place; prune
         // only unlinks them, which keeps a mapping valid.
         let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
-        Ok(Arc::new(map))
+        // Until lookups begin, touch only the pages asked for: the kernel
+        // would otherwise read around each one (up to the device's whole
+        // read-ahead, megabytes) when a command only opens the index.
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(Arc::new(Mapped(map)))
     }
 
     fn upload(&self, dir: &str) -> Result<Box<dyn Upload>> {
@@ -313,5 +317,23 @@ impl Drop for LocalUpload {
         if self.file.is_some() || self.tmp.exists() {
             let _ = fs::remove_file(&self.tmp);
         }
+    }
+}
+
+/// A mapped index file.
+struct Mapped(memmap2::Mmap);
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl crate::format::index::IndexBytes for Mapped {
+    fn will_need(&self) {
+        // Only a hint: the kernel reads the file in large sequential pieces
+        // while the first lookups fault in the single pages they need.
+        let _ = self.0.advise(memmap2::Advice::WillNeed);
     }
 }

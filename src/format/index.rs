@@ -182,12 +182,25 @@ impl<W: Write> IndexWriter<W> {
 }
 
 /// Bytes of an index file: a memory map or a buffer.
-pub type Bytes = Arc<dyn Deref<Target = [u8]> + Send + Sync>;
+pub type Bytes = Arc<dyn IndexBytes>;
+
+/// An index file's bytes, with a hint for when they are about to be
+/// searched.
+pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
+    /// Lookups have begun: fetch the whole file now, in the background, if
+    /// it is not in memory (a map reads it sequentially, rather than a page
+    /// per step of each binary search).
+    fn will_need(&self) {}
+}
+
+impl IndexBytes for Vec<u8> {}
 
 /// A parsed view of one index file; searches the bytes in place.
 #[derive(Clone)]
 pub struct IndexFile {
     bytes: Bytes,
+    /// Whether [`IndexBytes::will_need`] was called.
+    warm: Arc<std::sync::atomic::AtomicBool>,
     packs: usize,
     records: usize,
     name: String,
@@ -218,6 +231,7 @@ impl IndexFile {
         }
         Ok(IndexFile {
             bytes,
+            warm: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             packs,
             records,
             name: name.to_string(),
@@ -319,6 +333,9 @@ impl IndexFile {
 
     /// Binary search for `id`.
     pub fn get(&self, id: &BlobId) -> Result<Option<Location>> {
+        if !self.warm.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.bytes.will_need();
+        }
         let (mut lo, mut hi) = (0usize, self.records);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
