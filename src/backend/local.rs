@@ -336,4 +336,8 @@ impl crate::format::index::IndexBytes for Mapped {
         // while the first lookups fault in the single pages they need.
         let _ = self.0.advise(memmap2::Advice::WillNeed);
     }
+
+    fn read_around(&self) {
+        let _ = self.0.advise(memmap2::Advice::Normal);
+    }
 }

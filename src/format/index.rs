@@ -191,7 +191,14 @@ pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
     /// it is not in memory (a map reads it sequentially, rather than a page
     /// per step of each binary search).
     fn will_need(&self) {}
+
+    /// Many lookups: from now on a page read from disk brings its
+    /// neighbours, so pages dropped under memory pressure come back in bulk.
+    fn read_around(&self) {}
 }
+
+/// Lookups after which an index file is read around each page again.
+const BULK_LOOKUPS: u32 = 64;
 
 impl IndexBytes for Vec<u8> {}
 
@@ -199,8 +206,8 @@ impl IndexBytes for Vec<u8> {}
 #[derive(Clone)]
 pub struct IndexFile {
     bytes: Bytes,
-    /// Whether [`IndexBytes::will_need`] was called.
-    warm: Arc<std::sync::atomic::AtomicBool>,
+    /// Lookups so far (up to [`BULK_LOOKUPS`]), for the hints to `bytes`.
+    lookups: Arc<std::sync::atomic::AtomicU32>,
     packs: usize,
     records: usize,
     name: String,
@@ -231,7 +238,7 @@ impl IndexFile {
         }
         Ok(IndexFile {
             bytes,
-            warm: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            lookups: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             packs,
             records,
             name: name.to_string(),
@@ -333,8 +340,13 @@ impl IndexFile {
 
     /// Binary search for `id`.
     pub fn get(&self, id: &BlobId) -> Result<Option<Location>> {
-        if !self.warm.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.bytes.will_need();
+        let n = &self.lookups;
+        if n.load(std::sync::atomic::Ordering::Relaxed) < BULK_LOOKUPS {
+            match n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 {
+                1 => self.bytes.will_need(),
+                BULK_LOOKUPS => self.bytes.read_around(),
+                _ => {}
+            }
         }
         let (mut lo, mut hi) = (0usize, self.records);
         while lo < hi {
