@@ -66,8 +66,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         super::init::create(&path)?;
         eprintln!("created repository at {}", path.display());
     }
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, false, "backup")?;
+    let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
     let mut excludes = args.excludes.clone();
     for f in &args.exclude_files {
         excludes.extend(

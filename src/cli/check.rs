@@ -24,9 +24,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let opened = repo.open()?;
-    let _lock = repo.lock(&opened, false, "check")?;
-    let repo = opened;
+    let (repo, _lock) = repo.open_locked(false, "check")?;
     let report = check::check(&repo, read, &crate::progress::Silent)?;
     if args.json {
         println!(

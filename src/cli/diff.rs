@@ -67,8 +67,7 @@ enum Plan {
 }
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, false, "diff")?;
+    let (repo, _lock) = repo_arg.open_locked(false, "diff")?;
     let plan = plan(&repo, &args)?;
     let mut ignore = CategorySet::of(&args.ignore);
     if !args.atime {

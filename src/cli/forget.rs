@@ -102,8 +102,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     if let Some(bad) = by.iter().find(|b| !["host", "paths", "tags"].contains(b)) {
         bail!("--group-by: unknown field {bad:?} (use host, paths, tags)");
     }
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, true, "forget")?;
+    let (repo, _lock) = repo_arg.open_locked(true, "forget")?;
     let (all, bad) = repo.snapshots()?;
     for e in &bad {
         eprintln!("warning: {e}");

@@ -184,8 +184,26 @@ impl RepoArg {
 
     /// Open the repository.
     pub fn open(&self) -> Result<Arc<Repository>> {
+        let repo = self.open_unindexed()?;
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// Open the repository and take its lock ([`RepoArg::lock`]); the index
+    /// is read once, under the lock.
+    pub fn open_locked(
+        &self,
+        exclusive: bool,
+        command: &str,
+    ) -> Result<(Arc<Repository>, Option<crate::repo::lock::Lock>)> {
+        let repo = self.open_unindexed()?;
+        let lock = self.lock(&repo, exclusive, command)?;
+        Ok((repo, lock))
+    }
+
+    fn open_unindexed(&self) -> Result<Arc<Repository>> {
         let path = self.path()?;
-        let repo = Repository::open_dir(&path)
+        let repo = Repository::open_dir_unindexed(&path)
             .with_context(|| format!("opening repository {}", path.display()))?;
         Ok(Arc::new(repo))
     }

@@ -35,8 +35,7 @@ pub fn options(max_unused: &str, dry_run: bool) -> Result<PruneOptions> {
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let opts = options(&args.max_unused, args.dry_run)?;
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, true, "prune")?;
+    let (repo, _lock) = repo_arg.open_locked(true, "prune")?;
     let report = prune::prune(&repo, &opts, &crate::progress::Silent).context("prune failed")?;
     print(&report, args.json);
     Ok(super::EXIT_OK)

@@ -15,8 +15,7 @@ pub enum Command {
 
 pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
     let Command::Index { json } = cmd;
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, true, "repair index")?;
+    let (repo, _lock) = repo_arg.open_locked(true, "repair index")?;
     let report = crate::prune::repair_index(&repo, &super::output::Reporter::new("read", false))
         .context("rebuilding the index")?;
     if json {

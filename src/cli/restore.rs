@@ -33,9 +33,7 @@ pub struct Args {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let opened = repo.open()?;
-    let _lock = repo.lock(&opened, false, "restore")?;
-    let repo = opened;
+    let (repo, _lock) = repo.open_locked(false, "restore")?;
     let (spec, sub) = split_snap_path(&args.snapshot);
     let (id, snap) = repo
         .find_snapshot(spec, &args.filter.filter())

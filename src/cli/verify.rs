@@ -35,8 +35,7 @@ pub struct Args {
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let started = std::time::Instant::now();
-    let repo = repo_arg.open()?;
-    let _lock = repo_arg.lock(&repo, false, "verify")?;
+    let (repo, _lock) = repo_arg.open_locked(false, "verify")?;
     let (spec, sub) = split_snap_path(&args.snapshot);
     let (id, snap) = repo
         .find_snapshot(spec, &args.filter.filter())
