@@ -333,24 +333,19 @@ mod tests {
         let (bytes, entries) = sample();
         let codec = Codec::new(3);
         assert_eq!(read_header(&bytes, &codec, "p").unwrap(), entries);
-        let e = entries[0];
-        let plain = codec
-            .decode(
-                frame_bytes(&bytes, e.frame),
-                Some(e.frame.raw_len as usize),
-                "b",
-            )
-            .unwrap();
-        assert_eq!(plain, b"one".repeat(50));
+        let frame = |e: &PackEntry| {
+            codec
+                .decode(
+                    frame_bytes(&bytes, e.frame),
+                    Some(e.frame.raw_len as usize),
+                    "b",
+                )
+                .unwrap()
+        };
+        assert_eq!(frame(&entries[0]), b"one".repeat(50));
         let e = entries[2];
         assert_eq!(entries[1].frame, e.frame);
-        let plain = codec
-            .decode(
-                frame_bytes(&bytes, e.frame),
-                Some(e.frame.raw_len as usize),
-                "b",
-            )
-            .unwrap();
+        let plain = frame(&e);
         assert_eq!(
             &plain[e.inner as usize..(e.inner + e.raw_len) as usize],
             b"three"

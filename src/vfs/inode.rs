@@ -200,13 +200,13 @@ impl Table {
         }
     }
 
-    /// The number of the inode `key` names, if the kernel holds it.
-    pub fn held(&self, key: Key) -> Option<Ino> {
+    /// The inode `key` names, with its number, if the kernel holds it.
+    pub fn held(&self, key: Key) -> Option<(Ino, Arc<Slot>)> {
         let held = self.lock();
         let mut ino = key.ino;
         loop {
             match held.get(&ino) {
-                Some(h) if h.slot.check == key.check => return Some(ino),
+                Some(h) if h.slot.check == key.check => return Some((ino, h.slot.clone())),
                 Some(_) => ino = ino.wrapping_add(1).max(2),
                 None => return None,
             }

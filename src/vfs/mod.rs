@@ -355,15 +355,14 @@ impl Vfs {
         };
         for i in self.cursors.started(slot.parent, &dir.entries, *index) {
             let key = entry_key(*view, slot.parent, &dir.entries[i]);
-            let Some(ino) = self.nodes.held(key) else {
+            let Some((ino, held)) = self.nodes.held(key) else {
                 continue;
             };
             // All links of a hard-link group share the inode of the link the
             // kernel found first; links read at different moments of a
             // backup may differ, so only that link's bytes may go in.
-            let own = self.nodes.get(ino).is_ok_and(|s| {
-                s.parent == slot.parent && matches!(s.node, Node::Entry { index: j, .. } if j == i)
-            });
+            let own = held.parent == slot.parent
+                && matches!(held.node, Node::Entry { index: j, .. } if j == i);
             if own {
                 pusher.queue(Job {
                     ino,

@@ -94,36 +94,22 @@ impl Cursors {
     /// file).
     pub fn started(&self, dir: Ino, entries: &[Entry], index: usize) -> Vec<usize> {
         let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        let in_order = match dirs.get(&dir) {
-            Some(c) => c.next == Some(index),
-            None => next_file(entries, None) == Some(index),
-        };
-        if !in_order {
+        let last = dirs.get(&dir).copied();
+        let (files, next) = match last {
+            Some(c) if c.next == Some(index) => window(entries, index),
+            None if next_file(entries, None) == Some(index) => window(entries, index),
             // A read that overtook the push of its own file changes nothing.
-            let pushed = dirs
-                .get(&dir)
-                .is_some_and(|c| index > c.from && c.next.is_none_or(|n| index < n));
-            if !pushed {
-                let next = next_file(entries, Some(index));
-                record(&mut dirs, dir, Cursor { from: index, next });
-            }
-            return Vec::new();
+            Some(c) if index > c.from && c.next.is_none_or(|n| index < n) => return Vec::new(),
+            _ => (Vec::new(), next_file(entries, Some(index))),
+        };
+        // A new directory once the record is full starts it over.
+        if last.is_none() && dirs.len() >= MAX_CURSORS {
+            dirs.clear();
         }
-        let (files, next) = window(entries, index);
-        record(&mut dirs, dir, Cursor { from: index, next });
+        dirs.insert(dir, Cursor { from: index, next });
         files
     }
-}
 
-/// Keep `cursor` for `dir`, starting the record over once it is full.
-fn record(dirs: &mut HashMap<Ino, Cursor>, dir: Ino, cursor: Cursor) {
-    if dirs.len() >= MAX_CURSORS && !dirs.contains_key(&dir) {
-        dirs.clear();
-    }
-    dirs.insert(dir, cursor);
-}
-
-impl Cursors {
     /// Directories followed now.
     pub fn len(&self) -> usize {
         self.dirs.lock().unwrap_or_else(|e| e.into_inner()).len()

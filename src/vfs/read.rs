@@ -69,37 +69,27 @@ impl Chunks {
         self.cache.get_or_load(
             id,
             |v| v.len() as u64 + CHUNK_OVERHEAD,
-            || {
-                let data = self.load(id)?;
-                if data.len() != len as usize {
-                    return Err(Error::corrupt(
-                        format!("blob {}", id.short()),
-                        "length differs from the tree",
-                    ));
-                }
-                Ok(data)
-            },
+            || self.load(id, len),
         )
     }
 
     /// Like [`Chunks::get`], but a chunk not cached is not kept: for bytes
     /// that go to the kernel's cache instead (pushed files).
     pub fn fetch(&self, id: &BlobId, len: u32) -> Result<Arc<Vec<u8>>> {
-        let data = match self.cache.peek(id) {
-            Some(c) => c,
-            None => Arc::new(self.load(id)?),
-        };
-        if data.len() != len as usize {
-            return Err(Error::corrupt(
-                format!("blob {}", id.short()),
-                "length differs from the tree",
-            ));
+        match self.cache.peek(id) {
+            Some(c) if c.len() != len as usize => Err(wrong_length(id)),
+            Some(c) => Ok(c),
+            None => self.load(id, len).map(Arc::new),
         }
-        Ok(data)
     }
 
-    fn load(&self, id: &BlobId) -> Result<Vec<u8>> {
-        read_blob(&self.repo, id)
+    /// Data blob `id` from the repository, which the tree says is `len` bytes.
+    fn load(&self, id: &BlobId, len: u32) -> Result<Vec<u8>> {
+        let data = read_blob(&self.repo, id)?;
+        if data.len() != len as usize {
+            return Err(wrong_length(id));
+        }
+        Ok(data)
     }
 
     /// Queue chunks for loading; those that do not fit in the queue are
@@ -118,6 +108,13 @@ impl Chunks {
     pub fn cached_bytes(&self) -> u64 {
         self.cache.weight()
     }
+}
+
+fn wrong_length(id: &BlobId) -> Error {
+    Error::corrupt(
+        format!("blob {}", id.short()),
+        "length differs from the tree",
+    )
 }
 
 /// The plaintext of blob `id`, checked against its id. A blob missing from

@@ -401,40 +401,51 @@ impl Recorder {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
+
+    /// [`Recorder::wait_for`] `n` stores, then check a moment later that no
+    /// more came.
+    fn exactly(&self, n: usize) -> std::collections::HashMap<Ino, Vec<u8>> {
+        let got = self.wait_for(n);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(self.0.lock().unwrap().len(), n, "{n} stores, no more");
+        got
+    }
+}
+
+/// A one-snapshot mount of the root entries `build` writes, pushing into a
+/// recorder.
+fn pushing(build: impl FnOnce(&RepoWriter) -> Vec<Entry>) -> (Vfs, Arc<Recorder>) {
+    let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new())).unwrap());
+    let w = RepoWriter::new(repo.clone(), 3, false);
+    let root = w.add_tree(&Tree::new(build(&w)).encode()).unwrap();
+    w.flush().unwrap();
+    let tree = Root::Snapshot {
+        tree: root,
+        time: Time::default(),
+    };
+    let v = Vfs::new(repo, tree, &opts()).unwrap();
+    let rec = Arc::new(Recorder::default());
+    v.push_to(rec.clone()).unwrap();
+    (v, rec)
 }
 
 #[test]
 fn a_directory_read_in_order_pushes_its_next_files_whole() {
-    let mem = Arc::new(MemoryBackend::new());
-    let repo = Arc::new(Repository::init(mem).unwrap());
-    let w = RepoWriter::new(repo.clone(), 3, false);
     let bytes = |i: u8, n: usize| -> Vec<u8> { (0..n).map(|j| (j as u8) ^ i).collect() };
     let (a, b) = (bytes(1, 700), bytes(2, 900));
-    let (f0, _) = file("f0", &w, &[&a], 0);
-    let (f1, _) = file("f1", &w, &[&b], 0);
-    // Two chunks and a hole.
-    let (f2, _) = file("f2", &w, &[&a, &b], 5000);
-    let (empty, _) = file("f3empty", &w, &[], 0);
-    let (f4, _) = file("f4", &w, &[&b, &a], 0);
-    let (unlisted, _) = file("f5unlisted", &w, &[&a], 0);
-    let d = dir("d", &w, vec![f0, f1, f2, empty, f4, unlisted]);
-    let (r0, _) = file("r0", &w, &[&a], 0);
-    let (r1, _) = file("r1", &w, &[&b], 0);
-    let (r2, _) = file("r2", &w, &[&a], 0);
-    let other = dir("other", &w, vec![r0, r1, r2]);
-    let root = w.add_tree(&Tree::new(vec![d, other]).encode()).unwrap();
-    w.flush().unwrap();
-    let v = Vfs::new(
-        repo,
-        Root::Snapshot {
-            tree: root,
-            time: Time::default(),
-        },
-        &opts(),
-    )
-    .unwrap();
-    let rec = Arc::new(Recorder::default());
-    v.push_to(rec.clone()).unwrap();
+    let (v, rec) = pushing(|w| {
+        let f = |name: &str, parts: &[&[u8]], hole| file(name, w, parts, hole).0;
+        let d = vec![
+            f("f0", &[&a], 0),
+            f("f1", &[&b], 0),
+            f("f2", &[&a, &b], 5000), // two chunks and a hole
+            f("f3empty", &[], 0),
+            f("f4", &[&b, &a], 0),
+            f("f5unlisted", &[&a], 0),
+        ];
+        let other = vec![f("r0", &[&a], 0), f("r1", &[&b], 0), f("r2", &[&a], 0)];
+        vec![dir("d", w, d), dir("other", w, other)]
+    });
     // The kernel holds what was looked up (listed); f5unlisted it does not.
     let ino = |path: &str| walk(&v, path).ino;
     let (i0, i1, i2, i4) = (ino("d/f0"), ino("d/f1"), ino("d/f2"), ino("d/f4"));
@@ -446,9 +457,7 @@ fn a_directory_read_in_order_pushes_its_next_files_whole() {
     v.read(j2, 0, 10).unwrap();
     v.read(j0, 0, 10).unwrap();
     v.read(i0, 0, 4096).unwrap();
-    let got = rec.wait_for(3);
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(rec.0.lock().unwrap().len(), 3, "only f1, f2 and f4");
+    let got = rec.exactly(3); // f1, f2 and f4
     let mut f2_bytes = [a.clone(), b.clone()].concat();
     f2_bytes.resize(f2_bytes.len() + 5000, 0);
     assert_eq!(got[&i1], b);
@@ -463,33 +472,23 @@ fn a_directory_read_in_order_pushes_its_next_files_whole() {
 
 #[test]
 fn a_hard_link_is_pushed_only_where_the_kernel_found_its_inode() {
-    let mem = Arc::new(MemoryBackend::new());
-    let repo = Arc::new(Repository::init(mem).unwrap());
-    let w = RepoWriter::new(repo.clone(), 3, false);
-    // Two links of one file, read at different moments of a backup: they
-    // differ. The inode shows the link found first (a/h).
-    let (mut h_a, _) = file("h", &w, &[b"first version"], 0);
-    (h_a.nlink, h_a.dev, h_a.ino) = (2, 9, 77);
-    let (mut h_b, _) = file("h", &w, &[b"second, longer version"], 0);
-    (h_b.nlink, h_b.dev, h_b.ino) = (2, 9, 77);
-    let (a0, _) = file("a0", &w, &[b"a zero"], 0);
-    let (f0, _) = file("f0", &w, &[b"zero"], 0);
-    let (f2, _) = file("i2", &w, &[b"two"], 0);
-    let a = dir("a", &w, vec![a0, h_a]);
-    let b = dir("b", &w, vec![f0, h_b, f2]);
-    let root = w.add_tree(&Tree::new(vec![a, b]).encode()).unwrap();
-    w.flush().unwrap();
-    let v = Vfs::new(
-        repo,
-        Root::Snapshot {
-            tree: root,
-            time: Time::default(),
-        },
-        &opts(),
-    )
-    .unwrap();
-    let rec = Arc::new(Recorder::default());
-    v.push_to(rec.clone()).unwrap();
+    let (v, rec) = pushing(|w| {
+        let f = |name: &str, content: &[u8]| file(name, w, &[content], 0).0;
+        // Two links of one file, read at different moments of a backup:
+        // they differ. The inode shows the link found first (a/h).
+        let link = |content: &[u8]| {
+            let mut e = f("h", content);
+            (e.nlink, e.dev, e.ino) = (2, 9, 77);
+            e
+        };
+        let a = vec![f("a0", b"a zero"), link(b"first version")];
+        let b = vec![
+            f("f0", b"zero"),
+            link(b"second, longer version"),
+            f("i2", b"two"),
+        ];
+        vec![dir("a", w, a), dir("b", w, b)]
+    });
     let h = walk(&v, "a/h").ino;
     assert_eq!(walk(&v, "b/h").ino, h, "one inode for both links");
     let (a0, f0, i2) = (
@@ -499,9 +498,7 @@ fn a_hard_link_is_pushed_only_where_the_kernel_found_its_inode() {
     );
     // In b the link is not the inode's own entry: skipped.
     v.read(f0, 0, 10).unwrap();
-    let got = rec.wait_for(1);
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(rec.0.lock().unwrap().len(), 1, "b/h is skipped");
+    let got = rec.exactly(1);
     assert_eq!(got[&i2], b"two");
     // In a it is: pushed with the bytes the inode shows.
     v.read(a0, 0, 10).unwrap();

@@ -4,24 +4,12 @@
 //! gets there.
 
 use super::guard::MountGuard;
+use crate::common::tree::noise;
 use crate::common::{restored, TempRepo};
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// `len` bytes that differ from file to file.
-fn content(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// Whether every page of `p` is in the page cache, asked without reading
 /// it (mincore on a mapping; since Linux 5.0 that answers for files the
@@ -74,15 +62,15 @@ fn a_directory_read_in_order_has_its_next_small_files_pushed_into_the_page_cache
         }
     };
     for i in 0..40 {
-        fs::write(d.join(name(i)), content(i, size(i))).unwrap();
+        fs::write(d.join(name(i)), noise(size(i), i as u64)).unwrap();
     }
     // A link count above 1 from a link outside the backed-up tree: the
     // snapshot holds one link, which is pushed like any file.
     fs::hard_link(d.join(name(5)), t.join("outside-link")).unwrap();
     // Over the 4 MiB limit, listed between f20 and f21.
-    fs::write(d.join("f20big"), content(99, 5 << 20)).unwrap();
+    fs::write(d.join("f20big"), noise(5 << 20, 99)).unwrap();
     fs::write(d.join("empty"), b"").unwrap();
-    fs::write(d.join("sub/x"), content(7, 100)).unwrap();
+    fs::write(d.join("sub/x"), noise(100, 7)).unwrap();
     t.backup(&src);
 
     let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
@@ -99,7 +87,7 @@ fn a_directory_read_in_order_has_its_next_small_files_pushed_into_the_page_cache
 
     // The first file starts an in-order pass: the files after it, up to the
     // large one, arrive without being read.
-    assert_eq!(fs::read(inside.join(name(0))).unwrap(), content(0, size(0)));
+    assert_eq!(fs::read(inside.join(name(0))).unwrap(), noise(size(0), 0));
     wait_until("f01..f20 pushed after reading f00", || {
         (1..=20).all(|i| resident(&inside.join(name(i))))
     });
@@ -114,22 +102,22 @@ fn a_directory_read_in_order_has_its_next_small_files_pushed_into_the_page_cache
     for i in 1..=20 {
         assert_eq!(
             fs::read(inside.join(name(i))).unwrap(),
-            content(i, size(i)),
+            noise(size(i), i as u64),
             "{} as pushed",
             name(i)
         );
     }
 
     // Reading the large file moves the window on to the rest.
-    assert_eq!(
-        fs::read(inside.join("f20big")).unwrap(),
-        content(99, 5 << 20)
-    );
+    assert_eq!(fs::read(inside.join("f20big")).unwrap(), noise(5 << 20, 99));
     wait_until("f21..f39 pushed after reading f20big", || {
         (21..40).all(|i| resident(&inside.join(name(i))))
     });
     for i in 21..40 {
-        assert_eq!(fs::read(inside.join(name(i))).unwrap(), content(i, size(i)));
+        assert_eq!(
+            fs::read(inside.join(name(i))).unwrap(),
+            noise(size(i), i as u64)
+        );
     }
     assert!(
         !resident(&inside.join("sub/x")),
