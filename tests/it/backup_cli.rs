@@ -63,8 +63,7 @@ fn failing_dump_command_writes_no_snapshot() {
 #[test]
 fn unchanged_files_are_not_read_again_and_changes_are_found() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     let first = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
     assert!(first["summary"]["bytes_read"].as_u64().unwrap() > 5 << 20);
     let second = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
@@ -141,8 +140,7 @@ fn excludes_and_cache_dirs_are_skipped() {
 #[test]
 fn dry_run_writes_nothing() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     let before = dir_size(&t.repo());
     let out = json(&t.ok([
         OsStr::new("backup"),
@@ -207,8 +205,7 @@ fn default_repository_is_created_by_the_first_backup() {
 #[test]
 fn ls_long_and_json_and_stats() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     let id = t.backup(&src);
     let long = t.ok([
         OsStr::new("ls"),

@@ -120,8 +120,7 @@ fn each_category_is_found_alone_live_and_between_snapshots() {
 #[test]
 fn an_unchanged_full_tree_has_no_changes_and_content_reads_every_file() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     let a = t.backup(&src);
     assert_eq!(
         t.ok([os("diff"), os(&a), src.as_os_str()]),

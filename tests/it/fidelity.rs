@@ -1,10 +1,9 @@
-use crate::common::{compare, restored, tree, TempRepo};
+use crate::common::{compare, restored, TempRepo};
 
 #[test]
 fn full_tree_round_trips_entry_by_entry() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     t.backup(&src);
     let out = t.join("out");
     t.restore("latest", &out);
@@ -14,8 +13,7 @@ fn full_tree_round_trips_entry_by_entry() {
 #[test]
 fn subpath_restore_puts_the_directory_contents_in_the_target() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     t.backup(&src);
     let out = t.join("out");
     t.restore(&format!("latest:{}", src.display()), &out);

@@ -18,8 +18,7 @@ use std::process::Command;
 /// The full tree, backed up and mounted with `--snapshot latest`; returns
 /// the source and where it is in the mount.
 fn mounted_full(t: &TempRepo) -> (std::path::PathBuf, MountGuard) {
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     t.backup(&src);
     let m = MountGuard::start(t, "mnt", &["--snapshot", "latest"]);
     (src, m)

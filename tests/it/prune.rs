@@ -93,8 +93,7 @@ fn restore_all(t: &TempRepo, src: &Path, expect: &[(String, std::path::PathBuf)]
 #[test]
 fn forget_and_prune_free_what_only_forgotten_snapshots_used() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     let ids = backup_days(&t, &src, 0..6);
     let before = repo_bytes(&t);
     let out = json(&t.ok(["forget", "--keep-last", "2", "--json"]));
@@ -184,8 +183,7 @@ fn prune_killed_at_random_moments_never_loses_a_kept_byte() {
 #[test]
 fn backup_waits_for_prune_and_loses_nothing() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     backup_days(&t, &src, 0..4);
     t.ok(["forget", "--keep-last", "1"]);
     // Hold the exclusive lock as prune would, then start a backup that waits.
@@ -273,8 +271,7 @@ fn stale_locks_are_ignored_and_unlock_removes_them() {
 #[test]
 fn deleted_index_is_rebuilt_from_pack_headers() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     backup_days(&t, &src, 0..2);
     for e in fs::read_dir(t.repo().join("index")).unwrap() {
         fs::remove_file(e.unwrap().path()).unwrap();
@@ -321,8 +318,7 @@ fn forget_refuses_an_empty_policy_and_dry_run_keeps_everything() {
 #[test]
 fn prune_refuses_a_damaged_index_until_it_is_repaired() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     backup_days(&t, &src, 0..3);
     t.ok(["forget", "--keep-last", "1"]);
     let index = fs::read_dir(t.repo().join("index"))

@@ -80,8 +80,7 @@ fn each_category_is_found_alone_and_a_clean_restore_has_none() {
 #[test]
 fn a_full_restore_is_exact_and_only_readlink_changes_it() {
     let t = TempRepo::new();
-    let src = t.join("src");
-    tree::full(&src);
+    let src = t.full_src();
     t.backup(&src);
     let out = t.join("out");
     t.restore("latest", &out);

@@ -53,6 +53,13 @@ impl TempRepo {
         self.path().join(p)
     }
 
+    /// `src` here, holding [`tree::full`]: every kind of entry and metadata.
+    pub fn full_src(&self) -> PathBuf {
+        let src = self.join("src");
+        tree::full(&src);
+        src
+    }
+
     /// Run `rewind --repo REPO ARGS…`.
     pub fn rewind<I, S>(&self, args: I) -> Output
     where
