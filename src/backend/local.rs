@@ -212,9 +212,9 @@ impl Backend for LocalBackend {
         // SAFETY: repository files are immutable once renamed into place; prune
         // only unlinks them, which keeps a mapping valid.
         let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
-        // Until lookups begin, touch only the pages asked for: the kernel
-        // would otherwise read around each one (up to the device's whole
-        // read-ahead, megabytes) when a command only opens the index.
+        // Touch only the pages asked for until lookups come in bulk: the
+        // kernel would otherwise read around each one (up to the device's
+        // whole read-ahead, megabytes) when a command needs a few blobs.
         let _ = map.advise(memmap2::Advice::Random);
         Ok(Arc::new(Mapped(map)))
     }
@@ -331,12 +331,6 @@ impl std::ops::Deref for Mapped {
 }
 
 impl crate::format::index::IndexBytes for Mapped {
-    fn will_need(&self) {
-        // Only a hint: the kernel reads the file in large sequential pieces
-        // while the first lookups fault in the single pages they need.
-        let _ = self.0.advise(memmap2::Advice::WillNeed);
-    }
-
     fn read_around(&self) {
         let _ = self.0.advise(memmap2::Advice::Normal);
     }
