@@ -206,16 +206,24 @@ impl Backend for LocalBackend {
     fn map(&self, name: &str) -> Result<Bytes> {
         let path = self.path(name);
         let f = File::open(&path).map_err(|e| not_found_or_io(name, &path, e))?;
-        if f.metadata().at(&path)?.len() == 0 {
+        let len = f.metadata().at(&path)?.len();
+        if len == 0 {
             return Ok(Arc::new(Vec::new()));
         }
         // SAFETY: repository files are immutable once renamed into place; prune
         // only unlinks them, which keeps a mapping valid.
         let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
-        // Touch only the pages asked for until lookups come in bulk: the
-        // kernel would otherwise read around each one (up to the device's
-        // whole read-ahead, megabytes) when a command needs a few blobs.
-        let _ = map.advise(memmap2::Advice::Random);
+        // A small file (an incremental backup's index) is read whole, in the
+        // background: a lookup searches every index file, and each miss in a
+        // cold one would cost a read from disk. A large one is read only
+        // where searches touch it until lookups come in bulk: the kernel
+        // would otherwise read around each page (up to the device's whole
+        // read-ahead, megabytes) when a command needs a few blobs.
+        let advice = match len <= READ_WHOLE_MAX {
+            true => memmap2::Advice::WillNeed,
+            false => memmap2::Advice::Random,
+        };
+        let _ = map.advise(advice);
         Ok(Arc::new(Mapped(map)))
     }
 
@@ -320,6 +328,9 @@ impl Drop for LocalUpload {
     }
 }
 
+/// Mapped files up to this size are read whole as soon as they are mapped.
+const READ_WHOLE_MAX: u64 = 1 << 20;
+
 /// A mapped index file.
 struct Mapped(memmap2::Mmap);
 
@@ -333,5 +344,57 @@ impl std::ops::Deref for Mapped {
 impl crate::format::index::IndexBytes for Mapped {
     fn read_around(&self) {
         let _ = self.0.advise(memmap2::Advice::Normal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Pages of a mapping in the page cache (mincore asks, reads nothing).
+    fn resident(bytes: &[u8]) -> usize {
+        let mut vec = vec![0u8; bytes.len().div_ceil(4096)];
+        // SAFETY: `bytes` is a live mapping, page-aligned as mmap returns it.
+        let r = unsafe { libc::mincore(bytes.as_ptr() as *mut _, bytes.len(), vec.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore");
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    /// Write `len` bytes to `path` and drop them from the page cache.
+    fn cold_file(path: &Path, len: usize) {
+        fs::write(path, vec![7u8; len]).unwrap();
+        let f = File::open(path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: an advice on an open descriptor.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+    }
+
+    #[test]
+    fn small_maps_are_read_whole_and_large_ones_only_where_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("index")).unwrap();
+        cold_file(&dir.path().join("index/small"), 256 << 10);
+        cold_file(&dir.path().join("index/large"), 4 << 20);
+        let backend = LocalBackend::new(dir.path());
+        let small = backend.map("index/small").unwrap();
+        let large = backend.map("index/large").unwrap();
+        assert_eq!(resident(&large), 0, "the large file was not evicted");
+        std::hint::black_box(large[2 << 20]);
+        let start = std::time::Instant::now();
+        while resident(&small) < small.len() / 4096 {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the small file was not read whole"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The device's read-ahead would bring 32 pages or more.
+        assert!(
+            resident(&large) <= 4,
+            "{} pages of the large file read",
+            resident(&large)
+        );
     }
 }
