@@ -331,6 +331,11 @@ impl Drop for LocalUpload {
 /// Mapped files up to this size are read whole as soon as they are mapped.
 const READ_WHOLE_MAX: u64 = 1 << 20;
 
+/// Mapped files up to this size are read whole, in the background, once
+/// lookups come in bulk (an index of ~1 TiB of data is ~500 MiB: that one
+/// stays page by page, read around each page).
+const READ_AHEAD_MAX: u64 = 64 << 20;
+
 /// A mapped index file.
 struct Mapped(memmap2::Mmap);
 
@@ -342,7 +347,10 @@ impl std::ops::Deref for Mapped {
 }
 
 impl crate::format::index::IndexBytes for Mapped {
-    fn read_around(&self) {
+    fn bulk(&self) {
+        if self.0.len() as u64 <= READ_AHEAD_MAX {
+            let _ = self.0.advise(memmap2::Advice::WillNeed);
+        }
         let _ = self.0.advise(memmap2::Advice::Normal);
     }
 }
@@ -363,7 +371,12 @@ mod tests {
 
     /// Write `len` bytes to `path` and drop them from the page cache.
     fn cold_file(path: &Path, len: usize) {
-        fs::write(path, vec![7u8; len]).unwrap();
+        cold_bytes(path, &vec![7u8; len]);
+    }
+
+    /// Write `bytes` to `path` and drop them from the page cache.
+    fn cold_bytes(path: &Path, bytes: &[u8]) {
+        fs::write(path, bytes).unwrap();
         let f = File::open(path).unwrap();
         f.sync_all().unwrap();
         // SAFETY: an advice on an open descriptor.
@@ -396,5 +409,56 @@ mod tests {
             "{} pages of the large file read",
             resident(&large)
         );
+    }
+
+    /// Until lookups come in bulk, a large index is read only where its
+    /// searches go; from then on it is read whole, in the background.
+    #[test]
+    fn a_large_index_is_read_whole_once_lookups_come_in_bulk() {
+        use crate::format::id::{BlobId, PackId};
+        use crate::format::index::{encode, IndexFile};
+        use crate::format::pack::{BlobKind, Frame, PackEntry};
+        let id = |i: u32| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        let entries = (0..40_000u32)
+            .map(|i| PackEntry {
+                kind: BlobKind::Data,
+                id: id(i),
+                frame: Frame {
+                    offset: i,
+                    stored_len: 10,
+                    raw_len: 20,
+                },
+                inner: 0,
+                raw_len: 20,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("index")).unwrap();
+        cold_bytes(
+            &dir.path().join("index/large"),
+            &encode(&[(PackId([1; 32]), entries)]),
+        );
+        let bytes = LocalBackend::new(dir.path()).map("index/large").unwrap();
+        let pages = bytes.len() / 4096;
+        assert!(pages > 500);
+        let index = IndexFile::open(bytes.clone(), "large").unwrap();
+        for i in 0..15 {
+            assert!(index.get(&id(i * 997)).unwrap().is_some());
+        }
+        assert!(
+            resident(&bytes) <= 15 * 4,
+            "{} pages read for 15 lookups",
+            resident(&bytes)
+        );
+        assert!(index.get(&id(5)).unwrap().is_some());
+        let start = std::time::Instant::now();
+        while resident(&bytes) < pages {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "{} of {pages} pages read",
+                resident(&bytes)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }

@@ -186,16 +186,16 @@ pub type Bytes = Arc<dyn IndexBytes>;
 
 /// An index file's bytes, with a hint for when they are searched in bulk.
 pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
-    /// Many lookups: from now on a page read from disk brings its
-    /// neighbours, so pages dropped under memory pressure come back in bulk.
-    fn read_around(&self) {}
+    /// Lookups come in bulk: bring the file into memory in the background,
+    /// and from now on let a page read from disk bring its neighbours.
+    fn bulk(&self) {}
 }
 
-/// Lookups after which an index file is read around each page again. Until
-/// then a lookup reads only the two or three pages its search visits: a
-/// command that needs a handful of blobs (the first file of a mount, a
-/// restore of one path) never reads a whole index.
-const BULK_LOOKUPS: u32 = 64;
+/// Lookups after which an index file is searched in bulk (see
+/// [`IndexBytes::bulk`]). Until then a lookup reads only the two or three
+/// pages its search visits: a command that needs a handful of blobs (the
+/// first file of a mount, a restore of one path) never reads a whole index.
+const BULK_LOOKUPS: u32 = 16;
 
 /// Interpolation steps before a search falls back to bisection. Ids are
 /// BLAKE3 hashes, so uniform: two steps take 100,000 records to a page. The
@@ -354,7 +354,7 @@ impl IndexFile {
         if n.load(std::sync::atomic::Ordering::Relaxed) < BULK_LOOKUPS
             && n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == BULK_LOOKUPS
         {
-            self.bytes.read_around();
+            self.bytes.bulk();
         }
         match self.search(id, |_| {}) {
             Some(i) => self
