@@ -31,6 +31,11 @@
 //! any one entry is valid. An index file *must* only be written after every pack
 //! it names is durable. `check` verifies the checksum; lookups do not, so opening
 //! an index touches only the pages a search visits.
+//!
+//! Blob ids are keyed hashes, so uniform: a search interpolates on an id's first
+//! eight bytes (big-endian) and finds it in two or three pages of a cold file,
+//! where bisection would visit ten (see [`IndexFile::get`]). Nothing in the
+//! format depends on it: a reader may bisect.
 
 use super::codec::{envelope, open_envelope, FileKind, ENVELOPE_LEN};
 use super::id::{BlobId, IndexId, PackId};
