@@ -4,6 +4,16 @@ use std::io::ErrorKind;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Release builds abort on a panic (a bug), so no destructor runs: the
+    // repository locks this process holds are removed here, after the message.
+    #[cfg(panic = "abort")]
+    {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            rewind::repo::lock::release_held();
+        }));
+    }
     match rewind::cli::run() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -213,17 +213,11 @@ impl Backend for LocalBackend {
         // SAFETY: repository files are immutable once renamed into place; prune
         // only unlinks them, which keeps a mapping valid.
         let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
-        // A small file (an incremental backup's index) is read whole, in the
-        // background: a lookup searches every index file, and each miss in a
-        // cold one would cost a read from disk. A large one is read only
-        // where searches touch it until lookups come in bulk: the kernel
-        // would otherwise read around each page (up to the device's whole
-        // read-ahead, megabytes) when a command needs a few blobs.
-        let advice = match len <= READ_WHOLE_MAX {
-            true => memmap2::Advice::WillNeed,
-            false => memmap2::Advice::Random,
-        };
-        let _ = map.advise(advice);
+        // Touch only the pages asked for until the index says otherwise (see
+        // `IndexBytes`): the kernel would otherwise read around each one (up
+        // to the device's whole read-ahead, megabytes) when a command needs
+        // a few blobs.
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(Arc::new(Mapped(map)))
     }
 
@@ -328,13 +322,17 @@ impl Drop for LocalUpload {
     }
 }
 
-/// Mapped files up to this size are read whole as soon as they are mapped.
-const READ_WHOLE_MAX: u64 = 1 << 20;
+/// Index files up to this size are read whole at their first lookup.
+const READ_WHOLE_MAX: usize = 1 << 20;
 
-/// Mapped files up to this size are read whole, in the background, once
-/// lookups come in bulk (an index of ~1 TiB of data is ~500 MiB: that one
-/// stays page by page, read around each page).
-const READ_AHEAD_MAX: u64 = 64 << 20;
+/// Index files up to this size are read whole once lookups come in bulk (an
+/// index of ~1 TiB of data is ~500 MiB: that one stays page by page, read
+/// around each page).
+const READ_AHEAD_MAX: usize = 64 << 20;
+
+/// Pieces in which a mapping is read ahead. One `MADV_WILLNEED` reads at most
+/// the device's read-ahead (often 128 KiB), however long its range.
+const READ_AHEAD_PIECE: usize = 128 << 10;
 
 /// A mapped index file.
 struct Mapped(memmap2::Mmap);
@@ -346,10 +344,27 @@ impl std::ops::Deref for Mapped {
     }
 }
 
+impl Mapped {
+    /// Start reading the whole file into the page cache, in the background.
+    fn read_whole(&self) {
+        let len = self.0.len();
+        for at in (0..len).step_by(READ_AHEAD_PIECE) {
+            let piece = READ_AHEAD_PIECE.min(len - at);
+            let _ = self.0.advise_range(memmap2::Advice::WillNeed, at, piece);
+        }
+    }
+}
+
 impl crate::format::index::IndexBytes for Mapped {
+    fn searched(&self) {
+        if self.0.len() <= READ_WHOLE_MAX {
+            self.read_whole();
+        }
+    }
+
     fn bulk(&self) {
-        if self.0.len() as u64 <= READ_AHEAD_MAX {
-            let _ = self.0.advise(memmap2::Advice::WillNeed);
+        if self.0.len() <= READ_AHEAD_MAX {
+            self.read_whole();
         }
         let _ = self.0.advise(memmap2::Advice::Normal);
     }
@@ -358,68 +373,42 @@ impl crate::format::index::IndexBytes for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::{BlobId, PackId};
+    use crate::format::index::{encode, IndexFile};
+    use crate::format::pack::{BlobKind, Frame, PackEntry};
     use std::os::fd::AsRawFd;
+
+    fn page() -> usize {
+        // SAFETY: sysconf only reads a system value.
+        unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+    }
 
     /// Pages of a mapping in the page cache (mincore asks, reads nothing).
     fn resident(bytes: &[u8]) -> usize {
-        let mut vec = vec![0u8; bytes.len().div_ceil(4096)];
+        let mut vec = vec![0u8; bytes.len().div_ceil(page())];
         // SAFETY: `bytes` is a live mapping, page-aligned as mmap returns it.
         let r = unsafe { libc::mincore(bytes.as_ptr() as *mut _, bytes.len(), vec.as_mut_ptr()) };
         assert_eq!(r, 0, "mincore");
         vec.iter().filter(|&&b| b & 1 == 1).count()
     }
 
-    /// Write `len` bytes to `path` and drop them from the page cache.
-    fn cold_file(path: &Path, len: usize) {
-        cold_bytes(path, &vec![7u8; len]);
+    fn id(i: u32) -> BlobId {
+        BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
     }
 
-    /// Write `bytes` to `path` and drop them from the page cache.
-    fn cold_bytes(path: &Path, bytes: &[u8]) {
-        fs::write(path, bytes).unwrap();
-        let f = File::open(path).unwrap();
-        f.sync_all().unwrap();
-        // SAFETY: an advice on an open descriptor.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
-    }
-
-    #[test]
-    fn small_maps_are_read_whole_and_large_ones_only_where_touched() {
+    /// A repository directory holding index file `index/i` with `records`
+    /// records, written and dropped from the page cache; `None` where the
+    /// page cache cannot be emptied (tmpfs keeps every page).
+    fn cold_index(records: u32) -> Option<(tempfile::TempDir, LocalBackend)> {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("index")).unwrap();
-        cold_file(&dir.path().join("index/small"), 256 << 10);
-        cold_file(&dir.path().join("index/large"), 4 << 20);
-        let backend = LocalBackend::new(dir.path());
-        let small = backend.map("index/small").unwrap();
-        let large = backend.map("index/large").unwrap();
-        assert_eq!(resident(&large), 0, "the large file was not evicted");
-        std::hint::black_box(large[2 << 20]);
-        let start = std::time::Instant::now();
-        while resident(&small) < small.len() / 4096 {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "the small file was not read whole"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        let fs_type = nix::sys::statfs::statfs(dir.path())
+            .unwrap()
+            .filesystem_type();
+        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
+            eprintln!("skipped: {} is on tmpfs", dir.path().display());
+            return None;
         }
-        // The device's read-ahead would bring 32 pages or more.
-        assert!(
-            resident(&large) <= 4,
-            "{} pages of the large file read",
-            resident(&large)
-        );
-    }
-
-    /// Until lookups come in bulk, a large index is read only where its
-    /// searches go; from then on it is read whole, in the background.
-    #[test]
-    fn a_large_index_is_read_whole_once_lookups_come_in_bulk() {
-        use crate::format::id::{BlobId, PackId};
-        use crate::format::index::{encode, IndexFile};
-        use crate::format::pack::{BlobKind, Frame, PackEntry};
-        let id = |i: u32| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes());
-        let entries = (0..40_000u32)
+        let entries = (0..records)
             .map(|i| PackEntry {
                 kind: BlobKind::Data,
                 id: id(i),
@@ -432,33 +421,62 @@ mod tests {
                 raw_len: 20,
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("index")).unwrap();
-        cold_bytes(
-            &dir.path().join("index/large"),
-            &encode(&[(PackId([1; 32]), entries)]),
-        );
-        let bytes = LocalBackend::new(dir.path()).map("index/large").unwrap();
-        let pages = bytes.len() / 4096;
-        assert!(pages > 500);
-        let index = IndexFile::open(bytes.clone(), "large").unwrap();
-        for i in 0..15 {
-            assert!(index.get(&id(i * 997)).unwrap().is_some());
-        }
-        assert!(
-            resident(&bytes) <= 15 * 4,
-            "{} pages read for 15 lookups",
-            resident(&bytes)
-        );
-        assert!(index.get(&id(5)).unwrap().is_some());
+        let path = dir.path().join("index/i");
+        fs::write(&path, encode(&[(PackId([1; 32]), entries)])).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: an advice on an open descriptor.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        let backend = LocalBackend::new(dir.path());
+        Some((dir, backend))
+    }
+
+    fn wait_resident(bytes: &[u8], what: &str) {
+        let pages = bytes.len().div_ceil(page());
         let start = std::time::Instant::now();
-        while resident(&bytes) < pages {
+        while resident(bytes) < pages {
+            let got = resident(bytes);
             assert!(
                 start.elapsed().as_secs() < 10,
-                "{} of {pages} pages read",
-                resident(&bytes)
+                "{what}: {got} of {pages} pages read"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// A small index (an incremental backup's) is read whole at its first
+    /// lookup, however small the device's read-ahead.
+    #[test]
+    fn a_small_index_is_read_whole_at_its_first_lookup() {
+        let Some((_dir, backend)) = cold_index(10_000) else {
+            return;
+        };
+        let bytes = backend.map("index/i").unwrap();
+        assert!(bytes.len() > 512 << 10 && bytes.len() <= READ_WHOLE_MAX);
+        assert_eq!(resident(&bytes), 0, "the file was not evicted");
+        let index = IndexFile::open(bytes.clone(), "i").unwrap();
+        assert!(index.get(&id(7)).unwrap().is_some());
+        wait_resident(&bytes, "after the first lookup");
+    }
+
+    /// Until lookups come in bulk, a large index is read only where its
+    /// searches go; from then on it is read whole, in the background.
+    #[test]
+    fn a_large_index_is_read_whole_once_lookups_come_in_bulk() {
+        let Some((_dir, backend)) = cold_index(100_000) else {
+            return;
+        };
+        let bytes = backend.map("index/i").unwrap();
+        assert!(bytes.len() > READ_WHOLE_MAX);
+        let index = IndexFile::open(bytes.clone(), "i").unwrap();
+        for i in 0..15 {
+            assert!(index.get(&id(i * 997)).unwrap().is_some());
+        }
+        let read = resident(&bytes);
+        assert!(read <= 15 * 4, "{read} pages read for 15 lookups");
+        assert!(index.get(&id(5)).unwrap().is_some());
+        wait_resident(&bytes, "after 16 lookups");
     }
 }

@@ -3,9 +3,9 @@
 //! The mount runs in the foreground until it is unmounted (`rewind umount`,
 //! `umount`, `fusermount3 -u`, Ctrl-C, SIGTERM or SIGHUP), then exits 0. A
 //! first signal detaches the mount, which ends once no process uses it; a
-//! second signal exits at once. `--daemon` forks before any thread starts, and
-//! the parent returns only when the child's mount is ready (or with the
-//! child's error).
+//! second signal exits at once. `--daemon` forks before the serving threads
+//! start (the one that opened the repository has ended), and the parent
+//! returns only when the child's mount is ready (or with the child's error).
 
 use super::{FilterArgs, RepoArg};
 use crate::fuse::{self, MountOptions};
@@ -87,27 +87,37 @@ pub fn umount(args: UmountArgs) -> Result<u8> {
 }
 
 fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
-    let path = repo.path()?;
-    // The repository's path and the mountpoint's are looked up at once: on a
-    // cold cache each is a few reads of directory blocks, and the mount is
-    // in place that much sooner.
-    let opening = std::thread::Builder::new()
-        .spawn(move || {
-            // Absolute, so the daemon can leave the working directory.
-            let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
-            // The index is read once the mount holds its lock (see `serve`).
-            let repo = Repository::open_dir_unindexed(&repo_path)
-                .with_context(|| format!("opening repository {}", repo_path.display()));
-            (repo_path, repo)
-        })
-        .context("starting a thread")?;
-    let mnt = mountpoint::check(&args.mountpoint).context("cannot mount");
-    let fuse = mountpoint::check_fuse_device().context("cannot mount");
+    let path = repo.path();
+    // The repository is opened while the mountpoint is checked: on a cold
+    // cache each is a few reads of directory blocks, and the mount is in
+    // place that much sooner. A failed check returns at once, leaving the
+    // thread to end on its own (a repository on a stalled network file
+    // system does not hold up the error).
+    let opening = match &path {
+        Ok(path) => {
+            let path = path.clone();
+            Some(
+                std::thread::Builder::new()
+                    .spawn(move || {
+                        // Absolute, so the daemon can leave the working directory.
+                        let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
+                        // The index is read once the mount holds its lock (see `serve`).
+                        let repo = Repository::open_dir_unindexed(&repo_path)
+                            .with_context(|| format!("opening repository {}", repo_path.display()));
+                        (repo_path, repo)
+                    })
+                    .context("starting a thread")?,
+            )
+        }
+        Err(_) => None,
+    };
+    let mnt = mountpoint::check(&args.mountpoint).context("cannot mount")?;
+    mountpoint::check_fuse_device().context("cannot mount")?;
+    path?;
     let (repo_path, repo) = opening
+        .expect("a path was found")
         .join()
         .map_err(|_| anyhow!("opening the repository failed"))?;
-    let mnt = mnt?;
-    fuse?;
     let repo = Arc::new(repo?);
     let log = match &args.log_file {
         Some(p) => Some(
@@ -165,7 +175,8 @@ fn serve(
     args: &Args,
     ready: impl FnOnce(&Path, &str),
 ) -> Result<u8> {
-    // Signals go to the watcher thread only: block them before any thread starts.
+    // Signals go to the watcher thread only: block them before the serving
+    // threads start (the one that opened the repository has ended).
     let signals = shutdown_signals();
     signals.thread_block().context("blocking signals")?;
     // Buffers of a MiB and more (whole chunks) come from mmap and go back on

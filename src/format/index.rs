@@ -189,8 +189,13 @@ impl<W: Write> IndexWriter<W> {
 /// Bytes of an index file: a memory map or a buffer.
 pub type Bytes = Arc<dyn IndexBytes>;
 
-/// An index file's bytes, with a hint for when they are searched in bulk.
+/// An index file's bytes, with hints for how they are searched.
 pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
+    /// The first lookup: a small file is read whole now, in the background
+    /// (every lookup searches every index file, and a miss in a cold one
+    /// would cost a read from disk each time).
+    fn searched(&self) {}
+
     /// Lookups come in bulk: bring the file into memory in the background,
     /// and from now on let a page read from disk bring its neighbours.
     fn bulk(&self) {}
@@ -198,8 +203,9 @@ pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
 
 /// Lookups after which an index file is searched in bulk (see
 /// [`IndexBytes::bulk`]). Until then a lookup reads only the two or three
-/// pages its search visits: a command that needs a handful of blobs (the
-/// first file of a mount, a restore of one path) never reads a whole index.
+/// pages its search visits in a large file: a command that needs a handful
+/// of blobs (the first file of a mount, a restore of one path) never reads a
+/// whole large index.
 const BULK_LOOKUPS: u32 = 16;
 
 /// Interpolation steps before a search falls back to bisection. Ids are
@@ -356,10 +362,12 @@ impl IndexFile {
     /// Find `id`: interpolation on the id's leading bytes, then bisection.
     pub fn get(&self, id: &BlobId) -> Result<Option<Location>> {
         let n = &self.lookups;
-        if n.load(std::sync::atomic::Ordering::Relaxed) < BULK_LOOKUPS
-            && n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == BULK_LOOKUPS
-        {
-            self.bytes.bulk();
+        if n.load(std::sync::atomic::Ordering::Relaxed) < BULK_LOOKUPS {
+            match n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 {
+                1 => self.bytes.searched(),
+                BULK_LOOKUPS => self.bytes.bulk(),
+                _ => {}
+            }
         }
         match self.search(id, |_| {}) {
             Some(i) => self
@@ -530,7 +538,9 @@ mod tests {
         for i in 0..n + n / 10 {
             let mut pages = std::collections::BTreeSet::new();
             let found = idx.search(&id(i), |r| {
-                pages.insert((BODY_START + 8 + 32 + r * RECORD_LEN) / 4096);
+                let at = BODY_START + 8 + 32 + r * RECORD_LEN;
+                pages.insert(at / 4096);
+                pages.insert((at + RECORD_LEN - 1) / 4096);
             });
             assert_eq!(found.is_some(), i < n);
             total += pages.len();

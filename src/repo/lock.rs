@@ -13,6 +13,7 @@
 //! each other and both back off, so neither proceeds on a conflict.
 
 use super::Repository;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::id::to_hex;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,26 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Locks this process holds, for [`release_held`].
+static HELD: std::sync::Mutex<Vec<(Arc<dyn Backend>, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Remove every lock this process holds, without waiting for anything: for a
+/// panic, after which a release build aborts and no destructor runs. (A lock
+/// left behind would be stale at once on this host, but block other hosts
+/// for [`STALE_AFTER`].)
+pub fn release_held() {
+    release_where(|_| true);
+}
+
+/// Remove the held locks whose repository's backend passes `which`.
+fn release_where(which: impl Fn(&Arc<dyn Backend>) -> bool) {
+    if let Ok(held) = HELD.try_lock() {
+        for (backend, name) in held.iter().filter(|(b, _)| which(b)) {
+            let _ = backend.delete(name);
+        }
+    }
+}
+
 /// A held lock: refreshed in the background, removed on drop.
 pub struct Lock {
     repo: Arc<Repository>,
@@ -91,6 +112,8 @@ impl Drop for Lock {
             let _ = h.join();
         }
         let _ = self.repo.backend().delete(&self.name);
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|(_, name)| name != &self.name);
     }
 }
 
@@ -184,6 +207,9 @@ pub fn acquire(
             })
             .map_err(|e| Error::io("lock heartbeat thread", e))?
     };
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((repo.backend().clone(), name.clone()));
     Ok(Lock {
         repo: repo.clone(),
         name,
@@ -222,6 +248,25 @@ mod tests {
         );
         drop(x);
         acquire(&r, false, "backup", Duration::ZERO).unwrap();
+    }
+
+    /// What the panic hook calls removes the locks this process holds (here
+    /// only this test's repository's: tests run side by side).
+    #[test]
+    fn held_locks_are_released_for_a_panic() {
+        let r = repo();
+        let a = acquire(&r, false, "backup", Duration::ZERO).unwrap();
+        let _b = acquire(&r, true, "prune", Duration::ZERO).err();
+        assert_eq!(r.locks().unwrap().len(), 1);
+        release_where(|b| Arc::ptr_eq(b, r.backend()));
+        assert!(r.locks().unwrap().is_empty());
+        let name = a.name.clone();
+        drop(a);
+        let held = HELD.lock().unwrap();
+        assert!(
+            !held.iter().any(|(_, n)| n == &name),
+            "a dropped lock is forgotten"
+        );
     }
 
     #[test]
