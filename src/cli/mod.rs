@@ -137,24 +137,12 @@ impl RepoArg {
     }
 
     /// Take a shared lock (or an exclusive one) for `command`, waiting up to
-    /// `--lock-wait` for conflicting holders.
+    /// `--lock-wait` for conflicting holders. The caller must call
+    /// [`Repository::reload_index`] afterwards, before it looks anything up:
+    /// what was mapped before may predate a prune it waited for.
     ///
     /// A reader that may not write the repository (a read-only mount, another
     /// user's repository) goes on without a shared lock, with a warning.
-    pub fn lock(
-        &self,
-        repo: &Arc<Repository>,
-        exclusive: bool,
-        command: &str,
-    ) -> Result<Option<crate::repo::lock::Lock>> {
-        let lock = self.lock_unindexed(repo, exclusive, command)?;
-        // What was mapped before the lock may predate a prune we waited for.
-        repo.reload_index()?;
-        Ok(lock)
-    }
-
-    /// [`RepoArg::lock`] without reading the index again: the caller must
-    /// call [`Repository::reload_index`] before it looks anything up.
     pub fn lock_unindexed(
         &self,
         repo: &Arc<Repository>,
@@ -189,15 +177,16 @@ impl RepoArg {
         Ok(repo)
     }
 
-    /// Open the repository and take its lock ([`RepoArg::lock`]); the index
-    /// is read once, under the lock.
+    /// Open the repository and take its lock ([`RepoArg::lock_unindexed`]);
+    /// the index is read once, under the lock.
     pub fn open_locked(
         &self,
         exclusive: bool,
         command: &str,
     ) -> Result<(Arc<Repository>, Option<crate::repo::lock::Lock>)> {
         let repo = self.open_unindexed()?;
-        let lock = self.lock(&repo, exclusive, command)?;
+        let lock = self.lock_unindexed(&repo, exclusive, command)?;
+        repo.reload_index()?;
         Ok((repo, lock))
     }
 

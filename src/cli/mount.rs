@@ -87,35 +87,15 @@ pub fn umount(args: UmountArgs) -> Result<u8> {
 }
 
 fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
-    let path = repo.path();
     // The repository is opened while the mountpoint is checked: on a cold
     // cache each is a few reads of directory blocks, and the mount is in
     // place that much sooner. A failed check returns at once, leaving the
     // thread to end on its own (a repository on a stalled network file
     // system does not hold up the error).
-    let opening = match &path {
-        Ok(path) => {
-            let path = path.clone();
-            Some(
-                std::thread::Builder::new()
-                    .spawn(move || {
-                        // Absolute, so the daemon can leave the working directory.
-                        let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
-                        // The index is read once the mount holds its lock (see `serve`).
-                        let repo = Repository::open_dir_unindexed(&repo_path)
-                            .with_context(|| format!("opening repository {}", repo_path.display()));
-                        (repo_path, repo)
-                    })
-                    .context("starting a thread")?,
-            )
-        }
-        Err(_) => None,
-    };
+    let opening = repo.path().and_then(open_in_background);
     let mnt = mountpoint::check(&args.mountpoint).context("cannot mount")?;
     mountpoint::check_fuse_device().context("cannot mount")?;
-    path?;
-    let (repo_path, repo) = opening
-        .expect("a path was found")
+    let (repo_path, repo) = opening?
         .join()
         .map_err(|_| anyhow!("opening the repository failed"))?;
     let repo = Arc::new(repo?);
@@ -135,6 +115,22 @@ fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
         mountpoint: mnt,
         log,
     })
+}
+
+/// The repository at `path`, opened in a thread, with its absolute path (so
+/// the daemon can leave the working directory). Its index is read once the
+/// mount holds its lock (see `serve`).
+fn open_in_background(
+    path: PathBuf,
+) -> Result<std::thread::JoinHandle<(PathBuf, Result<Repository>)>> {
+    std::thread::Builder::new()
+        .spawn(move || {
+            let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
+            let repo = Repository::open_dir_unindexed(&repo_path)
+                .with_context(|| format!("opening repository {}", repo_path.display()));
+            (repo_path, repo)
+        })
+        .context("starting a thread")
 }
 
 /// What the mount shows at its root, and how to name it.
@@ -205,23 +201,14 @@ fn serve(
     };
     let mnt = plan.mountpoint;
     let prepare = || -> Result<_> {
-        // Read the index while taking the lock and finding the snapshot; the
-        // reload under the lock then only picks up what changed meanwhile
-        // (a prune we waited for), and reports what is wrong.
-        let preload = {
-            let repo = repo.clone();
-            std::thread::Builder::new()
-                .spawn(move || drop(repo.reload_index()))
-                .context("starting a thread")?
-        };
         // A repository this user cannot write is mounted without a lock
-        // (with a warning from `lock`).
+        // (with a warning from `lock_unindexed`). The index is read once,
+        // under the lock, so it cannot predate a prune we waited for.
         let lock = match args.no_lock {
             true => None,
             false => repo_arg.lock_unindexed(&repo, false, "mount")?,
         };
         let (root, what) = root(&repo, &plan.repo_path, args)?;
-        let _ = preload.join();
         repo.reload_index()
             .with_context(|| format!("reading the index of {}", plan.repo_path.display()))?;
         vfs.set_root(root).context("preparing the mount")?;

@@ -131,6 +131,20 @@ struct Held {
     lookups: u64,
 }
 
+/// Where inode `key` is in `held`: `Ok` with its number if held, else `Err`
+/// with the free number it would take (`key.ino`, or the next one free when
+/// another inode has it).
+fn probe(held: &HashMap<Ino, Held>, key: Key) -> std::result::Result<Ino, Ino> {
+    let mut ino = key.ino;
+    loop {
+        match held.get(&ino) {
+            Some(h) if h.slot.check == key.check => return Ok(ino),
+            Some(_) => ino = ino.wrapping_add(1).max(2),
+            None => return Err(ino),
+        }
+    }
+}
+
 /// The inodes the kernel holds references to.
 pub struct Table {
     held: Mutex<HashMap<Ino, Held>>,
@@ -169,17 +183,13 @@ impl Table {
     /// number belongs to a different inode.
     pub fn remember(&self, key: Key, parent: Ino, node: impl FnOnce() -> Node) -> Ino {
         let mut held = self.lock();
-        let mut ino = key.ino;
-        loop {
-            match held.get_mut(&ino) {
-                Some(h) if h.slot.check == key.check => {
-                    h.lookups += 1;
-                    return ino;
-                }
-                Some(_) => ino = ino.wrapping_add(1).max(2),
-                None => break,
+        let ino = match probe(&held, key) {
+            Ok(ino) => {
+                held.get_mut(&ino).expect("just found").lookups += 1;
+                return ino;
             }
-        }
+            Err(free) => free,
+        };
         let slot = Arc::new(Slot {
             node: node(),
             parent,
@@ -203,14 +213,8 @@ impl Table {
     /// The inode `key` names, with its number, if the kernel holds it.
     pub fn held(&self, key: Key) -> Option<(Ino, Arc<Slot>)> {
         let held = self.lock();
-        let mut ino = key.ino;
-        loop {
-            match held.get(&ino) {
-                Some(h) if h.slot.check == key.check => return Some((ino, h.slot.clone())),
-                Some(_) => ino = ino.wrapping_add(1).max(2),
-                None => return None,
-            }
-        }
+        let ino = probe(&held, key).ok()?;
+        Some((ino, held[&ino].slot.clone()))
     }
 
     /// Drop `n` kernel references; the inode goes when none are left.
