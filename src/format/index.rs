@@ -390,42 +390,30 @@ impl IndexFile {
         // [klo, khi]: each probe bounds one side by its own key.
         let (mut lo, mut hi) = (0usize, self.records);
         let (mut klo, mut khi) = (0u64, u64::MAX);
-        let mut probe = |i: usize, lo: &mut usize, hi: &mut usize, klo: &mut u64, khi: &mut u64| {
-            probed(i);
-            match self.record(i)[..32].cmp(target) {
-                std::cmp::Ordering::Less => (*lo, *klo) = (i + 1, self.key_at(i)),
-                std::cmp::Ordering::Greater => (*hi, *khi) = (i, self.key_at(i)),
-                std::cmp::Ordering::Equal => return true,
-            }
-            false
-        };
         let mut steps = 0;
+        // After an interpolated guess: the guess, and how far beyond it the
+        // guard probe goes.
+        let mut guard: Option<(usize, usize)> = None;
         while lo < hi {
             let len = hi - lo;
-            if steps == INTERPOLATION_STEPS || len <= BISECT_BELOW {
-                let mid = lo + len / 2;
-                if probe(mid, &mut lo, &mut hi, &mut klo, &mut khi) {
-                    return Some(mid);
+            let i = match guard.take() {
+                // The guess was below the id (its probe moved `lo` past it).
+                Some((guess, reach)) if lo > guess => (guess + reach).min(hi - 1),
+                Some((guess, reach)) => guess.saturating_sub(reach).max(lo),
+                None if steps < INTERPOLATION_STEPS && len > BISECT_BELOW => {
+                    steps += 1;
+                    let frac = (key - klo) as u128 * len as u128 / ((khi - klo) as u128 + 1);
+                    let guess = lo + frac as usize;
+                    guard = Some((guess, len.isqrt()));
+                    guess
                 }
-                continue;
-            }
-            steps += 1;
-            let frac = (key - klo) as u128 * len as u128 / ((khi - klo) as u128 + 1);
-            let guess = lo + frac as usize;
-            if probe(guess, &mut lo, &mut hi, &mut klo, &mut khi) {
-                return Some(guess);
-            }
-            if lo == hi {
-                break;
-            }
-            let reach = len.isqrt();
-            let guard = if lo > guess {
-                (guess + reach).min(hi - 1)
-            } else {
-                guess.saturating_sub(reach).max(lo)
+                None => lo + len / 2,
             };
-            if probe(guard, &mut lo, &mut hi, &mut klo, &mut khi) {
-                return Some(guard);
+            probed(i);
+            match self.record(i)[..32].cmp(target) {
+                std::cmp::Ordering::Less => (lo, klo) = (i + 1, self.key_at(i)),
+                std::cmp::Ordering::Greater => (hi, khi) = (i, self.key_at(i)),
+                std::cmp::Ordering::Equal => return Some(i),
             }
         }
         None
@@ -519,6 +507,34 @@ mod tests {
             assert_eq!(idx.get(&BlobId([0; 32])).unwrap(), None);
             assert_eq!(idx.get(&BlobId([0xff; 32])).unwrap(), None);
         }
+    }
+
+    /// A damaged file whose records are out of order may miss ids, but
+    /// every search ends, in bounds, without a panic.
+    #[test]
+    fn searches_of_unsorted_records_end() {
+        let id = |i: u32| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        let entries = (0..3000u32)
+            .map(|i| PackEntry {
+                id: id(i),
+                ..entry(0, i)
+            })
+            .collect();
+        let mut bytes = encode(&[(PackId([1; 32]), entries)]);
+        let records = BODY_START + 8 + 32;
+        // Reverse the order of the records.
+        let body = &mut bytes[records..records + 3000 * RECORD_LEN];
+        let rows: Vec<Vec<u8>> = body.chunks(RECORD_LEN).rev().map(<[u8]>::to_vec).collect();
+        body.copy_from_slice(&rows.concat());
+        let idx = IndexFile::open(Arc::new(bytes), "t").unwrap();
+        let mut probes = 0;
+        for i in 0..3000 {
+            let _ = idx.search(&id(i), |r| {
+                assert!(r < 3000);
+                probes += 1;
+            });
+        }
+        assert!(probes < 3000 * 32, "{probes} probes");
     }
 
     /// Hashed ids are found reading two or three pages of the file, where
