@@ -35,7 +35,9 @@
 //! Blob ids are keyed hashes, so uniform: a search interpolates on an id's first
 //! eight bytes (big-endian) and finds it in two or three pages of a cold file,
 //! where bisection would visit ten (see [`IndexFile::get`]). Nothing in the
-//! format depends on it: a reader may bisect.
+//! format depends on it: a reader may bisect. A repository searches its index
+//! files smallest first (`Repository::lookup`): small files are read whole,
+//! so a miss in them costs no disk read.
 
 use super::codec::{envelope, open_envelope, FileKind, ENVELOPE_LEN};
 use super::id::{BlobId, IndexId, PackId};
@@ -191,9 +193,9 @@ pub type Bytes = Arc<dyn IndexBytes>;
 
 /// An index file's bytes, with hints for how they are searched.
 pub trait IndexBytes: Deref<Target = [u8]> + Send + Sync {
-    /// The first lookup: a small file is read whole now, in the background
-    /// (every lookup searches every index file, and a miss in a cold one
-    /// would cost a read from disk each time).
+    /// The first lookup is done: a small file is read whole now, in the
+    /// background (lookups search every index file until one has the id,
+    /// and a miss in a cold file would cost a read from disk each time).
     fn searched(&self) {}
 
     /// Lookups come in bulk: bring the file into memory in the background,
@@ -263,6 +265,11 @@ impl IndexFile {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file's length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Verify the checksum and that records are sorted and point at known packs.
@@ -361,6 +368,9 @@ impl IndexFile {
 
     /// Find `id`: interpolation on the id's leading bytes, then bisection.
     pub fn get(&self, id: &BlobId) -> Result<Option<Location>> {
+        let found = self.search(id, |_| {});
+        // The hints follow the search, so its own two or three pages are
+        // read first rather than queued behind a whole file read ahead.
         let n = &self.lookups;
         if n.load(std::sync::atomic::Ordering::Relaxed) < BULK_LOOKUPS {
             match n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 {
@@ -369,7 +379,7 @@ impl IndexFile {
                 _ => {}
             }
         }
-        match self.search(id, |_| {}) {
+        match found {
             Some(i) => self
                 .location_at(i, &format!("index {}", self.name))
                 .map(Some),

@@ -28,6 +28,7 @@ pub struct Repository {
     config: Config,
     codec: Codec,
     hasher: Hasher,
+    /// The mapped index files, smallest first: the order lookups search them.
     index: RwLock<Vec<IndexFile>>,
     frames: Mutex<FrameCache>,
     bad_index: Mutex<Vec<String>>,
@@ -156,6 +157,7 @@ impl Repository {
                 Err(e) => bad.push(e.to_string()),
             }
         }
+        index.sort_by_key(IndexFile::byte_len);
         Ok(())
     }
 
@@ -169,10 +171,9 @@ impl Repository {
 
     /// Make a just-written index file visible to lookups.
     pub(crate) fn add_index(&self, file: IndexFile) {
-        self.index
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(file);
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let at = index.partition_point(|f| f.byte_len() <= file.byte_len());
+        index.insert(at, file);
     }
 
     /// The index files currently mapped.
@@ -181,9 +182,16 @@ impl Repository {
     }
 
     /// Where blob `id` is stored, if anywhere.
+    ///
+    /// Files are searched smallest first. A small file is read whole at its
+    /// first lookup, so a miss in it costs no disk read, while a miss in a
+    /// large file not yet in memory costs the two or three pages its search
+    /// visits. A snapshot's trees are mostly in the small files its own and
+    /// recent backups wrote, so the mount's first lookups read no page of
+    /// the large index of the first backup.
     pub fn lookup(&self, id: &BlobId) -> Result<Option<Location>> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        for file in index.iter().rev() {
+        for file in index.iter() {
             if let Some(loc) = file.get(id)? {
                 return Ok(Some(loc));
             }
@@ -473,5 +481,99 @@ impl SnapshotFilter {
         } else {
             format!(" ({})", parts.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::format::id::PackId;
+    use crate::format::index::encode;
+    use crate::format::pack::{BlobKind, Frame, PackEntry};
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    fn id(i: u32) -> BlobId {
+        BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
+    }
+
+    fn entries(ids: impl Iterator<Item = u32>) -> Vec<PackEntry> {
+        ids.map(|i| PackEntry {
+            kind: BlobKind::Data,
+            id: id(i),
+            frame: Frame {
+                offset: i,
+                stored_len: 10,
+                raw_len: 20,
+            },
+            inner: 0,
+            raw_len: 20,
+        })
+        .collect()
+    }
+
+    /// Pages of file `path` in the page cache (mincore asks, reads nothing).
+    fn resident(path: &Path) -> usize {
+        let f = File::open(path).unwrap();
+        // SAFETY: a private read-only map of a file nobody changes.
+        let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        // SAFETY: sysconf only reads a system value.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize };
+        let mut vec = vec![0u8; map.len().div_ceil(page)];
+        // SAFETY: `map` is a live, page-aligned mapping of `map.len()` bytes.
+        let r = unsafe { libc::mincore(map.as_ptr() as *mut _, map.len(), vec.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore");
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    /// A blob in a small index file is found without reading a page of a
+    /// large one that is not in memory: the mount's first lookups (the
+    /// latest snapshot's trees, in the small index of its backup) read no
+    /// page of the first backup's large index.
+    #[test]
+    fn lookups_search_small_index_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs_type = nix::sys::statfs::statfs(dir.path())
+            .unwrap()
+            .filesystem_type();
+        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
+            eprintln!("skipped: {} is on tmpfs", dir.path().display());
+            return;
+        }
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir.path()))).unwrap();
+        std::fs::create_dir_all(dir.path().join("index")).unwrap();
+        // Named so that the large file sorts last, and was searched first
+        // when files were searched newest-listed first.
+        let large = dir.path().join("index").join("f".repeat(64));
+        let small = dir.path().join("index").join("0".repeat(64));
+        std::fs::write(&large, encode(&[(PackId([1; 32]), entries(0..100_000))])).unwrap();
+        std::fs::write(
+            &small,
+            encode(&[(PackId([2; 32]), entries(200_000..200_010))]),
+        )
+        .unwrap();
+        let f = File::open(&large).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: an advice on an open descriptor.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        repo.reload_index().unwrap();
+        // Opening reads the header's page.
+        let opened = resident(&large);
+        assert!(opened <= 1, "the large file was not evicted");
+        for i in 200_000..200_010 {
+            let loc = repo.lookup(&id(i)).unwrap().expect("in the small file");
+            assert_eq!(loc.pack, PackId([2; 32]));
+        }
+        assert_eq!(
+            resident(&large),
+            opened,
+            "lookups of blobs in the small file read the large one"
+        );
+        let loc = repo.lookup(&id(77)).unwrap().expect("in the large file");
+        assert_eq!(loc.pack, PackId([1; 32]));
+        assert!(repo.lookup(&id(300_000)).unwrap().is_none());
     }
 }
