@@ -64,6 +64,13 @@ struct Plan {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
+    let f = &args.filter;
+    if args.snapshot.is_none() && (f.host.is_some() || !f.paths.is_empty() || !f.tags.is_empty()) {
+        bail!(
+            "--host, --path and --tag choose the snapshot of --snapshot (as in `--snapshot latest --host web1`); \
+             without --snapshot the mount shows every snapshot, by host under hosts/ and by tag under tags/"
+        );
+    }
     let plan = plan(repo, &args)?;
     if args.daemon {
         return daemon(repo, plan, &args);
@@ -197,7 +204,8 @@ fn serve(
     let mount_opts = MountOptions {
         allow_other: args.allow_other,
         threads: args.threads.max(1),
-        fsname: format!("rewind:{}", plan.repo_path.display()).replace(',', "_"),
+        fsname: format!("{}{}", mountpoint::SOURCE_PREFIX, plan.repo_path.display())
+            .replace(',', "_"),
     };
     let mnt = plan.mountpoint;
     let prepare = || -> Result<_> {

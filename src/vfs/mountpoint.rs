@@ -19,12 +19,18 @@ pub struct MountInfo {
     pub dev: String,
     pub point: PathBuf,
     pub fstype: String,
+    /// What was mounted: `rewind:<repository>` for a rewind mount.
+    pub source: String,
 }
 
+/// The start of the source of every rewind mount (`rewind:<repository>`).
+pub const SOURCE_PREFIX: &str = "rewind:";
+
 /// Check that `path` can be mounted on: an existing, empty directory that is
-/// not already a mount point. Returns it as an absolute path.
+/// not already a mount point. Returns it as an absolute path, with symlinks
+/// followed (as `mount` follows them).
 pub fn check(path: &Path) -> Result<PathBuf> {
-    let abs = absolute(path)?;
+    let abs = resolve(&absolute(path)?);
     let shown = path.display();
     match std::fs::symlink_metadata(&abs) {
         Ok(m) if m.is_dir() => {}
@@ -83,30 +89,39 @@ pub fn check_fuse_device() -> Result<()> {
 
 /// Detach the FUSE mount at `path` (lazily: processes still inside keep
 /// their open files until they close them). Works on dead mounts. Refuses
-/// anything that is not a FUSE mount.
+/// anything that is not a rewind mount.
 pub fn detach(path: &Path) -> Result<()> {
-    let abs = absolute(path)?;
-    match find(&abs)? {
-        Some(m) if m.fstype == "fuse" || m.fstype.starts_with("fuse.") => {}
-        Some(m) => {
-            return Err(Error::InvalidInput(format!(
-                "{} is a {} mount, not a FUSE mount; not unmounting it",
-                path.display(),
-                m.fstype
-            )))
-        }
-        None => {
-            return Err(Error::InvalidInput(format!(
-                "{} is not mounted",
-                path.display()
-            )))
-        }
-    }
+    let abs = resolve(&absolute(path)?);
+    detachable(path, find(&abs)?)?;
     match nix::mount::umount2(&abs, nix::mount::MntFlags::MNT_DETACH) {
         Ok(()) => Ok(()),
         // Not root: the setuid helper may unmount what this user mounted.
         Err(nix::errno::Errno::EPERM) => fusermount_unmount(&abs),
         Err(e) => Err(Error::io(&abs, e.into())),
+    }
+}
+
+/// Whether the mount found at `path` is one of rewind's, which alone
+/// `rewind umount` takes down.
+fn detachable(path: &Path, found: Option<MountInfo>) -> Result<()> {
+    match found {
+        Some(m) if !(m.fstype == "fuse" || m.fstype.starts_with("fuse.")) => {
+            Err(Error::InvalidInput(format!(
+                "{} is a {} mount, not a FUSE mount; not unmounting it",
+                path.display(),
+                m.fstype
+            )))
+        }
+        Some(m) if !m.source.starts_with(SOURCE_PREFIX) => Err(Error::InvalidInput(format!(
+            "{} is a FUSE mount of {:?}, not a rewind mount; not unmounting it (use `fusermount3 -u`)",
+            path.display(),
+            m.source
+        ))),
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidInput(format!(
+            "{} is not mounted",
+            path.display()
+        ))),
     }
 }
 
@@ -160,6 +175,10 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<MountInfo> {
             dev: String::from_utf8_lossy(fields[2]).into_owned(),
             point: PathBuf::from(OsStr::from_bytes(&unescape(fields[4]))),
             fstype: String::from_utf8_lossy(fields[sep + 1]).into_owned(),
+            source: fields
+                .get(sep + 2)
+                .map(|f| String::from_utf8_lossy(&unescape(f)).into_owned())
+                .unwrap_or_default(),
         });
     }
     out
@@ -217,6 +236,27 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// `abs` with symlinks in its last name followed, without stat'ing what
+/// they lead to (that may be a dead mount): the parent is already resolved
+/// by [`absolute`]. A loop or a dangling link stops where it is.
+fn resolve(abs: &Path) -> PathBuf {
+    let mut cur = abs.to_path_buf();
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&cur) else {
+            return cur;
+        };
+        let next = match cur.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+        match absolute(&next) {
+            Ok(n) => cur = n,
+            Err(_) => return cur,
+        }
+    }
+    cur
+}
+
 /// Raise the kernel's read-ahead for the mounted file system on device
 /// `dev` (`major:minor`): sequential readers then get requests of up to a
 /// MiB instead of 128 KiB. Needs root; best effort.
@@ -238,8 +278,27 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].point, Path::new("/tmp/with space"));
         assert_eq!(m[1].fstype, "fuse");
+        assert_eq!(m[1].source, "rewind:/r");
         assert_eq!(m[1].dev, "0:52");
         assert_eq!(m[0].fstype, "proc");
+    }
+
+    #[test]
+    fn only_rewind_mounts_are_unmounted() {
+        let text = b"90 30 0:52 / /m/ours rw - fuse rewind:/r rw\n\
+            91 30 0:53 / /m/sshfs rw - fuse.sshfs host:/home rw\n\
+            92 30 0:54 / /m/tmp rw - tmpfs tmpfs rw\n";
+        let m = parse_mountinfo(text);
+        let at = |i: usize| detachable(&m[i].point, Some(m[i].clone()));
+        assert!(at(0).is_ok());
+        let e = at(1).unwrap_err().to_string();
+        assert!(
+            e.contains("not a rewind mount") && e.contains("host:/home"),
+            "{e}"
+        );
+        assert!(at(2).unwrap_err().to_string().contains("not a FUSE mount"));
+        let e = detachable(Path::new("/m/x"), None).unwrap_err().to_string();
+        assert!(e.contains("not mounted"), "{e}");
     }
 
     #[test]
@@ -261,6 +320,14 @@ mod tests {
         );
         let e = detach(&empty).unwrap_err().to_string();
         assert!(e.contains("not mounted"), "{e}");
+        // A symlink to an empty directory is followed, as `mount` does.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink("empty", &link).unwrap();
+        assert_eq!(check(&link).unwrap(), check(&empty).unwrap());
+        let dangling = d.path().join("dangling");
+        std::os::unix::fs::symlink("nope", &dangling).unwrap();
+        let e = check(&dangling).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
         assert!(detach(Path::new("/proc"))
             .unwrap_err()
             .to_string()
