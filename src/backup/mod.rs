@@ -289,8 +289,21 @@ fn snapshot_path(p: &Path) -> Result<PathBuf> {
             p
         )));
     }
+    // No Linux file system takes a longer name: it could be stored, but
+    // never restored or copied out of the mount.
+    if let Some(long) = components(&n).iter().find(|c| c.len() > NAME_MAX) {
+        return Err(Error::InvalidInput(format!(
+            "--stdin-name {:?}: the name {:?} is {} bytes, longer than the {NAME_MAX} a file system allows",
+            p,
+            String::from_utf8_lossy(long),
+            long.len()
+        )));
+    }
     Ok(n)
 }
+
+/// The longest file name Linux file systems take, in bytes.
+const NAME_MAX: usize = 255;
 
 fn components(p: &Path) -> Vec<Vec<u8>> {
     p.components()

@@ -36,6 +36,37 @@ fn stdin_is_stored_at_the_given_path() {
     assert_eq!(cat.stdout, dump);
 }
 
+/// A name no file system takes could be stored but never restored or
+/// copied out of the mount: it is refused, and nothing is written.
+#[test]
+fn a_stdin_name_longer_than_a_file_system_allows_is_refused() {
+    let t = TempRepo::new();
+    let long = format!("db/{}.sql", "a".repeat(252));
+    let out = t.rewind([
+        "backup",
+        "--stdin-name",
+        long.as_str(),
+        "--stdin-from-command",
+        "echo row",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("longer than the 255"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot_count(&t), 0);
+    let fits = format!("db/{}.sql", "a".repeat(251));
+    t.ok([
+        "backup",
+        "--stdin-name",
+        fits.as_str(),
+        "--stdin-from-command",
+        "echo row",
+    ]);
+    assert_eq!(t.ok(["cat", "latest", fits.as_str()]), "row\n");
+}
+
 #[test]
 fn failing_dump_command_writes_no_snapshot() {
     let t = TempRepo::new();
