@@ -158,7 +158,11 @@ verdict() {
     echo "restore-test: PASS snapshot ${snap_id:0:8}:$path ($mode; ${passed[*]}) in ${secs}s"
     exit 0
   fi
-  local id=${snap_id:-$snapshot}
+  local id=${snap_id:-$snapshot} errors=$scratch/logs/mount-errors.log
+  if [ -s "$errors" ]; then
+    echo "restore-test: the mount logged read errors:" >&2
+    tail -n 20 "$errors" | sed 's/^/  | /' >&2
+  fi
   echo "restore-test: FAIL snapshot ${id:0:8}:$path: ${failed[*]} failed${passed[*]:+ (${passed[*]} passed)} in ${secs}s"
   exit 1
 }
@@ -193,7 +197,8 @@ if [ "$mode" = restore ]; then
 else
   mkdir "$scratch/mnt"
   mount_it() {
-    "$rewind_bin" mount "$scratch/mnt" --snapshot "$snap_id" --daemon && mounted=$scratch/mnt
+    "$rewind_bin" mount "$scratch/mnt" --snapshot "$snap_id" --daemon \
+      --log-file "$scratch/logs/mount-errors.log" && mounted=$scratch/mnt
   }
   step mount mount_it || verdict
   tree=$scratch/mnt${path%/}

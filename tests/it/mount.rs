@@ -1,7 +1,7 @@
 //! `rewind mount`, for real: stat, xattrs, links, devices, contents, EROFS,
 //! permissions for other users, copying out, faults and unmounting.
 
-mod guard;
+pub(crate) mod guard;
 mod lifecycle;
 mod push;
 
@@ -127,6 +127,137 @@ fn reads_at_random_offsets_match_the_source() {
             assert!(x[..nx] == y[..ny], "{rel}: content at {off}+{len}");
         }
     }
+}
+
+/// The data regions of a file, by SEEK_DATA/SEEK_HOLE from each offset in
+/// `probes`: (offset, next data or ENXIO, next hole).
+fn seeks(f: &fs::File, probes: &[u64]) -> Vec<(u64, i64, i64)> {
+    use std::os::fd::AsRawFd;
+    let at = |off: u64, whence| unsafe { libc::lseek(f.as_raw_fd(), off as i64, whence) };
+    probes
+        .iter()
+        .map(|&o| (o, at(o, libc::SEEK_DATA), at(o, libc::SEEK_HOLE)))
+        .collect()
+}
+
+/// Bytes in data regions, by SEEK_DATA/SEEK_HOLE.
+fn data_bytes(f: &fs::File) -> u64 {
+    use std::os::fd::AsRawFd;
+    let (fd, size) = (f.as_raw_fd(), f.metadata().unwrap().len() as i64);
+    let (mut at, mut total) = (0i64, 0u64);
+    while at < size {
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            break;
+        }
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        total += (hole - data) as u64;
+        at = hole;
+    }
+    total
+}
+
+/// Holes through the mount: `lseek(SEEK_DATA/SEEK_HOLE)` lands where it
+/// does in the source, and `st_blocks` counts the data, not the holes.
+#[test]
+fn holes_show_through_lseek_and_st_blocks() {
+    let t = TempRepo::new();
+    let (src, m) = mounted_full(&t);
+    let inside = restored(&m.mnt, &src);
+    for rel in ["sparse", "sparse-tail", "big.bin", "empty"] {
+        let (a, b) = (
+            fs::File::open(src.join(rel)).unwrap(),
+            fs::File::open(inside.join(rel)).unwrap(),
+        );
+        let size = a.metadata().unwrap().len();
+        let mut probes = vec![
+            0,
+            1,
+            4095,
+            4096,
+            size / 3,
+            size / 2,
+            size.saturating_sub(1),
+            size,
+        ];
+        probes.extend([
+            (1 << 20) - 1,
+            1 << 20,
+            (1 << 20) + 4096,
+            20 << 20,
+            (20 << 20) + 4096,
+        ]);
+        probes.retain(|&p| p <= size);
+        assert_eq!(seeks(&a, &probes), seeks(&b, &probes), "{rel}");
+        let data = data_bytes(&a);
+        assert_eq!(data_bytes(&b), data, "{rel}: data bytes");
+        assert_eq!(
+            b.metadata().unwrap().blocks(),
+            data.div_ceil(4096) * 8,
+            "{rel}: st_blocks for {data} bytes of data"
+        );
+    }
+}
+
+/// The cache's size and the number of serving threads change nothing but
+/// speed: with no cache, a 1 KiB one and one thread, the mount is still its
+/// source, byte for byte.
+#[test]
+fn small_caches_and_one_thread_read_the_same() {
+    let t = TempRepo::new();
+    let src = t.full_src();
+    t.backup(&src);
+    for (i, tuning) in [
+        ["--cache-size", "0", "--threads", "1"],
+        ["--cache-size", "1K", "--threads", "2"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut args = vec!["--snapshot", "latest"];
+        args.extend(tuning.iter());
+        let m = MountGuard::start(&t, &format!("mnt{i}"), &args);
+        // The comparer reads every byte of both; reading the source sets its
+        // atimes, so after the first round they are not compared.
+        let opts = compare::Options {
+            atime: i == 0,
+            ..Default::default()
+        };
+        compare::assert_same(&src, &restored(&m.mnt, &src), opts);
+    }
+}
+
+/// A directory of 20,000 entries lists completely and in order through the
+/// mount (the kernel asks for it in many pieces, each from an offset).
+#[test]
+fn a_directory_of_twenty_thousand_entries_lists_whole() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::wide(&src.join("wide"), 20_000);
+    t.backup(&src);
+    let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let dir = restored(&m.mnt, &src).join("wide");
+    let names = |d: &Path| {
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (names(&src.join("wide")), names(&dir));
+    assert_eq!(b.len(), 20_000);
+    assert!(a == b, "names differ");
+    let ls = Command::new("ls").arg("-f").arg(&dir).output().unwrap();
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    assert_eq!(
+        ls.stdout
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        20_002
+    );
+    assert_eq!(fs::read(dir.join("f019999")).unwrap(), b"19999");
 }
 
 /// `op` fails with EROFS.
@@ -339,6 +470,23 @@ fn the_whole_repository_by_time_id_host_and_tag_with_new_snapshots_appearing() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     fs::write(src.join("f"), b"two").unwrap();
     let second = backup("db1");
+    // Two more within one second (tried until a pair shares one): each
+    // gets its short id after the time.
+    let mut made = 2;
+    let shared = (0..5).find_map(|_| {
+        let (a, b) = (backup("db1"), backup("db1"));
+        made += 2;
+        let list = t.ok(["snapshots", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(list.trim()).unwrap();
+        let sec = |id: &str| {
+            let all = v.as_array().unwrap();
+            let s = all
+                .iter()
+                .find(|s| s["id"].as_str().unwrap().starts_with(id));
+            s.unwrap()["time"]["sec"].as_i64().unwrap()
+        };
+        (sec(&a) == sec(&b)).then_some((a, b))
+    });
     let m = MountGuard::start(&t, "mnt", &[]);
     let names = |rel: &str| {
         let mut v: Vec<String> = fs::read_dir(m.join(rel))
@@ -349,11 +497,22 @@ fn the_whole_repository_by_time_id_host_and_tag_with_new_snapshots_appearing() {
         v
     };
     assert_eq!(names(""), ["hosts", "ids", "snapshots", "tags"]);
-    assert_eq!(names("snapshots").len(), 3, "{:?}", names("snapshots"));
+    let (a, b) = shared.expect("no two backups in one second, in 5 tries");
+    let listed = names("snapshots");
+    assert_eq!(listed.len(), made + 1, "{listed:?}");
+    let (na, nb) = (
+        listed.iter().find(|n| n.ends_with(&format!("-{a}"))),
+        listed.iter().find(|n| n.ends_with(&format!("-{b}"))),
+    );
+    let (na, nb) = (
+        na.expect("first of a shared second"),
+        nb.expect("second of it"),
+    );
+    assert_eq!(na.len(), "2026-11-23T02:15:04-".len() + 8, "{na}");
+    assert_eq!(na[..19], nb[..19], "{na} {nb}");
     assert_eq!(names("hosts"), ["db1", "web1"]);
-    let mut ids = vec![first.clone(), second.clone()];
-    ids.sort();
-    assert_eq!(names("ids"), ids);
+    assert_eq!(names("ids").len(), made);
+    assert!(names("ids").contains(&first) && names("ids").contains(&second));
     let file = |dir: &str| fs::read(restored(&m.join(dir), &src).join("f")).unwrap();
     assert_eq!(file(&format!("ids/{first}")), b"one");
     assert_eq!(file("snapshots/latest"), b"two");

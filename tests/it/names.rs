@@ -1,4 +1,5 @@
-//! Paths longer than PATH_MAX, built and checked with directory fds.
+//! Paths longer than PATH_MAX, built and checked with directory fds, restored
+//! and through the mount.
 
 use crate::common::{restored, TempRepo};
 use std::ffi::CString;
@@ -56,7 +57,7 @@ fn component(i: usize) -> CString {
 }
 
 #[test]
-fn paths_longer_than_path_max_back_up_and_restore() {
+fn paths_longer_than_path_max_back_up_restore_and_mount() {
     let t = TempRepo::new();
     let src = t.join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -80,6 +81,14 @@ fn paths_longer_than_path_max_back_up_and_restore() {
         );
         assert_eq!(st.st_mode & 0o7777, 0o750, "level {i}");
         fd = open_dir(fd.as_raw_fd(), &c);
+    }
+    assert_eq!(read_leaf(&fd), b"deep down");
+
+    // Through the mount, walked the same way.
+    let m = crate::mount::guard::MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let mut fd = root_fd(&restored(&m.mnt, &src));
+    for i in 0..DEPTH {
+        fd = open_dir(fd.as_raw_fd(), &component(i));
     }
     assert_eq!(read_leaf(&fd), b"deep down");
 }

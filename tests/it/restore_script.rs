@@ -468,4 +468,22 @@ fn sqlite_dump_restore_and_mount_modes_and_failures() {
         "{}",
         verdict(&out)
     );
+    // Damaged data fails the test through the mount, and the mount's log of
+    // read errors (it runs as a daemon) names the file.
+    {
+        let repo = crate::common::fault::open(&t);
+        let dump = crate::common::fault::entry(&repo, "latest", Path::new("/db/app.sql"));
+        let loc = crate::common::fault::data_locations(&repo, &dump)[0];
+        let pack = crate::common::fault::pack_file(&t, &loc);
+        crate::common::fault::flip_byte(&pack, loc.frame.offset as u64 + 20);
+    }
+    let mut args = db.to_vec();
+    args.extend(["--mode", "mount"]);
+    let out = restore_test(&t, &args, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the mount logged read errors") && stderr(&out).contains("app.sql"),
+        "{}",
+        stderr(&out)
+    );
 }

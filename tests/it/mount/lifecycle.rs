@@ -42,6 +42,16 @@ fn mounting_where_it_cannot_work_says_why() {
     let m = MountGuard::start(&t, "mnt", &[]);
     let e = mount_fails(&t, &m.mnt, None);
     assert!(e.contains("already a mount point"), "{e}");
+    // Snapshot filters without --snapshot would be ignored: refused.
+    let free = t.join("free");
+    fs::create_dir(&free).unwrap();
+    for flag in ["--host", "--tag", "--path"] {
+        let mut cmd = t.cmd(["mount".as_ref(), free.as_os_str()]);
+        cmd.args([flag, "x"]);
+        let e = mount_fails(&t, &free, Some(&mut cmd));
+        assert!(e.contains("without --snapshot"), "{flag}: {e}");
+        assert!(!is_mounted(&free), "{flag}");
+    }
     // Without /dev/fuse: in a mount namespace where /dev is an empty tmpfs.
     let empty = t.join("empty");
     fs::create_dir(&empty).unwrap();
@@ -82,7 +92,7 @@ fn mounting_where_it_cannot_work_says_why() {
 fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
     let (t, src) = small_repo();
     type Unmount = fn(&std::path::Path, u32);
-    let ways: [(&str, Unmount); 4] = [
+    let ways: [(&str, Unmount); 6] = [
         ("rewind umount", |mnt, _| {
             let out = bare(&["umount", mnt.to_str().unwrap()]).output().unwrap();
             assert!(out.status.success(), "{}", stderr(&out));
@@ -101,6 +111,12 @@ fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
         ("SIGTERM", |_, pid| {
             assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0)
         }),
+        ("SIGINT (Ctrl-C)", |_, pid| {
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0)
+        }),
+        ("SIGHUP", |_, pid| {
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0)
+        }),
     ];
     for (i, (how, unmount)) in ways.iter().enumerate() {
         let mut m = MountGuard::start(&t, &format!("mnt{i}"), &["--snapshot", "latest"]);
@@ -117,42 +133,119 @@ fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
     }
 }
 
+/// A signal while a process still uses the mount detaches it at once; the
+/// process keeps its open file and can read it to the end, and the mount
+/// process exits 0 once the file is closed.
 #[test]
-fn daemon_returns_once_mounted_and_ends_on_umount() {
+fn a_signal_on_a_busy_mount_detaches_it_and_the_mount_ends_when_left() {
     let (t, src) = small_repo();
-    let mnt = t.join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let mnt = fs::canonicalize(&mnt).unwrap();
-    let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
-    let guard_mnt = mnt.clone();
+    let mut m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
+    let path = restored(&m.mnt, &src).join("f");
+    let mut open = fs::File::open(&path).unwrap();
+    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) }, 0);
+    let start = Instant::now();
+    while is_mounted(&m.mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "not detached");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        m.wait_exit(1).is_none(),
+        "the mount ended while a file was open:\n{}",
+        m.log_text()
+    );
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut open, &mut content).unwrap();
+    assert_eq!(content, b"content");
+    drop(open);
+    let status = m
+        .wait_exit(10)
+        .expect("still running after the file closed");
+    assert!(status.success(), "{status}\n{}", m.log_text());
+    assert!(m.log_text().contains("unmounting"), "{}", m.log_text());
+}
+
+/// A mount point given as a symlink to an empty directory is followed, as
+/// `mount` follows it, and `rewind umount` takes the link too.
+#[test]
+fn a_symlinked_mount_point_is_followed() {
+    let (t, src) = small_repo();
+    let real = t.join("real");
+    fs::create_dir(&real).unwrap();
+    let link = t.join("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    let mut child = t
+        .cmd(["mount".as_ref(), link.as_os_str()])
+        .args(["--snapshot", "latest"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let real = fs::canonicalize(&real).unwrap();
+    let guard_mnt = real.clone();
     let _cleanup = scopeguard(move || {
         if is_mounted(&guard_mnt) {
             detach(&guard_mnt)
         }
     });
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(is_mounted(&mnt), "mounted when --daemon returns");
-    let pid: i32 = stderr(&out)
-        .rsplit("process ")
-        .next()
-        .unwrap()
-        .trim()
-        .trim_end_matches(')')
-        .parse()
-        .unwrap();
-    let f = restored(&mnt.join("snapshots/latest"), &src).join("f");
-    assert_eq!(fs::read(f).unwrap(), b"content");
-    assert!(bare(&["umount", mnt.to_str().unwrap()])
-        .status()
-        .unwrap()
-        .success());
     let start = Instant::now();
-    while unsafe { libc::kill(pid, 0) } == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "daemon {pid} still running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    while !is_mounted(&real) {
+        assert!(child.try_wait().unwrap().is_none(), "mount exited");
+        assert!(start.elapsed() < Duration::from_secs(20), "not mounted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        fs::read(restored(&link, &src).join("f")).unwrap(),
+        b"content"
+    );
+    let out = bare(&["umount", link.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!is_mounted(&real));
+}
+
+#[test]
+fn daemon_returns_once_mounted_and_ends_on_umount() {
+    let (t, src) = small_repo();
+    let ways: [&[&str]; 2] = [&["rewind-umount"], &["fusermount3", "-u"]];
+    for (i, how) in ways.iter().enumerate() {
+        let mnt = t.join(format!("mnt{i}"));
+        fs::create_dir(&mnt).unwrap();
+        let mnt = fs::canonicalize(&mnt).unwrap();
+        let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
+        let guard_mnt = mnt.clone();
+        let _cleanup = scopeguard(move || {
+            if is_mounted(&guard_mnt) {
+                detach(&guard_mnt)
+            }
+        });
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(is_mounted(&mnt), "mounted when --daemon returns");
+        let pid: i32 = stderr(&out)
+            .rsplit("process ")
+            .next()
+            .unwrap()
+            .trim()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap();
+        let f = restored(&mnt.join("snapshots/latest"), &src).join("f");
+        assert_eq!(fs::read(f).unwrap(), b"content");
+        let unmounted = match how[0] {
+            "rewind-umount" => bare(&["umount", mnt.to_str().unwrap()]).status(),
+            cmd => Command::new(cmd).args(&how[1..]).arg(&mnt).status(),
+        };
+        assert!(unmounted.unwrap().success(), "{how:?}");
+        let start = Instant::now();
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon {pid} still running after {how:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!is_mounted(&mnt), "{how:?}");
     }
 }
 
@@ -223,6 +316,69 @@ fn backups_while_mounted_never_break_the_mount() {
     assert!(
         m.wait_exit(0).is_none(),
         "the mount is still running:\n{}",
+        m.log_text()
+    );
+}
+
+/// Prune while mounted: the mount's shared lock holds it off, naming the
+/// mount; with `--no-lock` it deletes data under the mount, and the mount
+/// goes on (a read of deleted data fails with EIO or still succeeds, the
+/// rest reads).
+#[test]
+fn prune_while_mounted_waits_for_the_mount_or_never_breaks_it() {
+    let (t, src) = small_repo();
+    fs::write(src.join("old"), crate::common::tree::noise(2 << 20, 77)).unwrap();
+    let old_id = {
+        let out = t.ok(["backup", "--json", src.to_str().unwrap()]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["id"].as_str().unwrap()[..8].to_string()
+    };
+    fs::remove_file(src.join("old")).unwrap();
+    fs::write(src.join("f"), b"newer").unwrap();
+    t.backup(&src);
+    let snapshots = || {
+        let v: serde_json::Value =
+            serde_json::from_str(t.ok(["snapshots", "--json"]).trim()).unwrap();
+        v.as_array().unwrap().len()
+    };
+    let prune = || t.rewind(["forget", "--keep-last", "1", "--prune"]);
+    {
+        let _m = MountGuard::start(&t, "mnt", &[]);
+        let out = prune();
+        assert!(!out.status.success(), "pruned under a mount");
+        assert!(stderr(&out).contains("mount"), "{}", stderr(&out));
+        assert_eq!(snapshots(), 3);
+    }
+    let mut m = MountGuard::start(&t, "mnt", &["--no-lock"]);
+    let old = restored(&m.join(format!("ids/{old_id}")), &src).join("old");
+    let open = fs::File::open(&old).unwrap();
+    let packs = || crate::common::fault::files_below(&t.repo().join("data")).len();
+    let before = packs();
+    let out = prune();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(snapshots(), 1);
+    assert!(packs() < before, "prune deleted no pack");
+    let mut buf = Vec::new();
+    match std::io::Read::read_to_end(&mut &open, &mut buf) {
+        Ok(n) => assert_eq!(n, 2 << 20),
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            assert!(m.log_text().contains("old"), "{}", m.log_text());
+        }
+    }
+    let latest = restored(&m.join("snapshots/latest"), &src);
+    assert_eq!(fs::read(latest.join("f")).unwrap(), b"newer");
+    let start = Instant::now();
+    while fs::read_dir(m.join("ids")).unwrap().count() != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "forgotten still shown"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        m.wait_exit(0).is_none(),
+        "the mount ended:\n{}",
         m.log_text()
     );
 }
