@@ -370,21 +370,19 @@ impl crate::format::index::IndexBytes for Mapped {
     }
 }
 
+/// Index files and page-cache probes for tests here and in `repo`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::id::{BlobId, PackId};
-    use crate::format::index::{encode, IndexFile};
+pub(crate) mod fixtures {
+    use crate::format::id::BlobId;
     use crate::format::pack::{BlobKind, Frame, PackEntry};
-    use std::os::fd::AsRawFd;
 
-    fn page() -> usize {
+    pub fn page() -> usize {
         // SAFETY: sysconf only reads a system value.
         unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
     }
 
     /// Pages of a mapping in the page cache (mincore asks, reads nothing).
-    fn resident(bytes: &[u8]) -> usize {
+    pub fn resident(bytes: &[u8]) -> usize {
         let mut vec = vec![0u8; bytes.len().div_ceil(page())];
         // SAFETY: `bytes` is a live mapping, page-aligned as mmap returns it.
         let r = unsafe { libc::mincore(bytes.as_ptr() as *mut _, bytes.len(), vec.as_mut_ptr()) };
@@ -392,9 +390,35 @@ mod tests {
         vec.iter().filter(|&&b| b & 1 == 1).count()
     }
 
-    fn id(i: u32) -> BlobId {
+    /// The blob id numbered `i`.
+    pub fn id(i: u32) -> BlobId {
         BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
     }
+
+    /// Pack entries for the blobs numbered `ids`.
+    pub fn entries(ids: impl Iterator<Item = u32>) -> Vec<PackEntry> {
+        ids.map(|i| PackEntry {
+            kind: BlobKind::Data,
+            id: id(i),
+            frame: Frame {
+                offset: i,
+                stored_len: 10,
+                raw_len: 20,
+            },
+            inner: 0,
+            raw_len: 20,
+        })
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{entries, id, page, resident};
+    use super::*;
+    use crate::format::id::PackId;
+    use crate::format::index::{encode, IndexFile};
+    use std::os::fd::AsRawFd;
 
     /// A repository directory holding index file `index/i` with `records`
     /// records, written and dropped from the page cache; `None` where the
@@ -408,22 +432,9 @@ mod tests {
             eprintln!("skipped: {} is on tmpfs", dir.path().display());
             return None;
         }
-        let entries = (0..records)
-            .map(|i| PackEntry {
-                kind: BlobKind::Data,
-                id: id(i),
-                frame: Frame {
-                    offset: i,
-                    stored_len: 10,
-                    raw_len: 20,
-                },
-                inner: 0,
-                raw_len: 20,
-            })
-            .collect();
         fs::create_dir(dir.path().join("index")).unwrap();
         let path = dir.path().join("index/i");
-        fs::write(&path, encode(&[(PackId([1; 32]), entries)])).unwrap();
+        fs::write(&path, encode(&[(PackId([1; 32]), entries(0..records))])).unwrap();
         let f = File::open(&path).unwrap();
         f.sync_all().unwrap();
         // SAFETY: an advice on an open descriptor.

@@ -487,45 +487,20 @@ impl SnapshotFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::local::fixtures::{self, entries, id};
     use crate::backend::local::LocalBackend;
     use crate::format::id::PackId;
     use crate::format::index::encode;
-    use crate::format::pack::{BlobKind, Frame, PackEntry};
     use std::fs::File;
     use std::os::fd::AsRawFd;
     use std::path::Path;
 
-    fn id(i: u32) -> BlobId {
-        BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
-    }
-
-    fn entries(ids: impl Iterator<Item = u32>) -> Vec<PackEntry> {
-        ids.map(|i| PackEntry {
-            kind: BlobKind::Data,
-            id: id(i),
-            frame: Frame {
-                offset: i,
-                stored_len: 10,
-                raw_len: 20,
-            },
-            inner: 0,
-            raw_len: 20,
-        })
-        .collect()
-    }
-
-    /// Pages of file `path` in the page cache (mincore asks, reads nothing).
+    /// Pages of file `path` in the page cache.
     fn resident(path: &Path) -> usize {
         let f = File::open(path).unwrap();
         // SAFETY: a private read-only map of a file nobody changes.
         let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
-        // SAFETY: sysconf only reads a system value.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize };
-        let mut vec = vec![0u8; map.len().div_ceil(page)];
-        // SAFETY: `map` is a live, page-aligned mapping of `map.len()` bytes.
-        let r = unsafe { libc::mincore(map.as_ptr() as *mut _, map.len(), vec.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore");
-        vec.iter().filter(|&&b| b & 1 == 1).count()
+        fixtures::resident(&map)
     }
 
     /// A blob in a small index file is found without reading a page of a
