@@ -19,6 +19,7 @@
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
 //! - [`cli`]: the command line (the only user of clap).
+//! - [`math`]: `pow` and `log2`, so the binary loads no libm.
 //!
 //! # Data flow
 //!
@@ -60,6 +61,7 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fuse;
+pub mod math;
 pub mod meta;
 pub mod progress;
 pub mod prune;

@@ -205,6 +205,17 @@ fn a_symlinked_mount_point_is_followed() {
     assert!(!is_mounted(&real));
 }
 
+/// The binary defines the two math functions it uses (`rewind::math`), so a
+/// cold start maps no libm.
+#[test]
+fn the_mount_process_loads_no_libm() {
+    let (t, _) = small_repo();
+    let m = MountGuard::start(&t, "mnt", &[]);
+    let maps = fs::read_to_string(format!("/proc/{}/maps", m.pid())).unwrap();
+    assert!(maps.contains("libc.so"), "{maps}");
+    assert!(!maps.contains("libm.so"), "{maps}");
+}
+
 #[test]
 fn daemon_returns_once_mounted_and_ends_on_umount() {
     let (t, src) = small_repo();
