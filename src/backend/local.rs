@@ -395,6 +395,30 @@ pub(crate) mod fixtures {
         BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
     }
 
+    /// A temporary directory whose files can be dropped from the page cache;
+    /// `None` on tmpfs, which keeps every page (the test is then skipped).
+    pub fn evictable_dir() -> Option<tempfile::TempDir> {
+        let dir = tempfile::tempdir().unwrap();
+        let fs_type = nix::sys::statfs::statfs(dir.path())
+            .unwrap()
+            .filesystem_type();
+        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
+            eprintln!("skipped: {} is on tmpfs", dir.path().display());
+            return None;
+        }
+        Some(dir)
+    }
+
+    /// Write `path` to disk and drop it from the page cache.
+    pub fn evict(path: &std::path::Path) {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: an advice on an open descriptor.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+    }
+
     /// Pack entries for the blobs numbered `ids`.
     pub fn entries(ids: impl Iterator<Item = u32>) -> Vec<PackEntry> {
         ids.map(|i| PackEntry {
@@ -414,32 +438,20 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{entries, id, page, resident};
+    use super::fixtures::{entries, evict, evictable_dir, id, page, resident};
     use super::*;
     use crate::format::id::PackId;
     use crate::format::index::{encode, IndexFile};
-    use std::os::fd::AsRawFd;
 
     /// A repository directory holding index file `index/i` with `records`
     /// records, written and dropped from the page cache; `None` where the
     /// page cache cannot be emptied (tmpfs keeps every page).
     fn cold_index(records: u32) -> Option<(tempfile::TempDir, LocalBackend)> {
-        let dir = tempfile::tempdir().unwrap();
-        let fs_type = nix::sys::statfs::statfs(dir.path())
-            .unwrap()
-            .filesystem_type();
-        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
-            eprintln!("skipped: {} is on tmpfs", dir.path().display());
-            return None;
-        }
+        let dir = evictable_dir()?;
         fs::create_dir(dir.path().join("index")).unwrap();
         let path = dir.path().join("index/i");
         fs::write(&path, encode(&[(PackId([1; 32]), entries(0..records))])).unwrap();
-        let f = File::open(&path).unwrap();
-        f.sync_all().unwrap();
-        // SAFETY: an advice on an open descriptor.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
+        evict(&path);
         let backend = LocalBackend::new(dir.path());
         Some((dir, backend))
     }

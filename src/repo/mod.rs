@@ -492,7 +492,6 @@ mod tests {
     use crate::format::id::PackId;
     use crate::format::index::encode;
     use std::fs::File;
-    use std::os::fd::AsRawFd;
     use std::path::Path;
 
     /// Pages of file `path` in the page cache.
@@ -509,14 +508,9 @@ mod tests {
     /// page of the first backup's large index.
     #[test]
     fn lookups_search_small_index_files_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs_type = nix::sys::statfs::statfs(dir.path())
-            .unwrap()
-            .filesystem_type();
-        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
-            eprintln!("skipped: {} is on tmpfs", dir.path().display());
+        let Some(dir) = fixtures::evictable_dir() else {
             return;
-        }
+        };
         let repo = Repository::init(Arc::new(LocalBackend::new(dir.path()))).unwrap();
         std::fs::create_dir_all(dir.path().join("index")).unwrap();
         // Named so that the large file sorts last, and was searched first
@@ -529,11 +523,7 @@ mod tests {
             encode(&[(PackId([2; 32]), entries(200_000..200_010))]),
         )
         .unwrap();
-        let f = File::open(&large).unwrap();
-        f.sync_all().unwrap();
-        // SAFETY: an advice on an open descriptor.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
+        fixtures::evict(&large);
         repo.reload_index().unwrap();
         // Opening reads the header's page.
         let opened = resident(&large);
