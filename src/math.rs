@@ -5,9 +5,10 @@
 //! set-up) are the only libm symbols the binary uses. Defined here, with
 //! musl's implementations (the `libm` crate, the one Rust's own runtime
 //! builds on), the linker needs nothing from libm, and every start is spared
-//! mapping a 0.9 MB library: a cold `rewind mount` is in place 1.5 ms
-//! sooner on the benchmark VM (`scripts/bench-cold-start.sh`). A linker that
-//! resolves them from libm anyway loses only that.
+//! mapping a 0.9 MB library: from a dropped cache, `rewind --version` ran
+//! 0.6 to 2.3 ms sooner on the benchmark VM (medians of 9 rounds, three
+//! alternating pairs, `scripts/bench-cold-start.sh`). A linker that resolves
+//! them from libm anyway loses only that.
 
 /// `pow(3)`.
 #[no_mangle]

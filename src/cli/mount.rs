@@ -64,8 +64,7 @@ struct Plan {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let f = &args.filter;
-    if args.snapshot.is_none() && (f.host.is_some() || !f.paths.is_empty() || !f.tags.is_empty()) {
+    if args.snapshot.is_none() && !args.filter.filter().is_empty() {
         bail!(
             "--host, --path and --tag choose the snapshot of --snapshot (as in `--snapshot latest --host web1`); \
              without --snapshot the mount shows every snapshot, by host under hosts/ and by tag under tags/"

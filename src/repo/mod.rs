@@ -459,6 +459,11 @@ pub struct SnapshotFilter {
 }
 
 impl SnapshotFilter {
+    /// Whether it lets every snapshot through.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.paths.is_empty() && self.tags.is_empty()
+    }
+
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.paths.iter().all(|p| s.paths.contains(p))

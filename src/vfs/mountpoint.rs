@@ -30,7 +30,7 @@ pub const SOURCE_PREFIX: &str = "rewind:";
 /// not already a mount point. Returns it as an absolute path, with symlinks
 /// followed (as `mount` follows them).
 pub fn check(path: &Path) -> Result<PathBuf> {
-    let abs = resolve(&absolute(path)?);
+    let abs = followed(path)?;
     let shown = path.display();
     match std::fs::symlink_metadata(&abs) {
         Ok(m) if m.is_dir() => {}
@@ -91,7 +91,7 @@ pub fn check_fuse_device() -> Result<()> {
 /// their open files until they close them). Works on dead mounts. Refuses
 /// anything that is not a rewind mount.
 pub fn detach(path: &Path) -> Result<()> {
-    let abs = resolve(&absolute(path)?);
+    let abs = followed(path)?;
     detachable(path, find(&abs)?)?;
     match nix::mount::umount2(&abs, nix::mount::MntFlags::MNT_DETACH) {
         Ok(()) => Ok(()),
@@ -236,25 +236,19 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// `abs` with symlinks in its last name followed, without stat'ing what
-/// they lead to (that may be a dead mount): the parent is already resolved
-/// by [`absolute`]. A loop or a dangling link stops where it is.
-fn resolve(abs: &Path) -> PathBuf {
-    let mut cur = abs.to_path_buf();
+/// [`absolute`], with symlinks in the last name followed (as `mount` and
+/// `umount` follow them), without stat'ing what they lead to: that may be a
+/// dead mount. A loop stops after 40 links, a dangling link at its target.
+fn followed(path: &Path) -> Result<PathBuf> {
+    let mut cur = absolute(path)?;
     for _ in 0..40 {
         let Ok(target) = std::fs::read_link(&cur) else {
-            return cur;
+            break;
         };
-        let next = match cur.parent() {
-            Some(parent) => parent.join(target),
-            None => target,
-        };
-        match absolute(&next) {
-            Ok(n) => cur = n,
-            Err(_) => return cur,
-        }
+        // `cur` is absolute, so it has a parent unless it is `/`.
+        cur = absolute(&cur.parent().unwrap_or(Path::new("/")).join(target))?;
     }
-    cur
+    Ok(cur)
 }
 
 /// Raise the kernel's read-ahead for the mounted file system on device

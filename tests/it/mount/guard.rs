@@ -22,10 +22,17 @@ impl MountGuard {
     pub fn start(t: &TempRepo, name: &str, args: &[&str]) -> MountGuard {
         let mnt = t.join(name);
         fs::create_dir_all(&mnt).unwrap();
-        let mnt = fs::canonicalize(&mnt).unwrap();
+        Self::start_via(t, &mnt, args)
+    }
+
+    /// Mount on `given` (an existing directory, or a symlink to one) and
+    /// wait until the mount is up where it leads.
+    pub fn start_via(t: &TempRepo, given: &Path, args: &[&str]) -> MountGuard {
+        let mnt = fs::canonicalize(given).unwrap();
+        let name = mnt.file_name().unwrap().to_string_lossy().into_owned();
         let log = t.join(format!("{name}.log"));
         let child = t
-            .cmd(["mount".as_ref(), mnt.as_os_str()])
+            .cmd(["mount".as_ref(), given.as_os_str()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

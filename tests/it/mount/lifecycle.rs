@@ -173,26 +173,8 @@ fn a_symlinked_mount_point_is_followed() {
     fs::create_dir(&real).unwrap();
     let link = t.join("link");
     std::os::unix::fs::symlink("real", &link).unwrap();
-    let mut child = t
-        .cmd(["mount".as_ref(), link.as_os_str()])
-        .args(["--snapshot", "latest"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let real = fs::canonicalize(&real).unwrap();
-    let guard_mnt = real.clone();
-    let _cleanup = scopeguard(move || {
-        if is_mounted(&guard_mnt) {
-            detach(&guard_mnt)
-        }
-    });
-    let start = Instant::now();
-    while !is_mounted(&real) {
-        assert!(child.try_wait().unwrap().is_none(), "mount exited");
-        assert!(start.elapsed() < Duration::from_secs(20), "not mounted");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut m = MountGuard::start_via(&t, &link, &["--snapshot", "latest"]);
+    assert_eq!(m.mnt, fs::canonicalize(&real).unwrap());
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
     assert_eq!(
         fs::read(restored(&link, &src).join("f")).unwrap(),
@@ -200,9 +182,9 @@ fn a_symlinked_mount_point_is_followed() {
     );
     let out = bare(&["umount", link.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!is_mounted(&real));
+    let status = m.wait_exit(10).expect("still running after umount");
+    assert!(status.success(), "{status}\n{}", m.log_text());
+    assert!(!is_mounted(&m.mnt));
 }
 
 /// The binary defines the two math functions it uses (`rewind::math`), so a
@@ -219,8 +201,16 @@ fn the_mount_process_loads_no_libm() {
 #[test]
 fn daemon_returns_once_mounted_and_ends_on_umount() {
     let (t, src) = small_repo();
-    let ways: [&[&str]; 2] = [&["rewind-umount"], &["fusermount3", "-u"]];
-    for (i, how) in ways.iter().enumerate() {
+    type Unmount = fn(&std::path::Path) -> std::io::Result<std::process::ExitStatus>;
+    let ways: [(&str, Unmount); 2] = [
+        ("rewind umount", |mnt| {
+            bare(&["umount", mnt.to_str().unwrap()]).status()
+        }),
+        ("fusermount3 -u", |mnt| {
+            Command::new("fusermount3").arg("-u").arg(mnt).status()
+        }),
+    ];
+    for (i, (how, unmount)) in ways.iter().enumerate() {
         let mnt = t.join(format!("mnt{i}"));
         fs::create_dir(&mnt).unwrap();
         let mnt = fs::canonicalize(&mnt).unwrap();
@@ -243,20 +233,16 @@ fn daemon_returns_once_mounted_and_ends_on_umount() {
             .unwrap();
         let f = restored(&mnt.join("snapshots/latest"), &src).join("f");
         assert_eq!(fs::read(f).unwrap(), b"content");
-        let unmounted = match how[0] {
-            "rewind-umount" => bare(&["umount", mnt.to_str().unwrap()]).status(),
-            cmd => Command::new(cmd).args(&how[1..]).arg(&mnt).status(),
-        };
-        assert!(unmounted.unwrap().success(), "{how:?}");
+        assert!(unmount(&mnt).unwrap().success(), "{how}");
         let start = Instant::now();
         while unsafe { libc::kill(pid, 0) } == 0 {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "daemon {pid} still running after {how:?}"
+                "daemon {pid} still running after {how}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!is_mounted(&mnt), "{how:?}");
+        assert!(!is_mounted(&mnt), "{how}");
     }
 }
 
