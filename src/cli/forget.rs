@@ -142,8 +142,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
                 }
                 remove.push(serde_json::json!({"id": id.to_hex(), "time": time(s.time)}));
                 if !args.dry_run {
-                    repo.backend()
-                        .delete(&format!("snapshots/{}", id.to_hex()))
+                    repo.remove_snapshot(id)
                         .with_context(|| format!("removing snapshot {}", id.short()))?;
                 }
                 removed += 1;

@@ -357,6 +357,33 @@ impl Repository {
         pack::decode_header(&plain, &object)
     }
 
+    /// Store a snapshot manifest; returns its id. Only
+    /// [`writer::RepoWriter::commit`] writes a new backup's snapshot (after its
+    /// data and index); other callers rewrite existing ones (`tag`).
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let (id, bytes) = snapshot.encode(&self.codec);
+        self.backend.put(&format!("snapshots/{}", id.to_hex()), &bytes)?;
+        Ok(id)
+    }
+
+    /// Remove a snapshot manifest (`forget`). Removing a missing one is not an error.
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.backend.delete(&format!("snapshots/{}", id.to_hex()))
+    }
+
+    /// The plaintext of data blob `id`, which a tree says is `len` bytes: the
+    /// lengths must agree before a byte is handed out.
+    pub fn read_data(&self, id: &BlobId, len: u32) -> Result<Vec<u8>> {
+        let data = self.read_blob(id)?;
+        if data.len() != len as usize {
+            return Err(Error::corrupt(
+                format!("blob {}", id.short()),
+                "length differs from the tree",
+            ));
+        }
+        Ok(data)
+    }
+
     /// Every snapshot, oldest first. Damaged manifests are returned as errors
     /// beside the good ones.
     pub fn snapshots(&self) -> Result<SnapshotList> {

@@ -333,13 +333,10 @@ impl RepoWriter {
     /// Flush, then write the snapshot: the last step of a backup.
     pub fn commit(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         self.flush()?;
-        let (id, bytes) = snapshot.encode(self.repo.codec());
-        if !self.dry_run {
-            self.repo
-                .backend()
-                .put(&format!("snapshots/{}", id.to_hex()), &bytes)?;
+        if self.dry_run {
+            return Ok(snapshot.encode(self.repo.codec()).0);
         }
-        Ok(id)
+        self.repo.save_snapshot(snapshot)
     }
 
     /// The first failed write, once: the error a backup should end with (the
