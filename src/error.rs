@@ -15,6 +15,8 @@
 //!   snapshot prefix, a target that is not empty, a name that would escape).
 //! - [`Error::Locked`]: another process holds the repository.
 //! - [`Error::ReadOnly`]: a write was attempted on something read-only (the mount).
+//! - [`Error::Interrupted`]: SIGINT or SIGTERM asked the operation to stop
+//!   ([`crate::interrupt`]); it stopped cleanly.
 //!
 //! The library never prints and never exits; `cli` turns errors into messages and
 //! exit codes, `fuse` turns them into errnos.
@@ -42,6 +44,8 @@ pub enum Error {
     Locked(String),
     #[error("read-only: {0}")]
     ReadOnly(String),
+    #[error("interrupted (signal {0})")]
+    Interrupted(i32),
 }
 
 impl Error {

@@ -149,6 +149,7 @@ impl Adapter {
             Error::ReadOnly(_) => Errno::EROFS,
             Error::InvalidInput(_) => Errno::EINVAL,
             Error::Locked(_) => Errno::EAGAIN,
+            Error::Interrupted(_) => Errno::EINTR,
             Error::Corrupt { .. } | Error::Io { .. } => {
                 self.log(e);
                 Errno::EIO

@@ -15,6 +15,7 @@
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
+//! - [`interrupt`]: SIGINT and SIGTERM as a request to stop cleanly.
 //! - [`clock`]: local time for names and retention periods.
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
@@ -61,6 +62,7 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fuse;
+pub mod interrupt;
 pub mod math;
 pub mod meta;
 pub mod progress;

@@ -362,7 +362,8 @@ impl Repository {
     /// data and index); other callers rewrite existing ones (`tag`).
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let (id, bytes) = snapshot.encode(&self.codec);
-        self.backend.put(&format!("snapshots/{}", id.to_hex()), &bytes)?;
+        self.backend
+            .put(&format!("snapshots/{}", id.to_hex()), &bytes)?;
         Ok(id)
     }
 

@@ -198,6 +198,7 @@ pub fn copy_error(e: &Error) -> Error {
         Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
         Error::Locked(m) => Error::Locked(m.clone()),
         Error::ReadOnly(m) => Error::ReadOnly(m.clone()),
+        Error::Interrupted(s) => Error::Interrupted(*s),
     }
 }
 
