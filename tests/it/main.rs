@@ -18,7 +18,7 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
-// scripts/restore-test.sh: restore or mount, verify, SQLite and PostgreSQL dumps, smoke.
+// scripts/restore-test.sh: restore or mount, verify, SQLite, PostgreSQL and MariaDB dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.
 mod verify;
