@@ -22,8 +22,8 @@ fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
         .arg("--work")
         .arg(&work)
         .args(args)
-        .env("REWIND_BIN", bin())
-        .env_remove("REWIND_REPO");
+        .env("REWIND_BIN", bin());
+    crate::common::test_env(&mut c);
     for (k, v) in env {
         c.env(k, v);
     }
