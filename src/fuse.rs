@@ -148,6 +148,10 @@ impl Adapter {
             Error::NotFound(_) => Errno::ENOENT,
             Error::ReadOnly(_) => Errno::EROFS,
             Error::InvalidInput(_) => Errno::EINVAL,
+            Error::UnsupportedVersion(_) => {
+                self.log(e);
+                Errno::EIO
+            }
             Error::Locked(_) => Errno::EAGAIN,
             Error::Interrupted(_) => Errno::EINTR,
             Error::Corrupt { .. } | Error::Io { .. } => {

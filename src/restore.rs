@@ -543,7 +543,7 @@ impl Restorer<'_> {
         let mut written = 0u64;
         for ext in &job.entry.extents {
             if let Extent::Data { id, len } = ext {
-                let data = self.repo.read_blob(id)?;
+                let data = self.repo.read_data(id, *len)?;
                 if data.len() != *len as usize {
                     return Err(Error::corrupt(
                         format!("blob {}", id.short()),

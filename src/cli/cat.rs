@@ -30,9 +30,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let zeros = vec![0u8; 1 << 16];
     for ext in &entry.extents {
         match ext {
-            Extent::Data { id, .. } => {
+            Extent::Data { id, len } => {
                 let data = repo
-                    .read_blob(id)
+                    .read_data(id, *len)
                     .with_context(|| format!("reading {}", args.path))?;
                 out.write_all(&data)?;
             }

@@ -49,12 +49,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         t.snapshots += 1;
         walk(&repo, s.tree, &mut blobs, &mut t)?;
     }
-    let repo_bytes: u64 = repo
-        .backend()
-        .list("data")?
-        .iter()
-        .map(|n| repo.backend().size(n).unwrap_or(0))
-        .sum();
+    let repo_bytes: u64 = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     if args.json {
         println!(

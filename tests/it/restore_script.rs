@@ -25,8 +25,8 @@ fn script_cmd(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Command {
         .arg("--work")
         .arg(t.join("work"))
         .args(args)
-        .env("REWIND_BIN", bin())
-        .env_remove("REWIND_REPO");
+        .env("REWIND_BIN", bin());
+    crate::common::test_env(&mut c);
     for (k, v) in env {
         c.env(k, v);
     }

@@ -92,7 +92,7 @@ fn names_that_would_escape_the_target_are_rejected() {
     let outside = t.join("outside");
     fs::create_dir_all(&outside).unwrap();
     let repo = Arc::new(fault::open(&t));
-    let w = RepoWriter::new(repo, 3, false);
+    let w = RepoWriter::new(repo, 3, false).unwrap();
     let payload = b"escaped!";
     let id = w.add_data(payload).unwrap();
     let file = |name: &[u8]| {

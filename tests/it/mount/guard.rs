@@ -135,6 +135,7 @@ pub fn is_mounted(mnt: &Path) -> bool {
 /// `rewind` without a repository argument.
 pub fn bare(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args).env_remove("REWIND_REPO");
+    c.args(args);
+    crate::common::test_env(&mut c);
     c
 }
