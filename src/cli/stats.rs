@@ -59,9 +59,18 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 "unique_blobs": t.blobs, "unique_raw_bytes": t.unique_raw, "unique_stored_bytes": t.unique_stored,
                 "dedup_ratio": ratio(t.logical, t.unique_raw), "compression_ratio": ratio(t.unique_raw, t.unique_stored),
                 "repository_pack_bytes": repo_bytes,
+                "encrypted": repo.is_encrypted(), "format": repo.config().format,
             })
         );
     } else {
+        println!(
+            "repository:          {}",
+            if repo.is_encrypted() {
+                "encrypted (format 2)"
+            } else {
+                "UNENCRYPTED (format 1): anyone who can read its files can read the backups"
+            }
+        );
         println!("snapshots:           {}", t.snapshots);
         println!("files:               {}", t.files);
         println!("logical size:        {}", bytes(t.logical));

@@ -10,6 +10,8 @@ mod diff;
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
 mod fidelity;
+// Golden repositories of each format: read, restored, mounted, written.
+mod golden;
 // The FUSE mount, for real.
 mod mount;
 // Names and paths: raw bytes, beyond PATH_MAX.

@@ -89,7 +89,7 @@ pub fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-const NO_ID: u32 = u32::MAX;
+pub const NO_ID: u32 = u32::MAX;
 
 /// A deterministic pseudo-random buffer.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
