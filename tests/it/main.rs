@@ -22,6 +22,9 @@ mod one_change;
 mod prune;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
+// An encrypted repository tampered with: every object kind flipped, cut,
+// swapped; foreign and damaged keys; wrong passwords.
+mod tamper;
 // scripts/restore-test.sh: restore or mount, verify, SQLite, PostgreSQL and MariaDB dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.
