@@ -204,6 +204,7 @@ pub fn backup(
             duration_ms: 0,
             errors: c.errors.load(Relaxed),
         },
+        original: None,
     };
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let id = writer.commit(&snapshot)?;

@@ -8,6 +8,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod forget;
 mod init;
@@ -103,6 +104,8 @@ pub enum Command {
     /// List, add, change and remove the passwords of an encrypted repository
     #[command(subcommand)]
     Key(key::Command),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
 }
 
 /// Parse the command line and run it. Returns the exit code.
@@ -144,6 +147,7 @@ pub fn run() -> Result<u8> {
         Command::Unlock(a) => unlock::run(&repo, a),
         Command::Repair(c) => repair::run(&repo, c),
         Command::Key(c) => key::run(&repo, c),
+        Command::Copy(a) => copy::run(&repo, a),
     }
 }
 

@@ -120,6 +120,7 @@ fn snapshot(tree: TreeId, sec: i64, host: &str) -> Snapshot {
         parent: None,
         program: "test".into(),
         summary: Summary::default(),
+        original: None,
     }
 }
 

@@ -4,6 +4,8 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// copy: snapshots between repositories with their own keys and formats.
+mod copy;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // Bad input and faults: unreadable files, damage, full disk, kills.

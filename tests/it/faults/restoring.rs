@@ -146,6 +146,7 @@ fn names_that_would_escape_the_target_are_rejected() {
         parent: None,
         program: "faults test".into(),
         summary: Default::default(),
+        original: None,
     };
     w.commit(&snapshot).unwrap();
 
