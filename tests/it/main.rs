@@ -18,6 +18,8 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
+// Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
+mod restore;
 // scripts/restore-test.sh: restore or mount, verify, SQLite and PostgreSQL dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.
