@@ -17,7 +17,7 @@
 //! name in the target swapped for a symlink while restore runs leads nowhere
 //! outside it. Regular files are created `O_EXCL | O_NOFOLLOW`; symlinks,
 //! FIFOs, sockets and devices are opened `O_PATH | O_NOFOLLOW` right after
-//! they are made and checked to be what was made (type, one link). Owner,
+//! they are made and checked to be what was made (type, no second link). Owner,
 //! mode, extended attributes and times are then set through that descriptor
 //! ([`meta::Handle`]), never by name. A directory whose descriptor was closed
 //! is opened again only as the same inode ([`dirs`]).

@@ -462,7 +462,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         let io_err = |err| Error::io(path, err);
         let fd = meta::open_path_at(dir, name).map_err(io_err)?;
         let st = meta::stat_fd(fd.as_raw_fd()).map_err(io_err)?;
-        if meta::kind_of(st.st_mode) != Some(e.kind) || st.st_nlink != 1 {
+        if meta::kind_of(st.st_mode) != Some(e.kind) || st.st_nlink > 1 {
             let why = "replaced while being restored; its metadata is not set";
             return Err(io_err(io::Error::other(why)));
         }
