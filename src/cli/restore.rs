@@ -77,6 +77,7 @@ impl Changes for Listing {
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     crate::interrupt::install();
+    let repo_dir = repo.path().ok();
     let (repo, _lock) = repo.open_locked(false, "restore")?;
     let (spec, sub) = split_snap_path(&args.snapshot);
     let (id, snap) = repo
@@ -93,6 +94,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         overwrite: args.overwrite,
         delete: args.delete,
         dry_run: args.dry_run,
+        protect: repo_dir.into_iter().collect(),
         numeric_owner: args.numeric_owner,
         threads: args.threads.max(1),
     };

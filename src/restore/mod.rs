@@ -80,6 +80,9 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Report what would change ([`Changes`]), change nothing.
     pub dry_run: bool,
+    /// Directories never removed or emptied, by `delete` or in the way of an
+    /// entry (the repository being read, when it is in the target).
+    pub protect: Vec<PathBuf>,
     /// Use stored uid/gid as they are, without mapping names.
     pub numeric_owner: bool,
     pub threads: usize,
@@ -175,6 +178,8 @@ struct Restorer<'a> {
     root: bool,
     /// Something was left undone because a stop was requested.
     interrupted: AtomicBool,
+    /// The identities of [`RestoreOptions::protect`].
+    protect: Vec<dirs::Id>,
 }
 
 /// Restore `entry` (found at `snap_path` in the snapshot) into `opts.target`:
@@ -210,6 +215,15 @@ pub fn restore(
         doomed: Default::default(),
         root: unsafe { libc::geteuid() } == 0,
         interrupted: AtomicBool::new(false),
+        protect: opts
+            .protect
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            })
+            .collect(),
     };
     let target = open_target(&opts.target, overwrite, opts.dry_run)?;
     let root = match &target {

@@ -8,7 +8,7 @@
 //! is left with a warning, as is anything excluded: the directories above it
 //! stay too.
 
-use super::dirs::{identity, DirFd, DirNode, Stack};
+use super::dirs::{identity, DirFd, DirNode, Id, Stack};
 use super::select::{Filter, Pick};
 use crate::error::Error;
 use crate::format::tree::Kind;
@@ -30,6 +30,8 @@ pub struct Remover<'a> {
     pub filter: Option<&'a Filter>,
     /// Told of each entry that went (or would).
     pub removed: &'a mut dyn FnMut(&Path, Kind),
+    /// Directories that stay, with all in them (and so the ones above).
+    pub protect: &'a [Id],
     pub warn: &'a dyn Fn(Error),
 }
 
@@ -100,6 +102,9 @@ impl Remover<'_> {
             }
             return Ok(true);
         }
+        if self.protect.contains(&identity(&st)) {
+            return Ok(false);
+        }
         if st.st_dev != node.id().0 {
             return Err(mount_point());
         }
@@ -118,6 +123,14 @@ impl Remover<'_> {
         let mut stack = Stack::new(me, Some(fd), level);
         let (mut path, mut snap) = (path.to_path_buf(), snap.join(OsStr::from_bytes(name)));
         while stack.len() > 1 || stack.top().data.next < stack.top().data.names.len() {
+            let top = stack.top_mut();
+            if let DirFd::Lost(e) = &mut top.fd {
+                if let Some(e) = e.take() {
+                    (self.warn)(Error::io(&path, e));
+                }
+                top.data.kept = true;
+                top.data.next = top.data.names.len();
+            }
             if stack.top().data.next < stack.top().data.names.len() {
                 self.step(&mut stack, &mut path, &mut snap);
             } else {
@@ -160,10 +173,6 @@ impl Remover<'_> {
             return;
         }
         let Some(dir) = top.raw() else {
-            if let DirFd::Lost(e) = &mut top.fd {
-                let e = e.take().unwrap_or_else(|| io::Error::other("lost"));
-                (self.warn)(Error::io(&*path, e));
-            }
             top.data.kept = true;
             top.data.next = top.data.names.len();
             return;
@@ -193,6 +202,9 @@ impl Remover<'_> {
                 }
                 (self.removed)(&child, kind);
                 return Ok(Some(true));
+            }
+            if self.protect.contains(&identity(&st)) {
+                return Ok(Some(false));
             }
             if st.st_dev != stack.top().node.id().0 {
                 return Err(mount_point());

@@ -261,6 +261,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             dry: self.dry,
             filter: Some(&r.filter),
             removed: &mut removed,
+            protect: &r.protect,
             warn: &warn,
         };
         for n in names {
@@ -293,6 +294,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             dry: self.dry,
             filter: None,
             removed: &mut removed,
+            protect: &r.protect,
             warn: &warn,
         };
         let node = &self.stack.top().node;

@@ -262,3 +262,26 @@ fn delete_refuses_a_file_and_does_not_reach_into_another_file_system() {
     assert!(!target.join("extra").exists());
     drop(mnt);
 }
+
+/// A repository inside the target (a site backed up into its own
+/// directory) is read by the restore, and never deleted by it.
+#[test]
+fn delete_keeps_the_repository_it_reads_from() {
+    let t = TempRepo::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let src = elsewhere.path().join("site");
+    site(&src);
+    t.backup(&src);
+    tree::file(&t.join("extra"), b"not in the snapshot");
+    let out = restore(&t, &spec(&src), t.path(), &["--delete", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("/repo"), "{}", stdout(&out));
+    let out = restore(&t, &spec(&src), t.path(), &["--delete"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!t.join("extra").exists());
+    assert_eq!(
+        fs::read(t.join("index.php")).unwrap(),
+        b"<?php echo 'hello';"
+    );
+    t.ok(["check", "--read-data"]);
+}
