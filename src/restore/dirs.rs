@@ -228,6 +228,27 @@ impl<T> Stack<T> {
         }
     }
 
+    /// Give frame `at`, which was [`DirFd::Absent`] (a directory made only
+    /// now), its node and descriptor; frames below it must be absent too.
+    pub fn open_at(&mut self, at: usize, node: Arc<DirNode>, fd: OwnedFd) {
+        self.frames[at].node = node;
+        self.frames[at].fd = DirFd::Open(fd);
+        self.open.push_back(at);
+        if self.open.len() > WINDOW {
+            if let Some(i) = self.open.pop_front() {
+                self.frames[i].fd = DirFd::Closed;
+            }
+        }
+    }
+
+    /// Mark frame `at` and all below it lost (their error was reported).
+    pub fn lose_from(&mut self, at: usize) {
+        for f in &mut self.frames[at..] {
+            f.fd = DirFd::Lost(None);
+        }
+        self.open.retain(|&i| i < at);
+    }
+
     /// Leave the top directory (never the root): the one it is in is opened
     /// again if it was closed, or becomes [`DirFd::Lost`].
     pub fn pop(&mut self) -> Frame<T> {

@@ -136,8 +136,14 @@ impl<'a, 'r> Walker<'a, 'r> {
             return;
         }
         let path = self.path.join(OsStr::from_bytes(&e.name));
+        if e.kind == Kind::Dir && pick == Pick::Maybe {
+            return self.enter(e, false, path);
+        }
+        if let Err(err) = self.materialize() {
+            return self.r.warn(err);
+        }
         if e.kind == Kind::Dir {
-            return self.enter(e, pick == Pick::In, path);
+            return self.enter(e, true, path);
         }
         match self.leaf(&e, &path) {
             Ok(action) => {
@@ -173,10 +179,14 @@ impl<'a, 'r> Walker<'a, 'r> {
 
     /// Make (or reuse) directory `e` and go into it.
     fn enter(&mut self, e: Entry, matched: bool, path: PathBuf) {
-        let made = if self.dry {
-            self.dry_dir(&e, &path)
-        } else {
-            self.make_dir(&e, &path)
+        let made = match (self.dry, matched, self.stack.top().raw()) {
+            (true, _, _) => self.dry_dir(&e, &path),
+            (false, true, Some(dir)) => {
+                let node = self.stack.top().node.clone();
+                self.make_dir(dir, &node, &e, &path)
+            }
+            (false, true, None) => Err(Error::io(&path, lost())),
+            (false, false, _) => self.find_dir(&e, &path),
         };
         let (fd, id, change) = match made {
             Ok(m) => m,
@@ -230,8 +240,8 @@ impl<'a, 'r> Walker<'a, 'r> {
         let parent = self.stack.top_mut();
         if keep {
             parent.data.any = true;
-        } else if done.data.change.is_some() && !self.dry {
-            // Made on the way to included entries, and none were found.
+        } else if done.data.change.is_some() && matches!(done.fd, DirFd::Open(_) | DirFd::Closed) {
+            // Made on the way to included entries, and all failed.
             if let (Some(dir), Ok(name)) = (parent.raw(), cstr(done.node.name())) {
                 unsafe { libc::unlinkat(dir, name.as_ptr(), libc::AT_REMOVEDIR) };
             }
@@ -277,7 +287,7 @@ impl<'a, 'r> Walker<'a, 'r> {
 
     /// With overwrite, whatever is at `name` in `dir` goes (a directory with
     /// all in it). Returns whether something was there.
-    fn clear(&self, dir: RawFd, name: &[u8], path: &Path) -> Result<bool> {
+    fn clear(&self, dir: RawFd, node: &Arc<DirNode>, name: &[u8], path: &Path) -> Result<bool> {
         let c = cstr(name).map_err(|e| Error::io(path, e))?;
         match meta::stat_at(dir, &c) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
@@ -297,7 +307,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             protect: &r.protect,
             warn: &warn,
         };
-        let node = &self.stack.top().node;
+        // With no filter, the snapshot path is not looked at.
         if !remover.remove(dir, node, name, Pick::In, path, &self.snap, false) {
             let e = io::Error::other("what is there could not be removed");
             return Err(Error::io(path, e));
@@ -305,10 +315,82 @@ impl<'a, 'r> Walker<'a, 'r> {
         Ok(true)
     }
 
-    /// Make directory `e` in the top directory, or reuse one that is there.
-    fn make_dir(&self, e: &Entry, path: &Path) -> Result<(Option<OwnedFd>, Id, Option<Action>)> {
+    /// Make the directories above that were entered only to look for
+    /// included entries and are not in the target yet: something is about
+    /// to be restored in them. A dry run has nothing to make.
+    fn materialize(&mut self) -> Result<()> {
+        let n = self.stack.len();
+        let mut lo = n;
+        while !self.dry && lo > 1 && matches!(self.stack.at_mut(lo - 1).fd, DirFd::Absent) {
+            lo -= 1;
+        }
+        let mut path = self.path.clone();
+        for _ in lo..n {
+            path.pop();
+        }
+        for i in lo..n {
+            path.push(OsStr::from_bytes(self.stack.at_mut(i).node.name()));
+            let parent = self.stack.at_mut(i - 1);
+            let (dir, node) = (parent.raw(), parent.node.clone());
+            let e = self
+                .stack
+                .at_mut(i)
+                .data
+                .entry
+                .take()
+                .expect("a directory's own entry");
+            let made = match dir {
+                Some(dir) => self.make_dir(dir, &node, &e, &path),
+                None => Err(Error::io(&path, lost())),
+            };
+            self.stack.at_mut(i).data.entry = Some(e);
+            match made {
+                Ok((Some(fd), id, change)) => {
+                    let name = self.stack.at_mut(i).node.name().to_vec();
+                    self.stack.open_at(i, node.child(&name, id), fd);
+                    self.stack.at_mut(i).data.change = change;
+                }
+                Ok((None, ..)) => unreachable!("make_dir opens what it makes"),
+                Err(err) => {
+                    self.stack.lose_from(i);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory `e`, entered only to look for included entries: an
+    /// existing directory is opened; anything else waits (absent) until
+    /// something is found to restore in it ([`Walker::materialize`]).
+    fn find_dir(&self, e: &Entry, path: &Path) -> Result<(Option<OwnedFd>, Id, Option<Action>)> {
         let io_err = |err| Error::io(path, err);
-        let dir = self.stack.top().raw().ok_or_else(|| io_err(lost()))?;
+        let Some(dir) = self.stack.top().raw() else {
+            return Ok((None, (0, 0), Some(Action::Create)));
+        };
+        let name = cstr(&e.name).map_err(io_err)?;
+        match meta::stat_at(dir, &name) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.r.overwrite => {
+                let node = self.stack.top().node.clone();
+                self.make_dir(dir, &node, e, path)
+            }
+            Ok(_) => Ok((None, (0, 0), Some(Action::Replace))),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
+                Ok((None, (0, 0), Some(Action::Create)))
+            }
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    /// Make directory `e` in `dir` (node `node`), or reuse one that is there.
+    fn make_dir(
+        &self,
+        dir: RawFd,
+        node: &Arc<DirNode>,
+        e: &Entry,
+        path: &Path,
+    ) -> Result<(Option<OwnedFd>, Id, Option<Action>)> {
+        let io_err = |err| Error::io(path, err);
         let name = cstr(&e.name).map_err(io_err)?;
         let mkdir = || super::cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), 0o700) });
         let mut change = Some(Action::Create);
@@ -321,7 +403,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             if is_dir {
                 change = None;
             } else {
-                self.clear(dir, &e.name, path)?;
+                self.clear(dir, node, &e.name, path)?;
                 mkdir().map_err(io_err)?;
                 change = Some(Action::Replace);
             }
@@ -354,7 +436,8 @@ impl<'a, 'r> Walker<'a, 'r> {
                 Ok((Some(fd), identity(&st), None))
             }
             Ok(_) => {
-                self.clear(dir, &e.name, path)?;
+                let node = self.stack.top().node.clone();
+                self.clear(dir, &node, &e.name, path)?;
                 Ok((None, (0, 0), Some(Action::Replace)))
             }
             Err(err) => Err(io_err(err)),
@@ -373,7 +456,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
             _ => top.raw().ok_or_else(|| io_err(lost()))?,
         };
-        let replaced = self.clear(dir, &e.name, path)?;
+        let replaced = self.clear(dir, &node, &e.name, path)?;
         let action = if replaced {
             Action::Replace
         } else {

@@ -285,3 +285,68 @@ fn delete_keeps_the_repository_it_reads_from() {
     );
     t.ok(["check", "--read-data"]);
 }
+
+/// With `--include`, a directory is made only when something in it is
+/// restored: what the target has in its place stays otherwise.
+#[test]
+fn include_makes_directories_only_for_what_it_restores() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    for d in ["keep", "only-txt", "deep/er"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for f in [
+        "keep/a.txt",
+        "keep/b.php",
+        "only-txt/c.txt",
+        "deep/er/d.php",
+    ] {
+        tree::file(&src.join(f), f.as_bytes());
+    }
+    for d in ["keep", "only-txt", "deep/er", "deep"] {
+        tree::chmod(&src.join(d), 0o710);
+        tree::set_times(&src.join(d), (1_500_000_000, 0), (1_500_000_000, 3));
+    }
+    t.backup(&src);
+    let target = t.join("out");
+    fs::create_dir_all(&target).unwrap();
+    tree::file(
+        &target.join("only-txt"),
+        b"a file where the snapshot has a directory",
+    );
+    let p = |rel: &str| target.join(rel).display().to_string();
+
+    let args = ["--overwrite", "--include", "*.php"];
+    let out = restore(
+        &t,
+        &spec(&src),
+        &target,
+        &[&args[..], &["--dry-run"]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let created = set(&[
+        p("keep") + "/",
+        p("keep/b.php"),
+        p("deep") + "/",
+        p("deep/er") + "/",
+        p("deep/er/d.php"),
+    ]);
+    assert_eq!(lines(&text, "create"), created, "{text}");
+    assert!(!text.contains("only-txt"), "{text}");
+
+    let out = restore(&t, &spec(&src), &target, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fault::files_below(&target),
+        ["deep/er/d.php", "keep/b.php", "only-txt"].map(PathBuf::from)
+    );
+    assert_eq!(
+        fs::read(target.join("only-txt")).unwrap(),
+        b"a file where the snapshot has a directory"
+    );
+    for d in ["keep", "deep", "deep/er"] {
+        let md = fs::symlink_metadata(target.join(d)).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.mtime_nsec()), (0o710, 3), "{d}");
+    }
+}
