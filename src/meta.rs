@@ -390,6 +390,8 @@ pub fn set_mode(h: Handle, mode: u32, symlink: bool) -> io::Result<()> {
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::ENOSYS) => NO_FCHMODAT2.store(true, Relaxed),
+            // A kernel whose fchmodat2 does not take AT_EMPTY_PATH.
+            Some(libc::EINVAL) => {}
             Some(libc::EOPNOTSUPP) if symlink => return Ok(()),
             _ => return Err(e),
         }
@@ -509,4 +511,59 @@ impl Names {
 /// The raw fd of anything that has one.
 pub fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn metadata_is_set_through_a_path_handle_on_the_entry_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = open_dir_path(t.path()).unwrap();
+        let d = dir.as_raw_fd();
+        std::fs::write(t.path().join("target"), b"x").unwrap();
+        std::os::unix::fs::symlink("target", t.path().join("link")).unwrap();
+        let fifo = t.path().join("fifo");
+        assert_eq!(
+            unsafe { libc::mkfifo(cstr(fifo.as_os_str().as_bytes()).unwrap().as_ptr(), 0o600) },
+            0
+        );
+        let (atime, mtime) = (
+            Time {
+                sec: 1_000,
+                nsec: 1,
+            },
+            Time {
+                sec: 2_000,
+                nsec: 2,
+            },
+        );
+        let x = Xattr {
+            name: b"trusted.t".to_vec(),
+            value: b"v".to_vec(),
+        };
+        for (name, symlink) in [("link", true), ("fifo", false)] {
+            let fd = open_path_at(d, &cstr(name.as_bytes()).unwrap()).unwrap();
+            let h = Handle::Path(fd.as_raw_fd());
+            set_owner(h, 1234, 5678).unwrap();
+            set_mode(h, 0o751, symlink).unwrap();
+            set_xattr(h, &x).unwrap();
+            set_times(h, atime, mtime).unwrap();
+            let md = std::fs::symlink_metadata(t.path().join(name)).unwrap();
+            assert_eq!((md.uid(), md.gid()), (1234, 5678), "{name}");
+            assert_eq!((md.mtime(), md.mtime_nsec()), (2_000, 2), "{name}");
+            assert_eq!((md.atime(), md.atime_nsec()), (1_000, 1), "{name}");
+            if !symlink {
+                assert_eq!(md.mode() & 0o7777, 0o751);
+            }
+            let got = xattrs_at(d, name.as_bytes()).unwrap();
+            assert_eq!(got, vec![x.clone()], "{name}");
+        }
+        // The symlink's target was not touched.
+        let target = std::fs::metadata(t.path().join("target")).unwrap();
+        assert_eq!((target.uid(), target.mode() & 0o777 != 0o751), (0, true));
+        assert!(xattrs_at(d, b"target").unwrap().is_empty());
+    }
 }
