@@ -4,8 +4,9 @@
 //! Entering a directory makes (or, overwriting, reuses) it and reads its
 //! tree; leaving it removes what `--delete` removes, then sets its metadata
 //! through its own descriptor. A directory entered only to look for included
-//! entries is reported, counted and given its metadata once something is
-//! restored in it, and removed again if nothing was.
+//! entries is made (and reported, counted, given its metadata) once
+//! something is to be restored in it; until then it is absent, and what the
+//! target has in its place stays.
 
 use super::dirs::{identity, DirFd, DirNode, Id, Stack};
 use super::links::{First, Group};
