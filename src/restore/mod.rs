@@ -2,9 +2,9 @@
 //!
 //! # Pipeline
 //!
-//! One thread walks the trees ([`walk`]) and creates every entry (directories,
+//! One thread walks the trees (`walk`) and creates every entry (directories,
 //! symlinks, devices, hard links, and regular files opened empty); a pool
-//! ([`write`]) writes file contents and then their metadata through the open
+//! (`write`) writes file contents and then their metadata through the open
 //! descriptors. A directory's own metadata is applied when the walk leaves
 //! it, after its children are made, so its mtime and a read-only mode stick.
 //! Files whose content failed are removed at the end, each directory keeping
@@ -20,7 +20,7 @@
 //! they are made and checked to be what was made (type, no second link). Owner,
 //! mode, extended attributes and times are then set through that descriptor
 //! ([`meta::Handle`]), never by name. A directory whose descriptor was closed
-//! is opened again only as the same inode ([`dirs`]).
+//! is opened again only as the same inode (`dirs`).
 //!
 //! # Order per entry
 //!
@@ -33,15 +33,15 @@
 //! # Memory and open files
 //!
 //! Linear in depth and small: per level of the walk, one decoded tree and a
-//! name; at most [`dirs::WINDOW`] directories open besides the target; files
+//! name; at most `dirs::WINDOW` directories open besides the target; files
 //! queued for the pool are bounded. Hard-link groups and failed files keep a
-//! [`dirs::DirNode`] (a name per level), not a descriptor.
+//! `dirs::DirNode` (a name per level), not a descriptor.
 //!
 //! # Filters, `--delete`, `--dry-run`
 //!
 //! `--include` and `--exclude` pick entries by name or snapshot path
-//! ([`select`]). With `delete`, each directory restored is then cleared of
-//! entries the snapshot does not have ([`remove`]); excluded entries are
+//! (`select`). With `delete`, each directory restored is then cleared of
+//! entries the snapshot does not have (`remove`); excluded entries are
 //! neither restored nor deleted. A dry run walks the same way and reports
 //! ([`Changes`]) what it would create, replace and delete, changing nothing.
 
