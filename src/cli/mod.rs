@@ -401,9 +401,8 @@ fn parse_wait(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// Restores keep a directory open per hard-link group and mounts keep packs
-/// open: lift the soft limit on open files to the hard one (often 1024 vs
-/// 524288 under systemd).
+/// Mounts keep packs open: lift the soft limit on open files to the hard one
+/// (often 1024 vs 524288 under systemd).
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -24,6 +24,8 @@ mod one_change;
 mod prune;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
+// Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
+mod restore;
 // An encrypted repository tampered with: every object kind flipped, cut,
 // swapped; foreign and damaged keys; wrong passwords.
 mod tamper;
