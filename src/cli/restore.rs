@@ -1,14 +1,14 @@
 //! `rewind restore`.
 
 use super::output::{bytes, Reporter};
-use super::{split_snap_path, FilterArgs, RepoArg};
+use super::{select, FilterArgs, RepoArg};
 use crate::restore::{self, RestoreOptions};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`) and optionally a path in it
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`: the newest holding PATH) and optionally a path in it
     pub snapshot: String,
     /// Directory to restore into (created if missing; must be empty without --overwrite)
     #[arg(long, short = 't')]
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     pub numeric_owner: bool,
     /// Writer threads
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::threads)]
     pub threads: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -34,11 +34,9 @@ pub struct Args {
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let (repo, _lock) = repo.open_locked(false, "restore")?;
-    let (spec, sub) = split_snap_path(&args.snapshot);
-    let (id, snap) = repo
-        .find_snapshot(spec, &args.filter.filter())
-        .with_context(|| format!("finding snapshot {spec}"))?;
-    let sub = sub.unwrap_or("/");
+    let (id, snap, sub) =
+        select::find_with_path(&repo, &args.snapshot, None, &args.filter.filter())?;
+    let sub = sub.as_str();
     let entry = repo
         .entry_at(&snap.tree, sub.as_bytes())
         .with_context(|| format!("snapshot {}", id.short()))?;
@@ -61,16 +59,16 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         )
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
-                "snapshot": id.to_hex(), "files": out.files, "dirs": out.dirs, "other": out.other,
+                "snapshot": id.to_hex(), "short_id": id.short(), "files": out.files, "dirs": out.dirs, "other": out.other,
                 "bytes": out.bytes, "errors": out.errors,
                 "owner_denied": out.owner_denied, "xattr_denied": out.xattr_denied,
             })
-        );
-    } else {
-        println!(
+        )?;
+    } else if super::output::chatty() {
+        outln!(
             "restored {} files, {} directories, {} other entries, {} from snapshot {} into {}",
             out.files,
             out.dirs,
@@ -78,22 +76,22 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
             bytes(out.bytes),
             id.short(),
             args.target.display()
-        );
+        )?;
     }
     if out.owner_denied > 0 {
-        eprintln!(
+        errln!(
             "warning: could not set the owner of {} entries (restoring owners needs root)",
             out.owner_denied
         );
     }
     if out.xattr_denied > 0 {
-        eprintln!(
+        errln!(
             "warning: could not set {} extended attributes (trusted.* and security.* need root; the file system may not support them)",
             out.xattr_denied
         );
     }
     if out.errors > 0 {
-        eprintln!(
+        errln!(
             "error: {} entries could not be restored (named above)",
             out.errors
         );
