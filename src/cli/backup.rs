@@ -100,7 +100,6 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         errln!("created repository at {}", path.display());
     }
     let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
-    crate::interrupt::install();
     let mut excludes = args.excludes.clone();
     for f in &args.exclude_files {
         excludes.extend(

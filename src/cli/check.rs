@@ -25,7 +25,6 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         (None, false) => ReadData::None,
     };
     let (repo, _lock) = repo.open_locked(false, "check")?;
-    crate::interrupt::install();
     let report = check::check(&repo, read, &crate::progress::Silent)?;
     if args.json {
         outln!(

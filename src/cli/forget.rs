@@ -116,7 +116,6 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     }
     // A dry run changes nothing: it may run beside backups and mounts.
     let (repo, _lock) = repo_arg.open_locked(!args.dry_run, "forget")?;
-    crate::interrupt::install();
     let groups = if args.snapshots.is_empty() {
         by_policy(&repo, &args, &policy, &by)?
     } else {

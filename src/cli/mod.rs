@@ -234,6 +234,18 @@ pub fn run() -> Result<u8, Failure> {
         explicit: cli.repo.clone(),
         lock_wait: cli.lock_wait.unwrap_or_default(),
     };
+    // These stop cleanly on SIGINT and SIGTERM (also while waiting for a
+    // lock): they look at the stop request where stopping is safe.
+    if matches!(
+        cli.command,
+        Command::Backup(_)
+            | Command::Check(_)
+            | Command::Prune(_)
+            | Command::Forget(_)
+            | Command::Tag(_)
+    ) {
+        crate::interrupt::install();
+    }
     // `diff` and `verify` say "different" with 1, so trouble is 2 (diff(1)).
     let trouble = match cli.command {
         Command::Diff(_) | Command::Verify(_) => EXIT_USAGE,

@@ -29,7 +29,6 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let opts = options(args.max_unused, args.dry_run);
     // A dry run changes nothing: it may run beside backups and mounts.
     let (repo, _lock) = repo_arg.open_locked(!args.dry_run, "prune")?;
-    crate::interrupt::install();
     let report = prune::prune(&repo, &opts, &crate::progress::Silent).context("prune failed")?;
     print(&report, args.json)?;
     Ok(super::EXIT_OK)

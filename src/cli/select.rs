@@ -69,7 +69,7 @@ pub fn find(
                 .map(|(id, s)| {
                     format!(
                         "  {}  {}  {}  {}",
-                        &id.to_hex()[..prefix.len().max(8) + 4],
+                        id.to_hex(),
                         super::output::time(s.time),
                         s.host,
                         s.paths.join(" ")

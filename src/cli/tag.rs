@@ -42,7 +42,6 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         usage!("name the snapshots to retag, or select them with --host, --path or --tag");
     }
     let (repo, _lock) = repo_arg.open_locked(true, "tag")?;
-    crate::interrupt::install();
     let mut chosen: Vec<(SnapshotId, Snapshot)> = Vec::new();
     if args.snapshots.is_empty() {
         let (all, bad) = repo.snapshots()?;

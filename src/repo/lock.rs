@@ -171,6 +171,7 @@ pub fn acquire(
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(100);
     loop {
+        crate::interrupt::check()?;
         repo.backend()
             .put_volatile(&name, &serde_json::to_vec(&info).expect("serializes"))?;
         let conflict = repo.locks()?.into_iter().find(|(other, o)| {

@@ -4,6 +4,16 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// Backup options for cron: path lists, marker files, size limits, tags, missing paths.
+mod cli_backup;
+// A closed stdout ends every command quietly, keeping its outcome's exit code.
+mod cli_pipes;
+// Scripting: JSON times and names, tag, forget by id, dry runs beside a mount, usage errors.
+mod cli_scripting;
+// Which snapshot a command line names: latest:PATH, filters, ambiguous prefixes.
+mod cli_select;
+// SIGINT and SIGTERM stop backup and check cleanly.
+mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // Bad input and faults: unreadable files, damage, full disk, kills.

@@ -13,7 +13,7 @@ fn script() -> PathBuf {
 }
 
 /// Run the script on `t`'s repository with scratch space in `t/work`.
-fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
+pub(crate) fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let work = t.join("work");
     let mut c = Command::new("bash");
     c.arg(script())

@@ -122,8 +122,11 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Write a file with `content`.
+/// Write a file with `content` (its missing parent directories created).
 pub fn file(p: &Path, content: &[u8]) -> PathBuf {
+    if let Some(parent) = p.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
     fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
     p.to_path_buf()
 }
