@@ -298,6 +298,19 @@ fn quiet_help_completion_and_man_page() {
     assert!(out.status.success());
     assert_eq!((stdout(&out), stderr(&out)), (String::new(), String::new()));
     assert_eq!(t.ok(["check", "-q"]), "");
+    // -v names each file read, on stderr.
+    tree::file(&src.join("g"), b"y");
+    let out = t.rewind(["-v".as_ref(), "backup".as_ref(), src.as_os_str()]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("read {}", src.join("g").display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("read {}\n", src.join("f").display())),
+        "unchanged: {err}"
+    );
     assert_eq!(t.ok(["forget", "-q", "--keep-last", "1"]), "");
     // Singular and plural.
     assert!(t.ok(["snapshots"]).ends_with("\n1 snapshot\n"));

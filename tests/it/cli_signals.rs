@@ -80,10 +80,13 @@ fn a_backup_waiting_on_a_dump_command_stops_on_sigint_and_sigterm() {
     let t = TempRepo::new();
     for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         let marker = t.join(format!("dump-started-{name}"));
-        let token = format!("rewind-test-dump-{name}-{}", std::process::id());
-        // Silent after a first burst, as a dump is while a large query runs.
+        // A sleep no other process on the machine has, to find it by.
+        let token = format!("1000.{}{sig}", std::process::id());
+        // Silent after a first burst, as a dump is while a large query
+        // runs. (Its stderr goes nowhere, so a survivor cannot hold this
+        // test's pipes open.)
         let cmd = format!(
-            "head -c 3000000 /dev/zero; touch {}; sleep 1000; echo {token}",
+            "exec 2>/dev/null; head -c 3000000 /dev/zero; touch {}; sleep {token}; echo done",
             marker.display()
         );
         let child = t
@@ -107,12 +110,20 @@ fn a_backup_waiting_on_a_dump_command_stops_on_sigint_and_sigterm() {
         signal(&child, sig);
         assert_clean_stop(&t, child, 0, name);
         // The command's process group (`sh` and its `sleep`) was ended with it.
-        let left = fs::read_dir("/proc")
+        let left: Vec<i32> = fs::read_dir("/proc")
             .unwrap()
             .flatten()
-            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-            .any(|c| String::from_utf8_lossy(&c).contains(&token));
-        assert!(!left, "{name}: the dump command still runs");
+            .filter(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c == format!("sleep\0{token}\0").as_bytes())
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        for pid in &left {
+            // SAFETY: kill has no memory effects; this test started the sleep.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        assert!(left.is_empty(), "{name}: the dump command still runs");
     }
     // The next backup succeeds.
     t.ok([
