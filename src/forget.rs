@@ -281,6 +281,23 @@ mod tests {
         assert_eq!(parse_duration("300000000000y"), None);
     }
 
+    /// Counts that would overflow a sum, and a period longer than all time.
+    #[test]
+    fn huge_rules_neither_wrap_nor_panic() {
+        let p = Policy {
+            last: u32::MAX,
+            hourly: 1,
+            ..Default::default()
+        };
+        assert!(!p.is_empty());
+        let snaps = vec![(at(1900, 1, 1, 0), vec![]), (at(2026, 1, 1, 0), vec![])];
+        let p = Policy {
+            within: Some(i64::MAX),
+            ..Default::default()
+        };
+        assert!(apply(&snaps, &p, &utc).iter().all(|d| d.keep));
+    }
+
     #[test]
     fn the_worked_example() {
         let snaps: Vec<_> = (0..41)

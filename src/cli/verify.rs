@@ -4,6 +4,7 @@ use super::diff::ignorable;
 use super::output::{self, bytes, quote, Reporter};
 use super::{json, select, FilterArgs, RepoArg};
 use crate::compare::{self, Category, CategorySet, Change, ContentCheck, LiveOptions, Status};
+use crate::format::id::SnapshotId;
 use crate::format::tree::Kind;
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
@@ -79,7 +80,6 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let report = report.with_context(|| format!("verifying {}", args.dir.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let lines: Vec<Line> = report.changes.iter().flat_map(lines).collect();
-    let what = format!("snapshot {}:{}", id.short(), snap_path.display());
     let mut ignored: Vec<&str> = args.ignore.iter().map(|c| c.name()).collect();
     if !args.atime && !ignored.contains(&"atime") {
         ignored.push("atime");
@@ -89,61 +89,85 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     } else {
         super::EXIT_FAILURE
     };
+    let outcome = Outcome {
+        id,
+        snap_path,
+        ignored,
+        secs,
+        lines,
+        report,
+    };
     let mut out = output::stdout();
-    let printed = (|| -> Result<()> {
-        if args.json {
-            let v = serde_json::json!({
-                "ok": lines.is_empty(),
-                "snapshot": id.to_hex(), "short_id": id.short(), "path": snap_path,
-                "ignored": ignored,
-                "differences": lines.iter().map(Line::json).collect::<Vec<_>>(),
-                "counts": counts(&lines).into_iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>(),
-                "entries": report.entries, "files_hashed": report.files_hashed,
-                "bytes_hashed": report.bytes_hashed, "seconds": secs,
-            });
-            let mut v = v;
-            json::name(&mut v, "dir", args.dir.as_os_str().as_bytes());
-            writeln!(out, "{v}")?;
-        } else {
-            for l in &lines {
-                writeln!(out, "{}\t{}\t{}", l.category, quote(&l.path), l.text)?;
-            }
-            let rate = report.bytes_hashed as f64 / secs.max(1e-9) / 1e6;
-            if output::chatty() {
-                writeln!(
-                    out,
-                    "verified {} entries, {} hashed in {secs:.1} s ({rate:.0} MB/s){}",
-                    report.entries,
-                    bytes(report.bytes_hashed),
-                    if ignored.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", ignoring {}", ignored.join(", "))
-                    }
-                )?;
-            }
-            if lines.is_empty() {
-                if output::chatty() {
-                    writeln!(out, "OK: {} is exactly {what}", args.dir.display())?;
-                }
-            } else {
-                let per: Vec<String> = counts(&lines)
-                    .iter()
-                    .map(|(c, n)| format!("{c} {n}"))
-                    .collect();
-                writeln!(
-                    out,
-                    "DIFFERENT: {} ({}) between {} and {what}",
-                    output::count(lines.len() as u64, "difference", "differences"),
-                    per.join(", "),
-                    args.dir.display()
-                )?;
-            }
-        }
-        out.flush()?;
-        Ok(())
-    })();
+    let printed = print(&mut out, &args, &outcome);
     output::finish(code, printed)
+}
+
+/// What verify found, for [`print`].
+struct Outcome<'a> {
+    id: SnapshotId,
+    snap_path: PathBuf,
+    ignored: Vec<&'a str>,
+    secs: f64,
+    lines: Vec<Line>,
+    report: crate::compare::Report,
+}
+
+/// The differences and a verdict (`-q`: only the differences), or JSON.
+fn print(out: &mut impl Write, args: &Args, o: &Outcome) -> Result<()> {
+    let (id, lines, report) = (&o.id, &o.lines, &o.report);
+    let what = format!("snapshot {}:{}", id.short(), o.snap_path.display());
+    if args.json {
+        let mut v = serde_json::json!({
+            "ok": lines.is_empty(),
+            "snapshot": id.to_hex(), "short_id": id.short(), "path": o.snap_path,
+            "ignored": o.ignored,
+            "differences": lines.iter().map(Line::json).collect::<Vec<_>>(),
+            "counts": counts(lines).into_iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>(),
+            "entries": report.entries, "files_hashed": report.files_hashed,
+            "bytes_hashed": report.bytes_hashed, "seconds": o.secs,
+        });
+        json::name(&mut v, "dir", args.dir.as_os_str().as_bytes());
+        writeln!(out, "{v}")?;
+        out.flush()?;
+        return Ok(());
+    }
+    for l in lines {
+        writeln!(out, "{}\t{}\t{}", l.category, quote(&l.path), l.text)?;
+    }
+    if output::chatty() {
+        let rate = report.bytes_hashed as f64 / o.secs.max(1e-9) / 1e6;
+        let ignoring = if o.ignored.is_empty() {
+            String::new()
+        } else {
+            format!(", ignoring {}", o.ignored.join(", "))
+        };
+        writeln!(
+            out,
+            "verified {} entries, {} hashed in {:.1} s ({rate:.0} MB/s){ignoring}",
+            report.entries,
+            bytes(report.bytes_hashed),
+            o.secs
+        )?;
+    }
+    if lines.is_empty() {
+        if output::chatty() {
+            writeln!(out, "OK: {} is exactly {what}", args.dir.display())?;
+        }
+    } else {
+        let per: Vec<String> = counts(lines)
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "DIFFERENT: {} ({}) between {} and {what}",
+            output::count(lines.len() as u64, "difference", "differences"),
+            per.join(", "),
+            args.dir.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// One difference, as verify reports it.
