@@ -54,16 +54,23 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 "{:<8}  {:<19}  {:<16}  {:>10}  {:<12}  paths",
                 "id", "time", "host", "size", "tags"
             )?;
+            // Names are quoted where they hold control characters (diff's quoting).
+            let q = |v: &[String], sep: &str| {
+                v.iter()
+                    .map(|p| output::quote(p.as_bytes()).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(sep)
+            };
             for (id, s) in &list {
                 writeln!(
                     out,
                     "{:<8}  {:<19}  {:<16}  {:>10}  {:<12}  {}",
                     id.short(),
                     time(s.time),
-                    s.host,
+                    output::quote(s.host.as_bytes()),
                     bytes(s.summary.total_bytes),
-                    s.tags.join(","),
-                    s.paths.join(" ")
+                    q(&s.tags, ","),
+                    q(&s.paths, " ")
                 )?;
             }
             writeln!(

@@ -201,3 +201,69 @@ fn check_stops_on_sigint() {
     signal(&child, libc::SIGINT);
     assert_clean_stop(&t, child, 1, "check");
 }
+
+/// Whether process `pid` catches SIGINT (its handler is installed).
+fn catches_sigint(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+}
+
+/// A backup, prune or forget waiting (`--lock-wait`) for another's lock
+/// stops at SIGINT, leaving no lock of its own.
+#[test]
+fn commands_waiting_for_a_lock_stop_on_sigint() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    tree::file(&src.join("f"), b"x");
+    t.backup(&src);
+    // An exclusive lock of a live process on this host (init), fresh.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let held = t.repo().join("locks/0123456789abcdef");
+    let lock = serde_json::json!({
+        "exclusive": true, "host": rewind::backup::hostname(), "pid": 1,
+        "command": "prune", "created": now, "heartbeat": now,
+    });
+    fs::write(&held, lock.to_string()).unwrap();
+    let s = src.to_str().unwrap();
+    for args in [
+        vec!["--lock-wait", "30s", "backup", s],
+        vec!["--lock-wait", "30s", "prune"],
+        vec!["--lock-wait", "30s", "forget", "--keep-last", "1"],
+    ] {
+        let mut child = t
+            .cmd(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(
+            wait_for(&mut child, || catches_sigint(pid)),
+            "{args:?} ended: {}",
+            stderr(&child.wait_with_output().unwrap())
+        );
+        signal(&child, libc::SIGINT);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("rewind: interrupted"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            count(&t.repo().join("locks")),
+            1,
+            "{args:?}: its lock was left"
+        );
+    }
+    fs::remove_file(&held).unwrap();
+    assert_eq!(count(&t.repo().join("snapshots")), 1);
+}
