@@ -3,10 +3,16 @@
 //!
 //! Reads wait in `poll` with a short timeout, so a stop request
 //! ([`crate::interrupt`]) is seen even while the dump is silent (a large
-//! query before its first row), whichever thread the signal landed on. The
-//! command runs in a process group of its own: on a stop request the whole
-//! group (`sh`, and a pipeline such as `mysqldump | gzip`) gets SIGTERM, then
-//! SIGKILL if it has not ended within [`GRACE`], and no snapshot is written.
+//! query before its first row), whichever thread the signal landed on. On a
+//! stop request the command gets SIGTERM, then SIGKILL if it has not ended
+//! within [`GRACE`], and no snapshot is written.
+//!
+//! Without a controlling terminal (cron, systemd) the command runs in a
+//! process group of its own, and the stop goes to the whole group: `sh`,
+//! and a pipeline such as `mysqldump | gzip` under it. At a terminal it
+//! stays in rewind's group, so that it can prompt (a password read from
+//! `/dev/tty`) and Ctrl-C reaches all of it directly; the stop then goes to
+//! `sh` alone.
 
 use super::{file, now, Counters};
 use crate::chunker::Chunker;
@@ -79,22 +85,29 @@ fn run_command(
     progress: &dyn Progress,
 ) -> Result<(Vec<Extent>, u64)> {
     let what = || format!("command {cmd:?}");
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| Error::io(what(), e))?;
-    let out = child.stdout.take().expect("piped");
+        .stdout(Stdio::piped());
+    let own_group = !has_terminal();
+    if own_group {
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(|e| Error::io(what(), e))?;
+    let mut child = Dump {
+        child: &mut child,
+        own_group,
+    };
+    let out = child.child.stdout.take().expect("piped");
     let res = chunk_stream(out.as_raw_fd(), chunker, writer, label, progress);
     drop(out);
     if let Err(e @ Error::Interrupted(_)) = res {
-        stop(&mut child);
+        child.stop();
         return Err(e);
     }
-    let status = wait(&mut child).map_err(|e| Error::io(what(), e))?;
+    let status = child.wait().map_err(|e| Error::io(what(), e))?;
     crate::interrupt::check()?;
     if !status.success() {
         writer.flush()?;
@@ -105,37 +118,59 @@ fn run_command(
     res
 }
 
-/// Wait for the command, stopping it if a stop is requested meanwhile.
-fn wait(child: &mut Child) -> io::Result<std::process::ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
+/// Whether this process has a controlling terminal.
+fn has_terminal() -> bool {
+    // SAFETY: open and close of a path; the descriptor is closed at once.
+    unsafe {
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDONLY | libc::O_NOCTTY);
+        if fd >= 0 {
+            libc::close(fd);
         }
-        if crate::interrupt::requested() {
-            stop(child);
-            return child.wait();
-        }
-        std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+        fd >= 0
     }
 }
 
-/// SIGTERM to the command's process group, SIGKILL after [`GRACE`]; reaps it.
-fn stop(child: &mut Child) {
-    let group = child.id() as libc::pid_t;
-    // SAFETY: kill has no memory effects; the group is the child's own
-    // (process_group(0)), and the child is not reaped yet, so its id cannot
-    // have been reused.
-    unsafe { libc::kill(-group, libc::SIGTERM) };
-    let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+/// The running dump command.
+struct Dump<'a> {
+    child: &'a mut Child,
+    /// Whether it leads a process group of its own (see the module doc).
+    own_group: bool,
+}
+
+impl Dump<'_> {
+    /// Wait for the command, stopping it if a stop is requested meanwhile.
+    fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if crate::interrupt::requested() {
+                self.stop();
+                return self.child.wait();
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS as u64));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
-    let _ = child.wait();
+
+    /// SIGTERM, then SIGKILL after [`GRACE`]; reaps the command.
+    fn stop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        let target = if self.own_group { -pid } else { pid };
+        // SAFETY: kill has no memory effects; the target is the child or its
+        // own group, and the child is not reaped yet, so its id cannot have
+        // been reused.
+        unsafe { libc::kill(target, libc::SIGTERM) };
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(target, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }
 
 /// Chunk the stream on `fd` into data blobs.
