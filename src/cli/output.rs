@@ -239,7 +239,8 @@ impl Progress for Reporter {
     }
     fn file_done(&self, path: &Path, bytes: u64) {
         if bytes > 0 && level() == Level::Verbose {
-            self.line(&format!("{} {}", self.verb, path.display()));
+            use std::os::unix::ffi::OsStrExt;
+            self.line(&format!("{} {}", self.verb, quote(path.as_os_str().as_bytes())));
         }
         let n = self.files.fetch_add(1, Relaxed) + 1;
         if let Some(b) = &self.bar {
