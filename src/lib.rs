@@ -17,7 +17,7 @@
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
 //! - [`interrupt`]: SIGINT and SIGTERM as a request to stop cleanly.
-//! - [`clock`]: local time for names and retention periods.
+//! - [`clock`]: local time for names and retention periods, and RFC 3339 for JSON.
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
 //! - [`cli`]: the command line (the only user of clap).
