@@ -4,6 +4,7 @@
 //! snapshots. [`writer::RepoWriter`] adds to it, and owns the write order.
 
 mod cache;
+pub mod content;
 pub mod lock;
 pub mod writer;
 
