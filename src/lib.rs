@@ -6,10 +6,12 @@
 //! - [`format`](mod@format): bytes to types and back; its docs are the repository format.
 //! - [`chunker`]: FastCDC over byte slices.
 //! - [`backend`]: where repository files live (local directory, memory).
-//! - [`repo`]: an open repository; [`repo::writer`] owns the write order.
+//! - [`repo`]: an open repository; [`repo::writer`] owns the write order,
+//!   [`repo::content`] reads file content (ordered, read ahead).
 //! - [`meta`]: file metadata through directory fds and `*at` calls.
 //! - [`backup`]: the snapshot writer, as a pipeline.
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
+//! - [`dump`]: a file's bytes, or a snapshot as a tar stream (pax, GNU sparse).
 //! - [`check`]: proves the repository is whole.
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
@@ -28,6 +30,7 @@
 //! backup:  walk -> parent? -> read (holes skipped) -> chunk -> hash -> dedup -> compress -> pack
 //!          RepoWriter: packs, then index, then snapshot
 //! restore: snapshot -> trees -> files created by one thread, content written by a pool
+//! dump:    snapshot -> trees (walked ahead) -> content decoded ahead by a pool -> tar -> stdout
 //! check:   config, index, snapshots, trees, blobs present; --read-data: every byte
 //! ```
 //!
@@ -58,6 +61,7 @@ pub mod chunker;
 pub mod cli;
 pub mod clock;
 pub mod compare;
+pub mod dump;
 pub mod error;
 pub mod forget;
 pub mod format;

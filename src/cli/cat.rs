@@ -1,51 +1,43 @@
 //! `rewind cat`.
 
 use super::{FilterArgs, RepoArg};
-use crate::format::tree::{Extent, Kind};
+use crate::format::tree::Kind;
+use crate::repo::content::ReadAhead;
 use anyhow::{bail, Context, Result};
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::BufWriter;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Snapshot: id, id prefix or `latest`
     pub snapshot: String,
     /// Path of a file in the snapshot
-    pub path: String,
+    pub path: OsString,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let repo = repo.open()?;
+    let (repo, _lock) = repo.open_locked(false, "cat")?;
     let (_, snap) = repo
         .find_snapshot(&args.snapshot, &args.filter.filter())
         .with_context(|| format!("finding snapshot {}", args.snapshot))?;
+    let path = Path::new(&args.path);
     let entry = repo
         .entry_at(&snap.tree, args.path.as_bytes())
         .with_context(|| format!("snapshot {}", args.snapshot))?;
     if entry.kind != Kind::File {
-        bail!("{} is a {:?}, not a regular file", args.path, entry.kind);
+        bail!(
+            "{} is a {:?}, not a regular file",
+            path.display(),
+            entry.kind
+        );
     }
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    let zeros = vec![0u8; 1 << 16];
-    for ext in &entry.extents {
-        match ext {
-            Extent::Data { id, .. } => {
-                let data = repo
-                    .read_blob(id)
-                    .with_context(|| format!("reading {}", args.path))?;
-                out.write_all(&data)?;
-            }
-            Extent::Hole { len } => {
-                let mut left = *len;
-                while left > 0 {
-                    let n = left.min(zeros.len() as u64) as usize;
-                    out.write_all(&zeros[..n])?;
-                    left -= n as u64;
-                }
-            }
-        }
-    }
-    out.flush()?;
+    let stdout = super::dump::raw_stdout()?;
+    let out = BufWriter::with_capacity(1 << 20, &*stdout);
+    crate::dump::write_content(&repo, &entry, path, out, ReadAhead::default())
+        .with_context(|| format!("snapshot {}", args.snapshot))?;
     Ok(super::EXIT_OK)
 }
