@@ -72,13 +72,13 @@ pub struct ReadAhead {
 
 impl Default for ReadAhead {
     /// Two workers per core (a worker waits on the disk part of the time), at
-    /// least two and at most eight; 32 MiB of decoded data, about 256 chunks
+    /// least two and at most eight; 16 MiB of decoded data, about 128 chunks
     /// of the default average size.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         ReadAhead {
             threads: (cores * 2).clamp(2, 8),
-            budget: 32 << 20,
+            budget: 16 << 20,
         }
     }
 }

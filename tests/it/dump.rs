@@ -407,6 +407,51 @@ fn a_damaged_chunk_fails_the_dump_and_the_tar_reading_it() {
     }
 }
 
+/// A damaged tree stops the dump between members: the archive then ends in
+/// a header whose data never comes, and both tars fail on it (an archive
+/// that just stopped there would read as complete).
+#[test]
+fn a_damaged_directory_fails_the_dump_and_the_tar_reading_it() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    let big = src.join("big-dir");
+    fs::create_dir_all(&big).unwrap();
+    tree::file(&src.join("a-first.bin"), &tree::noise(100_000, 4));
+    // Enough entries that the tree is a frame of its own (over 64 KiB).
+    for i in 0..1500 {
+        tree::file(&big.join(format!("{i:04}-{}", "n".repeat(60))), b"x");
+    }
+    tree::file(&src.join("z-after.bin"), b"after");
+    t.backup(&src);
+    let repo = fault::open(&t);
+    let loc = fault::tree_location(&repo, &fault::entry(&repo, "latest", &big));
+    drop(repo);
+    assert!(
+        loc.frame.raw_len == loc.raw_len,
+        "the tree shares its frame"
+    );
+    fault::flip_byte(
+        &fault::pack_file(&t, &loc),
+        loc.frame.offset as u64 + loc.frame.stored_len as u64 / 2,
+    );
+    for (name, tar) in [("gnu", gnu_tar()), ("bsd", bsdtar())] {
+        let out = t.join(name);
+        let (dump, tar) = dump_into(&t, &[&spec(&src)], tar, &out);
+        assert_eq!(dump.status.code(), Some(1), "{}", stderr(&dump));
+        assert!(
+            stderr(&dump).contains(&big.display().to_string()),
+            "{}",
+            stderr(&dump)
+        );
+        assert!(
+            !tar.status.success(),
+            "{name} took the broken archive for whole"
+        );
+        assert!(fs::read(out.join("src/a-first.bin")).unwrap() == tree::noise(100_000, 4));
+        assert!(!out.join("src/z-after.bin").exists());
+    }
+}
+
 #[test]
 fn what_cannot_be_dumped_is_refused_by_name() {
     let t = TempRepo::new();
