@@ -20,6 +20,7 @@ pub struct Args {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
+    crate::interrupt::install();
     let (repo, _lock) = repo.open_locked(false, "cat")?;
     let (_, snap) = repo
         .find_snapshot(&args.snapshot, &args.filter.filter())

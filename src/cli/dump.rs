@@ -34,6 +34,9 @@ pub enum Archive {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
+    // Ctrl-C ends the archive unfinished (no end-of-archive marker) and
+    // releases the repository lock, rather than killing us with it held.
+    crate::interrupt::install();
     let (spec, sub) = split(&args.snapshot)?;
     let (repo, _lock) = repo.open_locked(false, "dump")?;
     let (id, snap) = repo

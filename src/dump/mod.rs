@@ -20,7 +20,9 @@
 //! An error (a damaged chunk, a tree that does not load) names the file,
 //! ends the archive where it is, without the end-of-archive marker, and makes
 //! every tar reader fail on it ([`tar::TarWriter::abort`]): a short archive is
-//! never passed off as a whole one.
+//! never passed off as a whole one. A stop request ([`crate::interrupt`],
+//! looked at before each member and each piece of content) ends it the same
+//! way, with [`Error::Interrupted`].
 
 pub mod acl;
 #[cfg(test)]
@@ -68,6 +70,7 @@ pub fn write_content<W: Write>(
     let mut zeros = Vec::new();
     let mut written = 0u64;
     for piece in Pieces::new(repo.clone(), entry.extents.clone(), opts)? {
+        crate::interrupt::check()?;
         match piece.map_err(|e| with_path(e, snap_path))? {
             Piece::Data(d) => {
                 out.write_all(&d).map_err(out_err)?;
@@ -168,6 +171,7 @@ fn write_member<W: Write>(
     }
     let mut done = 0u64;
     while let Some(piece) = stream.next_piece() {
+        crate::interrupt::check()?;
         match piece.map_err(|err| with_path(err, path))? {
             Piece::Data(d) => {
                 tar.content(&d)?;

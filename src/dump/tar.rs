@@ -102,31 +102,8 @@ pub struct Encoded {
 pub fn encode(m: &Member) -> Result<Encoded> {
     let e = m.entry;
     let object = String::from_utf8_lossy(m.path).into_owned();
-    if e.kind == Kind::Socket && m.link.is_none() {
-        return Err(Error::InvalidInput(format!(
-            "{object}: tar cannot hold a socket"
-        )));
-    }
     let mut h = Ustar::new();
     let mut pax = Pax::default();
-    let mut name = m.path.to_vec();
-    if e.kind == Kind::Dir {
-        name.push(b'/');
-    }
-    let sparse = match (m.link, e.kind) {
-        (None, Kind::File) => sparse_map(&e.extents, e.size),
-        _ => None,
-    };
-    if sparse.is_some() {
-        pax.add(b"GNU.sparse.major", b"1");
-        pax.add(b"GNU.sparse.minor", b"0");
-        pax.add_path(b"GNU.sparse.name", &name);
-        pax.add(b"GNU.sparse.realsize", e.size.to_string().as_bytes());
-        let stand_in = [b"GNUSparseFile.0/", base_name(m.path)].concat();
-        h.text(0, 100, &stand_in);
-    } else if !h.text(0, 100, &name) {
-        pax.add_path(b"path", &name);
-    }
     let (typeflag, content) = match (m.link, e.kind) {
         (Some(_), _) => (b'1', 0),
         (None, Kind::File) => (b'0', e.data_bytes()),
@@ -135,43 +112,32 @@ pub fn encode(m: &Member) -> Result<Encoded> {
         (None, Kind::CharDev) => (b'3', 0),
         (None, Kind::BlockDev) => (b'4', 0),
         (None, Kind::Fifo) => (b'6', 0),
-        (None, Kind::Socket) => unreachable!("refused above"),
+        (None, Kind::Socket) => {
+            return Err(Error::InvalidInput(format!(
+                "{object}: tar cannot hold a socket"
+            )))
+        }
     };
     h.b[156] = typeflag;
-    if let Some(target) = m
-        .link
-        .or((e.kind == Kind::Symlink).then_some(&e.target[..]))
-    {
-        if !h.text(157, 100, target) {
-            pax.add_path(b"linkpath", target);
-        }
-    }
-    let map_len = sparse.as_ref().map_or(0, |m| m.len() as u64);
+    let sparse = match typeflag {
+        b'0' => sparse_map(&e.extents, e.size),
+        _ => None,
+    };
+    names(&mut h, &mut pax, m, sparse.is_some());
+    let map_len = sparse.as_ref().map_or(0, |map| map.len() as u64);
     let size = map_len
         .checked_add(content)
         .ok_or_else(|| Error::corrupt(&object, "size out of range"))?;
     if !h.octal(124, 12, size) {
         pax.add(b"size", size.to_string().as_bytes());
     }
-    h.octal(100, 8, (e.mode & 0o7777) as u64);
-    for (off, key, id) in [(108, &b"uid"[..], e.uid), (116, b"gid", e.gid)] {
-        if !h.octal(off, 8, id as u64) {
-            pax.add(key, id.to_string().as_bytes());
-        }
-    }
-    for (off, key, owner) in [(265, &b"uname"[..], &e.user), (297, b"gname", &e.group)] {
-        if !h.text(off, 31, owner.as_bytes()) {
-            pax.add(key, owner.as_bytes());
-        }
-    }
-    if matches!(e.kind, Kind::CharDev | Kind::BlockDev) && m.link.is_none() {
-        let (major, minor) = (libc::major(e.rdev), libc::minor(e.rdev));
-        if !h.octal(329, 8, major as u64) || !h.octal(337, 8, minor as u64) {
-            return Err(Error::corrupt(&object, "device number out of range"));
-        }
-    } else {
-        h.octal(329, 8, 0);
-        h.octal(337, 8, 0);
+    owner_and_mode(&mut h, &mut pax, e);
+    let (major, minor) = match typeflag {
+        b'3' | b'4' => (libc::major(e.rdev), libc::minor(e.rdev)),
+        _ => (0, 0),
+    };
+    if !h.octal(329, 8, major as u64) || !h.octal(337, 8, minor as u64) {
+        return Err(Error::corrupt(&object, "device number out of range"));
     }
     let mut unwritable = Vec::new();
     if m.link.is_none() {
@@ -185,31 +151,81 @@ pub fn encode(m: &Member) -> Result<Encoded> {
             h.octal(136, 12, 0);
         }
     }
-    let mut head = Vec::with_capacity(3 * BLOCK);
-    if !pax.records.is_empty() {
-        let records = pax.finish();
-        let mut x = Ustar::new();
-        let stand_in = [b"PaxHeaders/", base_name(m.path)].concat();
-        x.text(0, 100, &stand_in);
-        x.octal(100, 8, 0o644);
-        x.octal(108, 8, 0);
-        x.octal(116, 8, 0);
-        x.octal(124, 12, records.len() as u64);
-        x.octal(136, 12, h.mtime);
-        x.b[156] = b'x';
-        head.extend_from_slice(&x.finish());
-        head.extend_from_slice(&records);
-        pad(&mut head);
-    }
+    let mut head = pax_header(pax, m.path, h.mtime);
     head.extend_from_slice(&h.finish());
-    if let Some(map) = sparse {
-        head.extend_from_slice(&map);
-    }
+    head.extend_from_slice(sparse.as_deref().unwrap_or_default());
     Ok(Encoded {
         head,
         content,
         unwritable,
     })
+}
+
+/// The member's path (a sparse file's in `GNU.sparse.*` records) and its
+/// link target, in the ustar fields when they fit, else in pax records.
+fn names(h: &mut Ustar, pax: &mut Pax, m: &Member, sparse: bool) {
+    let e = m.entry;
+    let mut name = m.path.to_vec();
+    if e.kind == Kind::Dir {
+        name.push(b'/');
+    }
+    if sparse {
+        pax.add(b"GNU.sparse.major", b"1");
+        pax.add(b"GNU.sparse.minor", b"0");
+        pax.add_path(b"GNU.sparse.name", &name);
+        pax.add(b"GNU.sparse.realsize", e.size.to_string().as_bytes());
+        let stand_in = [b"GNUSparseFile.0/", base_name(m.path)].concat();
+        h.text(0, 100, &stand_in);
+    } else if !h.text(0, 100, &name) {
+        pax.add_path(b"path", &name);
+    }
+    let target = match (m.link, e.kind) {
+        (Some(first), _) => Some(first),
+        (None, Kind::Symlink) => Some(&e.target[..]),
+        _ => None,
+    };
+    if let Some(target) = target {
+        if !h.text(157, 100, target) {
+            pax.add_path(b"linkpath", target);
+        }
+    }
+}
+
+/// Mode, numeric owners and owner names.
+fn owner_and_mode(h: &mut Ustar, pax: &mut Pax, e: &Entry) {
+    h.octal(100, 8, (e.mode & 0o7777) as u64);
+    for (off, key, id) in [(108, &b"uid"[..], e.uid), (116, b"gid", e.gid)] {
+        if !h.octal(off, 8, id as u64) {
+            pax.add(key, id.to_string().as_bytes());
+        }
+    }
+    for (off, key, owner) in [(265, &b"uname"[..], &e.user), (297, b"gname", &e.group)] {
+        if !h.text(off, 31, owner.as_bytes()) {
+            pax.add(key, owner.as_bytes());
+        }
+    }
+}
+
+/// The pax extended header that carries `pax`'s records, padded; empty when
+/// there are none.
+fn pax_header(pax: Pax, path: &[u8], mtime: u64) -> Vec<u8> {
+    let mut head = Vec::with_capacity(3 * BLOCK);
+    if pax.records.is_empty() {
+        return head;
+    }
+    let records = pax.finish();
+    let mut x = Ustar::new();
+    x.text(0, 100, &[b"PaxHeaders/", base_name(path)].concat());
+    x.octal(100, 8, 0o644);
+    x.octal(108, 8, 0);
+    x.octal(116, 8, 0);
+    x.octal(124, 12, records.len() as u64);
+    x.octal(136, 12, mtime);
+    x.b[156] = b'x';
+    head.extend_from_slice(&x.finish());
+    head.extend_from_slice(&records);
+    pad(&mut head);
+    head
 }
 
 /// mtime in the ustar field where it fits; with nanoseconds, atime and ctime

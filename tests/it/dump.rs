@@ -551,3 +551,67 @@ fn memory_stays_flat_whatever_the_size() {
         );
     }
 }
+
+/// SIGINT or SIGTERM in the middle of a dump: the archive stops short and
+/// both tars fail on it, the command says it was interrupted and exits
+/// non-zero, and it releases its repository lock (a kill would leave it).
+/// The dump cannot finish before the signal: its output (64 MiB) is far
+/// more than the pipe and its buffers hold, and nothing reads it until the
+/// signal is sent.
+#[test]
+fn a_signal_ends_the_dump_unfinished_and_releases_the_lock() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    tree::file(&src.join("big.bin"), &tree::noise(64 << 20, 6));
+    tree::file(&src.join("small.txt"), b"small");
+    t.backup(&src);
+    for (round, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
+        let mut child = t
+            .cmd(["dump".as_ref(), spec(&src).as_os_str()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdout.take().unwrap();
+        let mut head = vec![0; 1 << 20];
+        pipe.read_exact(&mut head).unwrap();
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = t.join(format!("out{round}"));
+        fs::create_dir(&out).unwrap();
+        let mut tar = gnu_tar()
+            .current_dir(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut tar_in = tar.stdin.take().unwrap();
+        std::io::Write::write_all(&mut tar_in, &head).unwrap();
+        let copied = std::io::copy(&mut pipe, &mut tar_in).unwrap();
+        drop(tar_in);
+        let dump = child.wait_with_output().unwrap();
+        let tar = tar.wait_with_output().unwrap();
+        let err = stderr(&dump);
+        assert!(
+            matches!(dump.status.code(), Some(1) | Some(130)),
+            "round {round}: {:?} {err}",
+            dump.status
+        );
+        assert!(
+            err.contains("interrupted") && err.contains("incomplete"),
+            "{err}"
+        );
+        assert!(
+            (head.len() as u64 + copied) < 64 << 20,
+            "round {round}: the whole file was dumped"
+        );
+        assert!(
+            !tar.status.success(),
+            "round {round}: tar took it for whole"
+        );
+        assert!(!out.join("src/small.txt").exists());
+        let locks = fs::read_dir(t.repo().join("locks")).map_or(0, |d| d.count());
+        assert_eq!(locks, 0, "round {round}: a lock was left behind");
+    }
+}
