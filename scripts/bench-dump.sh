@@ -23,6 +23,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=${BENCH_WORK:-/tmp/bench-work}
 rounds=${ROUNDS:-5}
 bin=${REWIND_BIN:-$root/target/release/rewind}
+# peers.sh's password for the encrypted repository, and its local cache.
+export REWIND_PASSWORD=${REWIND_PASSWORD:-peers-bench-fixed-password}
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$work/cache/rewind}
 repo=$work/repo/rewind
 out=$work/dump-bench
 

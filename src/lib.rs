@@ -14,6 +14,7 @@
 //! - [`dump`]: a file's bytes, or a snapshot as a tar stream (pax, GNU sparse).
 //! - [`check`]: proves the repository is whole.
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
+//! - [`copy`]: snapshots from one repository into another.
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
@@ -61,6 +62,7 @@ pub mod chunker;
 pub mod cli;
 pub mod clock;
 pub mod compare;
+pub mod copy;
 pub mod dump;
 pub mod error;
 pub mod forget;

@@ -146,8 +146,8 @@ pub fn backup(
     let excludes = Excludes::new(&opts.excludes)?;
     let (parent_id, parent_root) = find_parent(&repo, opts, &names)?;
     let level = opts.compression.unwrap_or(repo.config().compression);
-    let writer = RepoWriter::new(repo.clone(), level, opts.dry_run);
-    let chunker = Chunker::new(repo.config().chunker);
+    let writer = RepoWriter::new(repo.clone(), level, opts.dry_run)?;
+    let chunker = repo.chunker();
     let counters = Counters::default();
 
     let mut root = Selection::Partial(Default::default());
@@ -172,6 +172,9 @@ pub fn backup(
         fatal: Mutex::new(None),
     };
     let tree = walk.run(root, parent_root, opts.threads.max(1))?;
+    // Everything but the snapshot is written now, so the summary counts
+    // what the repository grew by.
+    writer.flush()?;
     let stats = writer.stats();
     let c = &walk.counters;
     let mut snapshot = Snapshot {
@@ -194,10 +197,14 @@ pub fn backup(
             data_blobs_added: stats.data_blobs,
             tree_blobs_added: stats.tree_blobs,
             bytes_added_raw: stats.raw_bytes,
-            bytes_added_stored: stats.stored_bytes,
+            bytes_added_stored: stats.added_bytes(),
+            bytes_added_data: stats.stored_bytes,
+            bytes_added_index: stats.index_bytes,
+            packs_added: stats.packs,
             duration_ms: 0,
             errors: c.errors.load(Relaxed),
         },
+        original: None,
     };
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let id = writer.commit(&snapshot)?;
@@ -408,10 +415,4 @@ pub(crate) fn now() -> Time {
     }
 }
 
-/// This machine's name.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
+pub use crate::clock::hostname;

@@ -63,8 +63,8 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     }
     let path = repo_arg.path()?;
     if repo_arg.is_default() && !path.join("config").exists() {
-        super::init::create(&path)?;
-        eprintln!("created repository at {}", path.display());
+        super::init::create(repo_arg, true, None)?;
+        eprintln!("created encrypted repository at {}", path.display());
     }
     let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
     let mut excludes = args.excludes.clone();

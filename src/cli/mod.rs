@@ -8,13 +8,16 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod forget;
 mod init;
+mod key;
 mod ls;
 mod mount;
 mod output;
+mod password;
 mod prune;
 mod repair;
 mod restore;
@@ -44,6 +47,21 @@ pub struct Cli {
     /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h) [default: 0, fail at once]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
+
+    #[command(flatten)]
+    pub password: password::PasswordArgs,
+
+    /// Local cache of index files [default: $XDG_CACHE_HOME/rewind or ~/.cache/rewind]
+    #[arg(long, global = true, env = "REWIND_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep no local cache: index files are read into memory at each start
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// Argon2id cost of new keys, as m=64M,t=3,p=4 (the default; lower only for tests)
+    #[arg(long, global = true, env = "REWIND_KDF_PARAMS", hide = true)]
+    pub kdf_params: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -86,6 +104,11 @@ pub enum Command {
     /// Rebuild parts of the repository
     #[command(subcommand)]
     Repair(repair::Command),
+    /// List, add, change and remove the passwords of an encrypted repository
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
 }
 
 /// Parse the command line and run it. Returns the exit code.
@@ -96,9 +119,18 @@ pub fn run() -> Result<u8> {
         None => std::time::Duration::ZERO,
         Some(s) => parse_wait(s)?,
     };
+    let kdf = match &cli.kdf_params {
+        None => crate::format::key::KdfParams::default(),
+        Some(s) => crate::format::key::KdfParams::parse(s)?,
+    };
     let repo = RepoArg {
         explicit: cli.repo.clone(),
         lock_wait,
+        password: cli.password.clone(),
+        cache_dir: cli.cache_dir.clone(),
+        no_cache: cli.no_cache,
+        kdf,
+        secret: std::sync::OnceLock::new(),
     };
     match cli.command {
         Command::Init(a) => init::run(&repo, a),
@@ -118,13 +150,23 @@ pub fn run() -> Result<u8> {
         Command::Prune(a) => prune::run(&repo, a),
         Command::Unlock(a) => unlock::run(&repo, a),
         Command::Repair(c) => repair::run(&repo, c),
+        Command::Key(c) => key::run(&repo, c),
+        Command::Copy(a) => copy::run(&repo, a),
     }
 }
 
-/// Where the repository is.
+/// Where the repository is, and how to open it.
+#[derive(Clone)]
 pub struct RepoArg {
     explicit: Option<PathBuf>,
     lock_wait: std::time::Duration,
+    password: password::PasswordArgs,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+    /// Argon2id cost of new keys.
+    pub kdf: crate::format::key::KdfParams,
+    /// The password, once asked for.
+    secret: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl RepoArg {
@@ -140,10 +182,56 @@ impl RepoArg {
         self.explicit.is_none()
     }
 
+    /// Name the repository by another path (an absolute one).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.explicit = Some(path);
+    }
+
+    /// The storage behind the repository.
+    pub fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>> {
+        Ok(Arc::new(crate::backend::local::LocalBackend::new(
+            self.path()?,
+        )))
+    }
+
+    /// Where it is, for messages.
+    pub fn location(&self) -> String {
+        self.path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "the default repository".into())
+    }
+
+    /// The repository's password, asked for once (`confirm`: twice, for a
+    /// new one).
+    pub fn password(&self, confirm: bool) -> Result<crate::repo::Secret> {
+        if let Some(s) = self.secret.get() {
+            return Ok(crate::repo::Secret::new(s.clone()));
+        }
+        let p = password::read(
+            self.password.password_file.as_deref(),
+            self.password.password_command.as_deref(),
+            "REWIND_PASSWORD",
+            &format!("password for repository {}: ", self.location()),
+            confirm,
+        )?;
+        let _ = self.secret.set(p.bytes().to_vec());
+        Ok(p)
+    }
+
+    /// The local cache's root, unless `--no-cache`.
+    pub fn cache_root(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(crate::repo::default_cache_root)
+    }
+
     /// Take a shared lock (or an exclusive one) for `command`, waiting up to
     /// `--lock-wait` for conflicting holders. The caller must call
     /// [`Repository::reload_index`] afterwards, before it looks anything up:
-    /// what was mapped before may predate a prune it waited for.
+    /// what was read before may predate a prune it waited for.
     ///
     /// A reader that may not write the repository (a read-only mount, another
     /// user's repository) goes on without a shared lock, with a warning.
@@ -162,13 +250,13 @@ impl RepoArg {
             {
                 eprintln!(
                     "warning: cannot write a lock in {} ({source}); going on without one",
-                    repo.backend().location()
+                    repo.location()
                 );
                 None
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
-                    .context(format!("locking repository {}", repo.backend().location())))
+                    .context(format!("locking repository {}", repo.location())))
             }
         };
         Ok(lock)
@@ -194,12 +282,58 @@ impl RepoArg {
         Ok((repo, lock))
     }
 
-    fn open_unindexed(&self) -> Result<Arc<Repository>> {
-        let path = self.path()?;
-        let repo = Repository::open_dir_unindexed(&path)
-            .with_context(|| format!("opening repository {}", path.display()))?;
-        Ok(Arc::new(repo))
+    /// Open the repository without reading its index.
+    pub fn open_unindexed(&self) -> Result<Arc<Repository>> {
+        self.open_plain().map(Arc::new)
     }
+
+    /// [`RepoArg::open_unindexed`], not yet shared.
+    pub fn open_plain(&self) -> Result<Repository> {
+        let location = self.location();
+        let backend = self.backend()?;
+        let password = || -> crate::error::Result<crate::repo::Secret> {
+            self.password(false)
+                .map_err(|e| crate::error::Error::InvalidInput(format!("{e:#}")))
+        };
+        let opts = crate::repo::OpenOptions {
+            password: &password,
+            cache_root: self.cache_root(),
+        };
+        let repo = Repository::open(backend, &opts)
+            .with_context(|| format!("opening repository {location}"))?;
+        if let Some(e) = repo.cache_error() {
+            eprintln!("warning: not using the cache ({e}); index files are read into memory");
+        }
+        Ok(repo)
+    }
+}
+
+/// Another repository (`--copy-chunker-params-from`, `copy --from-repo`),
+/// opened with its own password flags, and its index read.
+pub fn open_other(
+    path: &std::path::Path,
+    from: &password::FromPasswordArgs,
+) -> Result<Arc<Repository>> {
+    let backend: Arc<dyn crate::backend::Backend> =
+        Arc::new(crate::backend::local::LocalBackend::new(path));
+    let password = || -> crate::error::Result<crate::repo::Secret> {
+        password::read(
+            from.from_password_file.as_deref(),
+            from.from_password_command.as_deref(),
+            "REWIND_FROM_PASSWORD",
+            &format!("password for repository {}: ", path.display()),
+            false,
+        )
+        .map_err(|e| crate::error::Error::InvalidInput(format!("{e:#}")))
+    };
+    let opts = crate::repo::OpenOptions {
+        password: &password,
+        cache_root: None,
+    };
+    let repo = Repository::open(backend, &opts)
+        .with_context(|| format!("opening repository {}", path.display()))?;
+    repo.reload_index()?;
+    Ok(Arc::new(repo))
 }
 
 /// `$XDG_DATA_HOME/rewind`, else `~/.local/share/rewind`.
@@ -250,6 +384,11 @@ pub fn stderr_is_tty() -> bool {
     unsafe { libc::isatty(2) == 1 }
 }
 
+/// Whether stdin is a terminal.
+pub fn stdin_is_tty() -> bool {
+    unsafe { libc::isatty(0) == 1 }
+}
+
 /// `30s`, `10m`, `2h`, `1d` or plain seconds.
 fn parse_wait(s: &str) -> Result<std::time::Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -266,9 +405,8 @@ fn parse_wait(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// Restores keep a directory open per hard-link group and mounts keep packs
-/// open: lift the soft limit on open files to the hard one (often 1024 vs
-/// 524288 under systemd).
+/// Mounts keep packs open: lift the soft limit on open files to the hard one
+/// (often 1024 vs 524288 under systemd).
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

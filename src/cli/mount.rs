@@ -98,7 +98,7 @@ fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
     // place that much sooner. A failed check returns at once, leaving the
     // thread to end on its own (a repository on a stalled network file
     // system does not hold up the error).
-    let opening = repo.path().and_then(open_in_background);
+    let opening = open_in_background(repo.clone());
     let mnt = mountpoint::check(&args.mountpoint).context("cannot mount")?;
     mountpoint::check_fuse_device().context("cannot mount")?;
     let (repo_path, repo) = opening?
@@ -123,18 +123,20 @@ fn plan(repo: &RepoArg, args: &Args) -> Result<Plan> {
     })
 }
 
-/// The repository at `path`, opened in a thread, with its absolute path (so
-/// the daemon can leave the working directory). Its index is read once the
-/// mount holds its lock (see `serve`).
+/// The repository, opened in a thread (asking for its password there, on
+/// the terminal if need be, before any daemon detaches), with its location
+/// (a local repository's absolute path, so the daemon can leave the working
+/// directory). Its index is read once the mount holds its lock (see `serve`).
 fn open_in_background(
-    path: PathBuf,
+    mut repo: RepoArg,
 ) -> Result<std::thread::JoinHandle<(PathBuf, Result<Repository>)>> {
     std::thread::Builder::new()
         .spawn(move || {
-            let repo_path = std::fs::canonicalize(&path).unwrap_or(path);
-            let repo = Repository::open_dir_unindexed(&repo_path)
-                .with_context(|| format!("opening repository {}", repo_path.display()));
-            (repo_path, repo)
+            let repo_path = repo.path().map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+            let repo_path = repo_path.unwrap_or_else(|_| PathBuf::from(repo.location()));
+            repo.set_path(repo_path.clone());
+            let opened = repo.open_plain();
+            (repo_path, opened)
         })
         .context("starting a thread")
 }

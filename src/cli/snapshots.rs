@@ -48,6 +48,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
             );
         }
         println!("{} snapshots", list.len());
+        if !repo.is_encrypted() {
+            println!("(repository {} is not encrypted)", repo.location());
+        }
     }
     Ok(if bad.is_empty() {
         super::EXIT_OK

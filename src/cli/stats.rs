@@ -49,12 +49,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         t.snapshots += 1;
         walk(&repo, s.tree, &mut blobs, &mut t)?;
     }
-    let repo_bytes: u64 = repo
-        .backend()
-        .list("data")?
-        .iter()
-        .map(|n| repo.backend().size(n).unwrap_or(0))
-        .sum();
+    let repo_bytes: u64 = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     if args.json {
         println!(
@@ -64,9 +59,18 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 "unique_blobs": t.blobs, "unique_raw_bytes": t.unique_raw, "unique_stored_bytes": t.unique_stored,
                 "dedup_ratio": ratio(t.logical, t.unique_raw), "compression_ratio": ratio(t.unique_raw, t.unique_stored),
                 "repository_pack_bytes": repo_bytes,
+                "encrypted": repo.is_encrypted(), "format": repo.config().format,
             })
         );
     } else {
+        println!(
+            "repository:          {}",
+            if repo.is_encrypted() {
+                "encrypted (format 2)"
+            } else {
+                "UNENCRYPTED (format 1): anyone who can read its files can read the backups"
+            }
+        );
         println!("snapshots:           {}", t.snapshots);
         println!("files:               {}", t.files);
         println!("logical size:        {}", bytes(t.logical));

@@ -17,8 +17,8 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         println!("removed {}", l.describe());
     }
     let left = repo.locks()?;
-    for (_, l) in &left {
-        println!("still held: {}", l.describe());
+    for l in &left {
+        println!("still held: {}", l.info.describe());
     }
     println!("{} locks removed, {} remain", removed.len(), left.len());
     Ok(super::EXIT_OK)

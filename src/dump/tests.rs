@@ -2,11 +2,12 @@ use super::read::{members, Read};
 use super::tar::BLOCK;
 use super::*;
 use crate::backend::memory::MemoryBackend;
+use crate::backend::FileType;
 use crate::format::id::TreeId;
 use crate::format::tree::{Extent, Tree};
 use crate::progress::{Collect, Silent};
-use crate::repo::pack_name;
 use crate::repo::writer::RepoWriter;
+use crate::repo::InitOptions;
 
 struct Fixture {
     mem: Arc<MemoryBackend>,
@@ -44,8 +45,8 @@ fn dir(w: &RepoWriter, name: &str, entries: Vec<Entry>) -> Entry {
 /// `/srv/www/{a, b (a hard link of a), sock, sub/{c, holes}}`.
 fn fixture() -> Fixture {
     let mem = Arc::new(MemoryBackend::new());
-    let repo = Arc::new(Repository::init(mem.clone()).unwrap());
-    let w = RepoWriter::new(repo.clone(), 1, false);
+    let repo = Arc::new(Repository::init(mem.clone(), &InitOptions::test()).unwrap());
+    let w = RepoWriter::new(repo.clone(), 1, false).unwrap();
     let mut a = file(&w, "a", &content(3, 250_000));
     (a.dev, a.ino, a.nlink) = (1, 77, 2);
     let b = Entry {
@@ -90,7 +91,7 @@ impl Fixture {
     /// Flip a byte in the middle of the frame that holds blob `id`.
     fn damage(&self, id: &crate::format::id::BlobId) {
         let loc = self.repo.lookup(id).unwrap().unwrap();
-        self.mem.tamper(&pack_name(&loc.pack), |b| {
+        self.mem.tamper(FileType::Pack, &loc.pack.to_hex(), |b| {
             b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0x01
         });
     }

@@ -343,8 +343,9 @@ impl Iterator for Pieces {
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
+    use crate::backend::FileType;
     use crate::format::id::BlobId;
-    use crate::repo::{pack_name, writer::RepoWriter};
+    use crate::repo::{writer::RepoWriter, InitOptions};
 
     struct Fixture {
         mem: Arc<MemoryBackend>,
@@ -353,13 +354,13 @@ mod tests {
 
     fn fixture() -> Fixture {
         let mem = Arc::new(MemoryBackend::new());
-        let repo = Arc::new(Repository::init(mem.clone()).unwrap());
+        let repo = Arc::new(Repository::init(mem.clone(), &InitOptions::test()).unwrap());
         Fixture { mem, repo }
     }
 
     /// Store `blobs` and return their extents.
     fn store(repo: &Arc<Repository>, blobs: &[Vec<u8>]) -> Vec<Extent> {
-        let w = RepoWriter::new(repo.clone(), 1, false);
+        let w = RepoWriter::new(repo.clone(), 1, false).unwrap();
         let ext = blobs
             .iter()
             .map(|b| Extent::Data {
@@ -504,7 +505,7 @@ mod tests {
             unreachable!()
         };
         let loc = f.repo.lookup(&id).unwrap().unwrap();
-        f.mem.tamper(&pack_name(&loc.pack), |b| {
+        f.mem.tamper(FileType::Pack, &loc.pack.to_hex(), |b| {
             b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0x10
         });
         let mut p = Pieces::new(f.repo.clone(), ext, ReadAhead::default()).unwrap();
@@ -531,7 +532,11 @@ mod tests {
             )
             .unwrap();
             let err = p.next().unwrap().unwrap_err();
-            assert!(err.to_string().contains("length differs"), "{err}");
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(
+                err.to_string().contains(&format!("the tree {len}")),
+                "{err}"
+            );
         }
         let missing = Extent::Data {
             id: BlobId([9; 32]),

@@ -218,7 +218,7 @@ fn default_repository_is_created_by_the_first_backup() {
     );
     let home = t.join("home");
     let run = |args: &[&OsStr]| {
-        std::process::Command::new(crate::common::bin())
+        crate::common::test_env(&mut std::process::Command::new(crate::common::bin()))
             .args(args)
             .env_remove("REWIND_REPO")
             .env_remove("XDG_DATA_HOME")

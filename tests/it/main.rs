@@ -4,6 +4,8 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// copy: snapshots between repositories with their own keys and formats.
+mod copy;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
@@ -12,6 +14,8 @@ mod dump;
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
 mod fidelity;
+// Golden repositories of each format: read, restored, mounted, written.
+mod golden;
 // The FUSE mount, for real.
 mod mount;
 // Names and paths: raw bytes, beyond PATH_MAX.
@@ -20,7 +24,14 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
-// scripts/restore-test.sh: restore or mount, verify, SQLite and PostgreSQL dumps, smoke.
+// A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
+mod races;
+// Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
+mod restore;
+// An encrypted repository tampered with: every object kind flipped, cut,
+// swapped; foreign and damaged keys; wrong passwords.
+mod tamper;
+// scripts/restore-test.sh: restore or mount, verify, SQLite, PostgreSQL and MariaDB dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.
 mod verify;

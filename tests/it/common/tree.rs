@@ -89,7 +89,7 @@ pub fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-const NO_ID: u32 = u32::MAX;
+pub const NO_ID: u32 = u32::MAX;
 
 /// A deterministic pseudo-random buffer.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -263,4 +263,41 @@ pub fn wide(dir: &Path, n: usize) {
     for i in 0..n {
         fs::write(dir.join(format!("f{i:06}")), format!("{i}")).unwrap();
     }
+}
+
+/// Build, under `root` (which must not exist), one hard-link pair of every
+/// type that can be hard-linked: a regular file, a symlink, a FIFO, a
+/// socket, a character and a block device; each pair has one name at the
+/// top and one in `sub/`, and its own owner, mode and times. Needs root.
+pub fn linked(root: &Path) {
+    fs::create_dir_all(root.join("sub")).unwrap();
+    let p = |s: &str| root.join(s);
+    file(&p("file"), b"linked content");
+    symlink("file", p("symlink")).unwrap();
+    mknod(&p("fifo"), libc::S_IFIFO | 0o640, 0);
+    mknod(&p("socket"), libc::S_IFSOCK | 0o750, 0);
+    mknod(&p("chardev"), libc::S_IFCHR | 0o620, libc::makedev(1, 5));
+    mknod(&p("blockdev"), libc::S_IFBLK | 0o600, libc::makedev(7, 201));
+    for (i, name) in ["file", "symlink", "fifo", "socket", "chardev", "blockdev"]
+        .iter()
+        .enumerate()
+    {
+        let i = i as u32;
+        chown(&p(name), 2000 + i, 3000 + i);
+        let second = p(&format!("sub/{name}2"));
+        // linkat without AT_SYMLINK_FOLLOW: a symlink is linked, not its target.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                c(&p(name)).as_ptr(),
+                libc::AT_FDCWD,
+                c(&second).as_ptr(),
+                0,
+            )
+        };
+        check(r, "linkat", &second);
+        let t = 1_500_000_000 + i64::from(i);
+        set_times(&p(name), (t, 7), (t, 9));
+    }
+    set_times(&p("sub"), (1_600_000_000, 0), (1_600_000_000, 1));
 }
