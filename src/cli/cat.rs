@@ -1,20 +1,18 @@
 //! `rewind cat`.
 
-use super::{FilterArgs, RepoArg};
+use super::{select, FilterArgs, RepoArg};
 use crate::format::tree::Kind;
 use crate::repo::content::ReadAhead;
 use anyhow::{bail, Context, Result};
-use std::ffi::OsString;
 use std::io::BufWriter;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot: id, id prefix or `latest`
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`: the newest holding PATH) and the file in it
     pub snapshot: String,
-    /// Path of a file in the snapshot
-    pub path: OsString,
+    /// Path of a file in the snapshot (or give it as SNAP:PATH)
+    pub path: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -22,23 +20,25 @@ pub struct Args {
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     crate::interrupt::install();
     let (repo, _lock) = repo.open_locked(false, "cat")?;
-    let (_, snap) = repo
-        .find_snapshot(&args.snapshot, &args.filter.filter())
-        .with_context(|| format!("finding snapshot {}", args.snapshot))?;
-    let path = Path::new(&args.path);
+    let (id, snap, path) = select::find_with_path(
+        &repo,
+        &args.snapshot,
+        args.path.as_deref(),
+        &args.filter.filter(),
+    )?;
     let entry = repo
-        .entry_at(&snap.tree, args.path.as_bytes())
-        .with_context(|| format!("snapshot {}", args.snapshot))?;
+        .entry_at(&snap.tree, path.as_bytes())
+        .with_context(|| format!("snapshot {}", id.short()))?;
     if entry.kind != Kind::File {
         bail!(
-            "{} is a {:?}, not a regular file",
-            path.display(),
-            entry.kind
+            "{path} in snapshot {} is a {}, not a regular file",
+            id.short(),
+            crate::compare::kind_name(entry.kind)
         );
     }
     let stdout = super::dump::raw_stdout()?;
     let out = BufWriter::with_capacity(1 << 20, &*stdout);
-    crate::dump::write_content(&repo, &entry, path, out, ReadAhead::default())
-        .with_context(|| format!("snapshot {}", args.snapshot))?;
+    crate::dump::write_content(&repo, &entry, Path::new(&path), out, ReadAhead::default())
+        .with_context(|| format!("snapshot {}", id.short()))?;
     Ok(super::EXIT_OK)
 }

@@ -50,12 +50,12 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let report = crate::copy::copy(&src, &dst, &chosen, &crate::progress::Silent)
         .with_context(|| format!("copying from {} to {}", src.location(), dst.location()))?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
         for (from, to) in &report.copied {
-            println!("copied {} -> {}", &from[..8], &to[..8]);
+            outln!("copied {} -> {}", &from[..8], &to[..8])?;
         }
-        println!(
+        outln!(
             "{} copied, {} already there; read {}, added {} ({} data blobs, {} trees)",
             report.copied.len(),
             report.skipped.len(),
@@ -63,7 +63,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
             bytes(report.bytes_added),
             report.data_blobs,
             report.tree_blobs
-        );
+        )?;
     }
     Ok(super::EXIT_OK)
 }

@@ -77,6 +77,13 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         &reporter,
     );
     reporter.finish();
+    if let Err(crate::error::Error::Interrupted(_)) = &res {
+        // The CLI then says only "interrupted".
+        eprintln!(
+            "rewind: dump of {} stopped: the archive written is incomplete and must not be used",
+            what()
+        );
+    }
     let outcome = res.with_context(|| {
         format!(
             "dumping {} (the archive written is incomplete and must not be used)",

@@ -1,8 +1,9 @@
 //! `rewind restore`.
 
-use super::diff::{add_path, quote};
+use super::json;
+use super::output::quote;
 use super::output::{bytes, Reporter};
-use super::{split_snap_path, FilterArgs, RepoArg};
+use super::{select, FilterArgs, RepoArg};
 use crate::format::tree::Kind;
 use crate::restore::{self, Action, Changes, RestoreOptions, RestoreOutcome};
 use anyhow::{Context, Result};
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`) and optionally a path in it
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`: the newest holding PATH) and optionally a path in it
     pub snapshot: String,
     /// Directory to restore into (created if missing; must be empty without --overwrite)
     #[arg(long, short = 't')]
@@ -40,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     pub numeric_owner: bool,
     /// Writer threads
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::threads)]
     pub threads: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -69,7 +70,7 @@ impl Changes for Listing {
                 "action": action.as_str(),
                 "type": format!("{kind:?}").to_lowercase(),
             });
-            add_path(&mut v, bytes);
+            json::name(&mut v, "path", bytes);
             list.lock().unwrap_or_else(|p| p.into_inner()).push(v);
         }
     }
@@ -79,11 +80,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     crate::interrupt::install();
     let repo_dir = repo.path().ok();
     let (repo, _lock) = repo.open_locked(false, "restore")?;
-    let (spec, sub) = split_snap_path(&args.snapshot);
-    let (id, snap) = repo
-        .find_snapshot(spec, &args.filter.filter())
-        .with_context(|| format!("finding snapshot {spec}"))?;
-    let sub = sub.unwrap_or("/");
+    let (id, snap, sub) =
+        select::find_with_path(&repo, &args.snapshot, None, &args.filter.filter())?;
+    let sub = sub.as_str();
     let entry = repo
         .entry_at(&snap.tree, sub.as_bytes())
         .with_context(|| format!("snapshot {}", id.short()))?;
@@ -121,7 +120,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     })?;
     if args.json {
         let mut v = serde_json::json!({
-            "snapshot": id.to_hex(), "dry_run": args.dry_run,
+            "snapshot": id.to_hex(), "short_id": id.short(), "dry_run": args.dry_run,
             "files": out.files, "dirs": out.dirs, "other": out.other,
             "bytes": out.bytes, "replaced": out.replaced, "deleted": out.deleted,
             "errors": out.errors, "owner_denied": out.owner_denied,
@@ -130,13 +129,13 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         if let Some(list) = listing.json {
             v["changes"] = list.into_inner().unwrap_or_else(|p| p.into_inner()).into();
         }
-        println!("{v}");
-    } else {
-        println!("{}", summary(&out, &id.short(), &args));
+        outln!("{v}")?;
+    } else if super::output::chatty() || args.dry_run {
+        outln!("{}", summary(&out, &id.short(), &args))?;
     }
     warnings(&out);
     if out.errors > 0 {
-        eprintln!(
+        errln!(
             "error: {} entries could not be restored (named above)",
             out.errors
         );
@@ -175,19 +174,19 @@ fn summary(out: &RestoreOutcome, snap: &str, args: &Args) -> String {
 
 fn warnings(out: &RestoreOutcome) {
     if out.owner_denied > 0 {
-        eprintln!(
+        errln!(
             "warning: could not set the owner of {} entries (restoring owners needs root)",
             out.owner_denied
         );
     }
     if out.setid_dropped > 0 {
-        eprintln!(
+        errln!(
             "warning: {} files restored without their setuid/setgid bit, as their owner or group could not be set",
             out.setid_dropped
         );
     }
     if out.xattr_denied > 0 {
-        eprintln!(
+        errln!(
             "warning: could not set {} extended attributes (trusted.* and security.* need root; the file system may not support them)",
             out.xattr_denied
         );

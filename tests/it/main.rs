@@ -6,6 +6,16 @@ mod common;
 mod backup_cli;
 // copy: snapshots between repositories with their own keys and formats.
 mod copy;
+// Backup options for cron: path lists, marker files, size limits, tags, missing paths.
+mod cli_backup;
+// A closed stdout ends every command quietly, keeping its outcome's exit code.
+mod cli_pipes;
+// Scripting: JSON times and names, tag, forget by id, dry runs beside a mount, usage errors.
+mod cli_scripting;
+// Which snapshot a command line names: latest:PATH, filters, ambiguous prefixes.
+mod cli_select;
+// SIGINT and SIGTERM stop backup and check cleanly.
+mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
@@ -26,6 +36,8 @@ mod one_change;
 mod prune;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
+// repair snapshots: lost and damaged data cut out, the rest kept, prune runs again.
+mod repair;
 // Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
 mod restore;
 // An encrypted repository tampered with: every object kind flipped, cut,

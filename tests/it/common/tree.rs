@@ -37,6 +37,20 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
 }
 
 /// Owner, without following symlinks.
+/// A uid and a gid that no user and no group has on this machine (from 1001
+/// and 1002 up), so listings show them as numbers.
+pub fn unnamed_ids() -> (u32, u32) {
+    // SAFETY: getpwuid and getgrgid return pointers into static storage,
+    // only compared with null here.
+    let uid = (1001..)
+        .find(|&u| unsafe { libc::getpwuid(u) }.is_null())
+        .expect("a free uid");
+    let gid = (1002..)
+        .find(|&g| unsafe { libc::getgrgid(g) }.is_null())
+        .expect("a free gid");
+    (uid, gid)
+}
+
 pub fn chown(p: &Path, uid: u32, gid: u32) {
     check(
         unsafe { libc::lchown(c(p).as_ptr(), uid, gid) },
@@ -108,8 +122,11 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Write a file with `content`.
+/// Write a file with `content` (its missing parent directories created).
 pub fn file(p: &Path, content: &[u8]) -> PathBuf {
+    if let Some(parent) = p.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
     fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
     p.to_path_buf()
 }
@@ -168,7 +185,8 @@ pub fn full(root: &Path) {
     symlink("/etc/passwd", p("abslink")).unwrap();
     symlink("does/not/exist", p("dangling")).unwrap();
     symlink(std::ffi::OsStr::from_bytes(b"caf\xe9\xff"), p("weirdlink")).unwrap();
-    chown(&p("link"), 1001, 1002);
+    let (uid, gid) = unnamed_ids();
+    chown(&p("link"), uid, gid);
 
     // Hard links: a group of three across directories, and a pair.
     file(&p("hl1"), b"linked content");
