@@ -39,6 +39,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod dump;
 mod forget;
 mod init;
 mod json;
@@ -122,6 +123,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Write a file of a snapshot to standard output
     Cat(cat::Args),
+    /// Write a file's bytes, or a directory as a tar archive, to standard output
+    Dump(dump::Args),
     /// Restore a snapshot, or a path in it, into a directory
     Restore(restore::Args),
     /// Check the repository's integrity
@@ -292,6 +295,7 @@ pub fn run() -> Result<u8, Failure> {
         Command::Snapshots(a) => snapshots::run(&repo, a),
         Command::Ls(a) => ls::run(&repo, a),
         Command::Cat(a) => cat::run(&repo, a),
+        Command::Dump(a) => dump::run(&repo, a),
         Command::Restore(a) => restore::run(&repo, a),
         Command::Check(a) => check::run(&repo, a),
         Command::Diff(a) => diff::run(&repo, a),

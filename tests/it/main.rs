@@ -18,6 +18,8 @@ mod cli_select;
 mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
+// dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
+mod dump;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
