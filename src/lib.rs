@@ -13,6 +13,7 @@
 //! - [`check`]: proves the repository is whole.
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
+//! - [`history`]: a path across snapshots: what counts as a change, and `find`.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
 //! - [`interrupt`]: SIGINT and SIGTERM as a request to stop cleanly.
@@ -62,6 +63,7 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fuse;
+pub mod history;
 pub mod interrupt;
 pub mod math;
 pub mod meta;

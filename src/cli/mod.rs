@@ -9,6 +9,7 @@ mod backup;
 mod cat;
 mod check;
 mod diff;
+mod find;
 mod forget;
 mod init;
 mod ls;
@@ -70,6 +71,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Show sizes, deduplication and compression
     Stats(stats::Args),
+    /// Find paths across snapshots: which snapshots hold them, and when they changed
+    Find(find::Args),
     /// Mount the repository, or one snapshot, read-only through FUSE
     Mount(mount::Args),
     /// Unmount a rewind mount (also a dead one)
@@ -108,6 +111,7 @@ pub fn run() -> Result<u8> {
         Command::Diff(a) => diff::run(&repo, a),
         Command::Verify(a) => verify::run(&repo, a),
         Command::Stats(a) => stats::run(&repo, a),
+        Command::Find(a) => find::run(&repo, a),
         Command::Mount(a) => mount::run(&repo, a),
         Command::Umount(a) => mount::umount(a),
         Command::Forget(a) => forget::run(&repo, a),
