@@ -496,7 +496,7 @@ fn the_whole_repository_by_time_id_host_and_tag_with_new_snapshots_appearing() {
         v.sort();
         v
     };
-    assert_eq!(names(""), ["hosts", "ids", "snapshots", "tags"]);
+    assert_eq!(names(""), ["history", "hosts", "ids", "snapshots", "tags"]);
     let (a, b) = shared.expect("no two backups in one second, in 5 tries");
     let listed = names("snapshots");
     assert_eq!(listed.len(), made + 1, "{listed:?}");
