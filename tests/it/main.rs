@@ -6,6 +6,8 @@ mod common;
 mod backup_cli;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
+// find: paths across snapshots, patterns, changed flags, JSON, exit codes.
+mod find;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.

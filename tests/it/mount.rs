@@ -1,7 +1,8 @@
 //! `rewind mount`, for real: stat, xattrs, links, devices, contents, EROFS,
-//! permissions for other users, copying out, faults and unmounting.
+//! permissions for other users, copying out, faults, unmounting and `history/`.
 
 pub(crate) mod guard;
+mod history;
 mod lifecycle;
 mod push;
 

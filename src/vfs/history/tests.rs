@@ -378,7 +378,11 @@ fn versions_read(v: &Vfs, path: &str) -> Vec<(String, Vec<u8>)> {
 fn one_host_shows_its_paths_with_a_file_s_versions_side_by_side() {
     let f = Fixture::new();
     let cfg = |content: &[u8], mode| f.file("config.php", content, mode);
-    let index = || f.file("index.php", b"<?php", 0o644);
+    let index = || {
+        let mut e = f.file("index.php", b"<?php", 0o644);
+        (e.nlink, e.dev, e.ino) = (2, 7, 8);
+        e
+    };
     let ids = [
         f.snapshot(vec![cfg(b"one", 0o640), index()], 100, "web1"),
         f.snapshot(vec![cfg(b"one", 0o640), index()], 200, "web1"),
@@ -409,7 +413,10 @@ fn one_host_shows_its_paths_with_a_file_s_versions_side_by_side() {
             (t(400, &ids[3]), b"two!".to_vec()),
         ]
     );
-    assert_eq!(versions_read(&v, "history/srv/www/index.php").len(), 1);
+    let index = versions_read(&v, "history/srv/www/index.php");
+    assert_eq!(index.len(), 1);
+    let index = walk(&v, &format!("history/srv/www/index.php/{}", index[0].0));
+    assert_eq!(index.nlink, 1, "a hard link's version is no link");
     // Each version shows its own metadata, with nlink 1; the directory of
     // versions the newest mode with search bits, and the newest owner.
     let dir = walk(&v, "history/srv/www/config.php");
