@@ -129,6 +129,18 @@ fn each_snapshot_holding_a_path_and_what_changed_since_the_one_before() {
     assert!(mtime.contains(".987654321"), "{mtime}");
     assert_eq!(epoch(&hits[0]["mtime"]), "1500000000.987654321");
     assert_eq!(epoch(&hits[3]["mtime"]), "1600000000.000000005");
+    // West and east of UTC, and half an hour off: the same instant.
+    for (tz, offset) in [("EST5", "-05:00"), ("IST-5:30", "+05:30")] {
+        let out = t
+            .cmd(["find", "--json", "config.php"])
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let there = &v["snapshots"][0]["mtime"];
+        assert!(there.as_str().unwrap().ends_with(offset), "{tz}: {there}");
+        assert_eq!(epoch(there), "1500000000.987654321", "{tz}");
+    }
     let list = t.ok(["snapshots", "--json"]);
     let snaps: Value = serde_json::from_str(&list).unwrap();
     let first = snaps.as_array().unwrap()[0]["time"].clone();
