@@ -14,6 +14,9 @@
 //! sits, so then the key is the tree id and its path (a tree that stays in
 //! one place across snapshots, the usual case, is still walked once).
 //!
+//! Trees are read ahead of the walk by a few threads ([`super::ahead`]),
+//! so reading and decoding overlap.
+//!
 //! The results are then merged across snapshots directory by directory, in
 //! name order ([`Search::emit`]): for each path, the snapshots that hold it
 //! (oldest first), each with its entry and how it differs from the previous
@@ -22,6 +25,7 @@
 //! one at a time, so output starts before the search ends and memory holds
 //! only the matching trees, not the list of hits.
 
+use super::ahead::{self, Ahead};
 use super::Change;
 use crate::backup::Excludes;
 use crate::error::{Error, Result};
@@ -84,7 +88,8 @@ pub type Found<'f> = dyn FnMut(&[u8], &[Hit<'_>]) -> Result<()> + 'f;
 /// What a search did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Tree blobs read (each distinct tree once).
+    /// Tree blobs read: each distinct tree once (once per path it sits at,
+    /// when a pattern has `/`).
     pub trees_read: u64,
     /// Matching paths.
     pub paths: u64,
@@ -106,23 +111,31 @@ pub fn find(
     progress: &dyn Progress,
     found: &mut Found<'_>,
 ) -> Result<Stats> {
-    let mut s = Search {
-        repo,
-        snaps,
-        matcher,
-        progress,
-        memo: HashMap::new(),
-        empty: Arc::new(MatchNode::default()),
-        stats: Stats::default(),
-    };
-    let mut roots = Vec::with_capacity(snaps.len());
-    for (i, (_, snap)) in snaps.iter().enumerate() {
-        roots.push((i, s.node(snap.tree, b"", i)?));
-    }
+    let trees: Vec<TreeId> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let (roots, mut stats) = ahead::with_readers(repo, &trees, READERS, |ahead| {
+        let mut s = Search {
+            ahead,
+            snaps,
+            matcher,
+            progress,
+            memo: HashMap::new(),
+            empty: Arc::new(MatchNode::default()),
+            stats: Stats::default(),
+        };
+        let mut roots = Vec::with_capacity(snaps.len());
+        for (i, (_, snap)) in snaps.iter().enumerate() {
+            roots.push((i, s.node(snap.tree, b"", i)?));
+        }
+        s.stats.trees_read = ahead.reads();
+        Ok::<_, Error>((roots, s.stats))
+    })?;
     let group: Vec<(usize, &MatchNode)> = roots.iter().map(|(i, n)| (*i, &**n)).collect();
-    s.emit(b"", &group, found)?;
-    Ok(s.stats)
+    emit(snaps, &mut stats, b"", &group, found)?;
+    Ok(stats)
 }
+
+/// Threads reading trees ahead of the walk.
+const READERS: usize = 3;
 
 /// What lies below one tree: its entries that match or lead to a match.
 #[derive(Default)]
@@ -142,7 +155,7 @@ struct Item {
 }
 
 struct Search<'a> {
-    repo: &'a Repository,
+    ahead: &'a Ahead<'a>,
     snaps: &'a [(SnapshotId, Snapshot)],
     matcher: &'a Matcher,
     progress: &'a dyn Progress,
@@ -161,11 +174,8 @@ impl Search<'_> {
             return Ok(n.clone());
         }
         crate::interrupt::check()?;
-        let node = match self.repo.load_tree(&id) {
-            Ok(tree) => {
-                self.stats.trees_read += 1;
-                self.walk(Arc::new(tree), dir, snap)?
-            }
+        let node = match self.ahead.take(&id) {
+            Ok(tree) => self.walk(Arc::new(tree), dir, snap)?,
             Err(e) => {
                 self.stats.errors += 1;
                 let shown = if dir.is_empty() { b"/".as_slice() } else { dir };
@@ -214,74 +224,73 @@ impl Search<'_> {
             items,
         }))
     }
+}
 
-    /// Report the matches in directory `dir`, where `group` gives each
-    /// snapshot that holds it (in snapshot order) with its node, then go on
-    /// below.
-    fn emit(
-        &mut self,
-        dir: &[u8],
-        group: &[(usize, &MatchNode)],
-        found: &mut Found<'_>,
-    ) -> Result<()> {
-        // Nodes are shared by many snapshots: merge each distinct one once.
-        let mut distinct: Vec<&MatchNode> = Vec::new();
-        let mut of_snap = Vec::with_capacity(group.len());
-        for (_, n) in group {
-            let at = match distinct.iter().position(|d| std::ptr::eq(*d, *n)) {
-                Some(at) => at,
-                None => {
-                    distinct.push(n);
-                    distinct.len() - 1
-                }
-            };
-            of_snap.push(at);
-        }
-        let mut names: BTreeMap<&[u8], Vec<Option<&Item>>> = BTreeMap::new();
-        for (at, n) in distinct.iter().enumerate() {
-            for item in &n.items {
-                names
-                    .entry(&item.name)
-                    .or_insert_with(|| vec![None; distinct.len()])[at] = Some(item);
+/// Report the matches in directory `dir`, where `group` gives each snapshot
+/// that holds it (in snapshot order) with its node, then go on below.
+fn emit(
+    snaps: &[(SnapshotId, Snapshot)],
+    stats: &mut Stats,
+    dir: &[u8],
+    group: &[(usize, &MatchNode)],
+    found: &mut Found<'_>,
+) -> Result<()> {
+    // Nodes are shared by many snapshots: merge each distinct one once.
+    let mut distinct: Vec<&MatchNode> = Vec::new();
+    let mut of_snap = Vec::with_capacity(group.len());
+    for (_, n) in group {
+        let at = match distinct.iter().position(|d| std::ptr::eq(*d, *n)) {
+            Some(at) => at,
+            None => {
+                distinct.push(n);
+                distinct.len() - 1
             }
-        }
-        let snaps = self.snaps;
-        for (name, by_node) in names {
-            crate::interrupt::check()?;
-            let path = child(dir, name);
-            let mut hits = Vec::new();
-            let mut below = Vec::new();
-            let mut last: HashMap<&str, &Entry> = HashMap::new();
-            for (&(snap, node), &at) in group.iter().zip(&of_snap) {
-                let Some(item) = by_node[at] else {
-                    continue;
-                };
-                if let (true, Some(tree)) = (item.matched, &node.tree) {
-                    let entry = &tree.entries[item.index];
-                    let host = snaps[snap].1.host.as_str();
-                    let change = Change::between(last.get(host).copied(), entry);
-                    last.insert(host, entry);
-                    hits.push(Hit {
-                        snapshot: snap,
-                        entry,
-                        change,
-                    });
-                }
-                if let Some(b) = &item.below {
-                    below.push((snap, &**b));
-                }
-            }
-            if !hits.is_empty() {
-                self.stats.paths += 1;
-                self.stats.hits += hits.len() as u64;
-                found(&path, &hits)?;
-            }
-            if !below.is_empty() {
-                self.emit(&path, &below, found)?;
-            }
-        }
-        Ok(())
+        };
+        of_snap.push(at);
     }
+    let mut names: BTreeMap<&[u8], Vec<Option<&Item>>> = BTreeMap::new();
+    for (at, n) in distinct.iter().enumerate() {
+        for item in &n.items {
+            names
+                .entry(&item.name)
+                .or_insert_with(|| vec![None; distinct.len()])[at] = Some(item);
+        }
+    }
+    for (name, by_node) in names {
+        crate::interrupt::check()?;
+        let path = child(dir, name);
+        let mut hits = Vec::new();
+        let mut below = Vec::new();
+        let mut last: HashMap<&str, &Entry> = HashMap::new();
+        for (&(snap, node), &at) in group.iter().zip(&of_snap) {
+            let Some(item) = by_node[at] else {
+                continue;
+            };
+            if let (true, Some(tree)) = (item.matched, &node.tree) {
+                let entry = &tree.entries[item.index];
+                let host = snaps[snap].1.host.as_str();
+                let change = Change::between(last.get(host).copied(), entry);
+                last.insert(host, entry);
+                hits.push(Hit {
+                    snapshot: snap,
+                    entry,
+                    change,
+                });
+            }
+            if let Some(b) = &item.below {
+                below.push((snap, &**b));
+            }
+        }
+        if !hits.is_empty() {
+            stats.paths += 1;
+            stats.hits += hits.len() as u64;
+            found(&path, &hits)?;
+        }
+        if !below.is_empty() {
+            emit(snaps, stats, &path, &below, found)?;
+        }
+    }
+    Ok(())
 }
 
 /// `dir/name` as an absolute path (`/name` in the root).

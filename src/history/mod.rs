@@ -15,6 +15,7 @@
 //! is the same version, and so is a file whose hard links came and went; a
 //! `chmod` or a `touch` is a new version.
 
+mod ahead;
 pub mod find;
 
 use crate::format::tree::{Entry, Extent, Kind};

@@ -53,7 +53,11 @@ use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Kind, Time, Tree};
 use crate::history::fingerprint;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// Threads loading the trees of one level of a history at once.
+const PREFETCH_THREADS: usize = 4;
 
 /// Cache key of a history directory: the history's stamp and the path.
 pub type HistKey = ([u8; 16], Vec<u8>);
@@ -192,6 +196,19 @@ impl Trail {
             held,
             versions,
         })
+    }
+
+    /// The distinct trees of the path where it is a directory: what
+    /// [`Trail::step`] and [`Trail::children`] load.
+    pub fn dirs(&self) -> Vec<TreeId> {
+        let mut seen = BTreeSet::new();
+        self.places
+            .iter()
+            .filter_map(|p| match (p.kind, p.subtree) {
+                (Kind::Dir, Some(sub)) if seen.insert(sub) => Some(sub),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The entry of the newest snapshot that holds the path.
@@ -351,6 +368,7 @@ impl Vfs {
         for p in missing.into_iter().rev() {
             let above = trail;
             trail = self.trails.get_or_load(&key(p), Trail::weight, || {
+                self.prefetch(&above.dirs());
                 above.step(split(p).1, &h.snaps, &local_time_name, &mut |id| {
                     self.tree(id)
                 })
@@ -423,6 +441,7 @@ impl Vfs {
             self.listings
                 .get_or_load(&(h.stamp, path.to_vec()), Listing::weight, || {
                     let trail = self.trail(h, path)?;
+                    self.prefetch(&trail.dirs());
                     let children = trail.children(&mut |id| self.tree(id))?;
                     Ok(Listing::new(&trail, children))
                 })
@@ -443,6 +462,30 @@ impl Vfs {
             }
         }
         Ok(())
+    }
+}
+
+impl Vfs {
+    /// Load `ids` into the tree cache on a few threads, ahead of a pass that
+    /// needs each of them (the distinct trees of one level of a history):
+    /// reading and decoding overlap. Failures are left for that pass to
+    /// meet and report; so are trees the cache could not keep.
+    fn prefetch(&self, ids: &[TreeId]) {
+        if ids.len() < 2 {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..PREFETCH_THREADS.min(ids.len()) {
+                let work = || {
+                    while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _ = self.tree(id);
+                    }
+                };
+                // Without a thread, the pass loads what is left itself.
+                let _ = std::thread::Builder::new().spawn_scoped(s, work);
+            }
+        });
     }
 }
 

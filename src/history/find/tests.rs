@@ -245,3 +245,35 @@ fn an_empty_pattern_list_or_a_bad_pattern_is_refused() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[test]
+fn trees_past_the_read_ahead_bound_are_each_read_once() {
+    let r = Repo::new();
+    let dir = |i: usize, extra: bool| {
+        let mut files: Vec<Entry> = (0..400)
+            .map(|j| r.file(&format!("f{j}.txt"), b"", 0o644))
+            .collect();
+        files.push(r.file(&format!("own{i}"), b"", 0o644));
+        if extra {
+            files.push(r.file("new.txt", b"", 0o644));
+        }
+        r.dir(&format!("d{i:03}"), files)
+    };
+    let first: Vec<Entry> = (0..200).map(|i| dir(i, false)).collect();
+    const { assert!(200 * 400 > super::super::ahead::READY_ENTRIES) };
+    r.snapshot(first.clone(), 1, "h");
+    let mut second = first;
+    second[150] = dir(150, true);
+    r.snapshot(second, 2, "h");
+    let (found, stats) = r.find(&["f7.txt", "new.txt"]);
+    assert_eq!(found.len(), 201);
+    assert_eq!(found[0].0, "/d000/f7.txt");
+    assert_eq!(found[0].1, [(1, New), (2, Same)]);
+    assert_eq!(found[151].0, "/d150/new.txt");
+    assert_eq!(found[151].1, [(2, New)]);
+    assert_eq!(
+        stats.trees_read,
+        1 + 200 + 1 + 1,
+        "two roots, 201 directories"
+    );
+}
