@@ -18,12 +18,13 @@ use criterion::{
 };
 use rewind::backend::memory::MemoryBackend;
 use rewind::chunker::Chunker;
-use rewind::format::codec::Codec;
+use rewind::format::codec::{Aad, Codec, FileKind};
 use rewind::format::config::ChunkerParams;
+use rewind::format::crypto::{MasterKey, Subkeys, MASTER_LEN};
 use rewind::format::id::{BlobId, Hasher};
 use rewind::format::pack::{BlobKind, PackEntry, PackWriter};
 use rewind::repo::writer::RepoWriter;
-use rewind::repo::Repository;
+use rewind::repo::{InitOptions, Repository};
 use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -124,13 +125,18 @@ fn short<M: criterion::measurement::Measurement>(g: &mut BenchmarkGroup<'_, M>) 
 }
 
 fn chunker(c: &mut Criterion) {
-    let chunker = Chunker::new(ChunkerParams::default());
+    let plain = Chunker::new(ChunkerParams::default(), None);
+    let keyed = Chunker::new(ChunkerParams::default(), Some(&[9; 32]));
     let mut g = c.benchmark_group("chunker");
     short(&mut g);
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Bytes(BIG as u64));
-    for (name, data) in [("random_64MiB", random_big()), ("text_64MiB", text_big())] {
-        g.bench_function(name, |b| b.iter(|| chunker.split(black_box(data))));
+    for (kind, chunker) in [("fastcdc", &plain), ("keyed", &keyed)] {
+        for (name, data) in [("random_64MiB", random_big()), ("text_64MiB", text_big())] {
+            g.bench_function(format!("{kind}_{name}"), |b| {
+                b.iter(|| chunker.split(black_box(data)))
+            });
+        }
     }
     g.finish();
 }
@@ -147,112 +153,140 @@ fn hash(c: &mut Criterion) {
     g.finish();
 }
 
+/// The plaintext codec and the encrypted one, at `level`.
+fn codecs(level: i32) -> [(&'static str, Codec); 2] {
+    let keys = Subkeys::derive(&MasterKey::from_bytes([3; MASTER_LEN]));
+    [
+        ("plain", Codec::new(level)),
+        ("sealed", Codec::encrypted(level, &keys)),
+    ]
+}
+
 fn codec(c: &mut Criterion) {
     let text = &text_big()[..CHUNK];
     let random = &random_big()[..CHUNK];
+    let aad = Aad::whole(FileKind::Pack, [1; 32]);
     let mut g = c.benchmark_group("codec");
     short(&mut g);
     g.throughput(Throughput::Bytes(CHUNK as u64));
-    for (name, data) in [("text", text), ("random", random)] {
-        let codec = Codec::new(3);
-        let frame = codec.encode(data);
-        eprintln!(
-            "codec: {name} 512 KiB at level 3 -> {} bytes ({:.2}x)",
-            frame.len(),
-            CHUNK as f64 / frame.len() as f64
-        );
-        g.bench_function(format!("encode_l3_{name}"), |b| {
-            b.iter(|| codec.encode(black_box(data)))
-        });
-        g.bench_function(format!("decode_l3_{name}"), |b| {
-            b.iter(|| {
-                codec
-                    .decode(black_box(&frame), Some(CHUNK), "bench")
-                    .expect("decodes")
-            })
-        });
+    for (kind, codec) in codecs(3) {
+        for (name, data) in [("text", text), ("random", random)] {
+            let frame = codec.encode(data, &aad);
+            eprintln!(
+                "codec: {kind} {name} 512 KiB at level 3 -> {} bytes ({:.2}x)",
+                frame.len(),
+                CHUNK as f64 / frame.len() as f64
+            );
+            g.bench_function(format!("{kind}_encode_l3_{name}"), |b| {
+                b.iter(|| codec.encode(black_box(data), &aad))
+            });
+            g.bench_function(format!("{kind}_decode_l3_{name}"), |b| {
+                b.iter(|| {
+                    codec
+                        .decode(black_box(&frame), Some(CHUNK), &aad, "bench")
+                        .expect("decodes")
+                })
+            });
+        }
     }
     for level in [1, 6] {
         let codec = Codec::new(level);
-        g.bench_function(format!("encode_l{level}_text"), |b| {
-            b.iter(|| codec.encode(black_box(text)))
+        g.bench_function(format!("plain_encode_l{level}_text"), |b| {
+            b.iter(|| codec.encode(black_box(text), &aad))
         });
     }
     g.finish();
 }
 
 fn pack(c: &mut Criterion) {
-    let codec = Codec::new(3);
     let hasher = Hasher::new([7; 32]);
-    // 32 distinct text chunks, encoded once; the pack cycles through them.
-    let frames: Vec<(BlobId, Vec<u8>)> = text_big()
-        .chunks(CHUNK)
-        .take(32)
-        .map(|plain| (hasher.blob(plain), codec.encode(plain)))
-        .collect();
-    let mut per_pack = 0;
-    let mut count = 0;
-    while per_pack < PACK {
-        per_pack += frames[count % frames.len()].1.len();
-        count += 1;
-    }
-    let (bytes, entries) = write_pack(&frames, count, &codec);
-    assert_eq!(entries.len(), count);
-    assert!(bytes.len() > per_pack, "pack holds every frame");
     let mut g = c.benchmark_group("pack");
     short(&mut g);
-    g.throughput(Throughput::Bytes(per_pack as u64));
-    g.bench_function("write_16MiB_text_frames", |b| {
-        b.iter(|| write_pack(&frames, count, &codec))
-    });
-    g.finish();
-}
-
-/// One pack of `count` frames cycled from `frames`, as `RepoWriter` builds it.
-fn write_pack(
-    frames: &[(BlobId, Vec<u8>)],
-    count: usize,
-    codec: &Codec,
-) -> (Vec<u8>, Vec<PackEntry>) {
-    let mut w = PackWriter::new(Vec::with_capacity(PACK + MIB)).expect("vec write");
-    for (id, frame) in frames.iter().cycle().take(count) {
-        w.add(BlobKind::Data, *id, CHUNK, frame).expect("vec write");
+    for (kind, codec) in codecs(3) {
+        // 32 distinct text chunks, compressed once; the pack cycles through
+        // them and seals each where it lands, as `RepoWriter` does.
+        let chunks: Vec<(BlobId, &[u8])> = text_big()
+            .chunks(CHUNK)
+            .take(32)
+            .map(|plain| (hasher.blob(plain), plain))
+            .collect();
+        let compressed: Vec<_> = chunks.iter().map(|(_, p)| codec.compress(p)).collect();
+        let sizes: Vec<usize> = compressed
+            .iter()
+            .map(|c| {
+                codec
+                    .encode(
+                        &text_big()[..c.raw_len()],
+                        &Aad::whole(FileKind::Pack, [0; 32]),
+                    )
+                    .len()
+            })
+            .collect();
+        let mut per_pack = 0;
+        let mut count = 0;
+        while per_pack < PACK {
+            per_pack += sizes[count % sizes.len()];
+            count += 1;
+        }
+        let write = || {
+            let mut w = PackWriter::new(Vec::with_capacity(PACK + MIB), &codec, [5; 32])
+                .expect("vec write");
+            for ((id, _), c) in chunks.iter().zip(&compressed).cycle().take(count) {
+                w.add_frame(c, &[(BlobKind::Data, *id, 0, CHUNK as u32)])
+                    .expect("vec write");
+            }
+            w.finish().expect("finish")
+        };
+        let (bytes, entries): (Vec<u8>, Vec<PackEntry>) = write();
+        assert_eq!(entries.len(), count);
+        assert!(bytes.len() > per_pack / 2, "pack holds every frame");
+        g.throughput(Throughput::Bytes(per_pack as u64));
+        g.bench_function(format!("{kind}_write_16MiB_text_frames"), |b| b.iter(write));
     }
-    w.finish(codec).expect("finish")
+    g.finish();
 }
 
 fn repo(c: &mut Criterion) {
     let data = text_big();
-    let fresh = || {
-        let repo = Repository::init(Arc::new(MemoryBackend::new())).expect("memory repo");
-        let level = repo.config().compression;
-        let chunker = Chunker::new(repo.config().chunker);
-        (RepoWriter::new(Arc::new(repo), level, false), chunker)
-    };
-    let backup = |(writer, chunker): (RepoWriter, Chunker)| {
-        let mut at = 0;
-        for n in chunker.split(data) {
-            writer.add_data(&data[at..at + n]).expect("add_data");
-            at += n;
-        }
-        writer.flush().expect("flush");
-        writer
-    };
-    // Every chunk must be new to the fresh repository, or this measures dedup.
-    let stats = backup(fresh()).stats();
-    assert_eq!(stats.raw_bytes, BIG as u64);
-    eprintln!(
-        "repo: 64 MiB text -> {} data blobs, {} bytes stored, {} packs",
-        stats.data_blobs, stats.stored_bytes, stats.packs
-    );
     let mut g = c.benchmark_group("repo");
     short(&mut g);
     g.sampling_mode(SamplingMode::Flat);
     g.measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Bytes(BIG as u64));
-    g.bench_function("add_data_64MiB_text", |b| {
-        b.iter_batched(fresh, backup, BatchSize::PerIteration)
-    });
+    for (kind, opts) in [
+        ("plain", InitOptions::plain()),
+        ("sealed", InitOptions::test()),
+    ] {
+        let fresh = || {
+            let repo =
+                Repository::init(Arc::new(MemoryBackend::new()), &opts).expect("memory repo");
+            let level = repo.config().compression;
+            let chunker = repo.chunker();
+            (
+                RepoWriter::new(Arc::new(repo), level, false).expect("writer"),
+                chunker,
+            )
+        };
+        let backup = |(writer, chunker): (RepoWriter, Chunker)| {
+            let mut at = 0;
+            for n in chunker.split(data) {
+                writer.add_data(&data[at..at + n]).expect("add_data");
+                at += n;
+            }
+            writer.flush().expect("flush");
+            writer
+        };
+        // Every chunk must be new to the fresh repository, or this measures dedup.
+        let stats = backup(fresh()).stats();
+        assert_eq!(stats.raw_bytes, BIG as u64);
+        eprintln!(
+            "repo: {kind} 64 MiB text -> {} data blobs, {} bytes stored, {} packs",
+            stats.data_blobs, stats.stored_bytes, stats.packs
+        );
+        g.bench_function(format!("{kind}_add_data_64MiB_text"), |b| {
+            b.iter_batched(fresh, backup, BatchSize::PerIteration)
+        });
+    }
     g.finish();
 }
 

@@ -7,6 +7,8 @@
 #   scripts/restore-test.sh --repo /var/backups/rewind --path /srv/www \
 #       --db-kind postgres --db-dump /db/app.sql --min-rows orders=1000 \
 #       --smoke 'test -s "$RESTORE_DIR/index.php"'
+#   scripts/restore-test.sh --repo /var/backups/rewind --tag db \
+#       --db-kind mysql --db-dump /db/site.sql --min-rows wp_posts=100
 #
 # See `--help` and the README ("Scripted restore tests").
 set -euo pipefail
@@ -24,15 +26,20 @@ usage: restore-test.sh [options]
   -w, --work DIR          where to make the scratch directory (default: $TMPDIR or /tmp)
       --verify-ignore CAT passed to `rewind verify --ignore` (repeatable)
       --no-verify         skip `rewind verify`
-  -d, --db-kind KIND      sqlite or postgres
-      --db-dump PATH      the dump's absolute path in the snapshot (e.g. /db/app.sql)
+  -d, --db-kind KIND      sqlite, postgres or mysql (MySQL and MariaDB alike;
+                          mariadb is accepted as a synonym)
+      --db-dump PATH      the dump's absolute path in the snapshot (e.g. /db/app.sql);
+                          plain, or gzip- or zstd-compressed (.sql.gz, .sql.zst)
+      --defaults-file F   mysql: the client option file to use instead of the
+                          usual ones (server, user, password)
       --expect-rows T=N   table T must hold exactly N rows (repeatable)
       --min-rows T=N      table T must hold at least N rows (repeatable)
       --db-check SQL      a query that must print `t`, `1` or `ok` (repeatable)
   -c, --smoke CMD         run CMD with bash; it sees RESTORE_DIR (the tested tree,
                           at PATH), RESTORE_SNAPSHOT and, with a database,
                           RESTORE_DB (sqlite: the database file; postgres: its
-                          name, also as PGDATABASE)
+                          name, also as PGDATABASE; mysql: its name, and
+                          RESTORE_DEFAULTS_FILE with --defaults-file)
   -k, --keep              keep the scratch directory and database (debugging)
   -q, --quiet             print only failures and the verdict
 
@@ -41,6 +48,14 @@ environment names (PGHOST, PGPORT, PGUSER, PGPASSWORD), then dropped. A plain
 dump (pg_dump's default) goes through psql with ON_ERROR_STOP, a custom or tar
 one through pg_restore --no-owner. SQLite: a database file is copied, a .dump
 is loaded with sqlite3 -bail; `PRAGMA integrity_check` must say ok.
+
+MySQL and MariaDB: the dump is loaded with the mariadb (or mysql) client into a
+new database on the server that the client's usual settings name (option files
+such as ~/.my.cnf, or only --defaults-file; MYSQL_HOST, MYSQL_TCP_PORT,
+MYSQL_UNIX_PORT), then dropped. Passwords come from an option file, never from
+the command line. A dump that switches databases (USE, CREATE DATABASE: made
+with --databases or --all-databases) is refused, and a mysqldump dump must end
+with its `-- Dump completed` line.
 
 REWIND_BIN names the rewind binary (default: rewind from PATH).
 Exit status: 0 PASS, 1 FAIL, 2 usage error.
@@ -60,6 +75,7 @@ verify=1
 verify_ignore=()
 db_kind=
 db_dump=
+defaults_file=
 expect_rows=()
 min_rows=()
 db_checks=()
@@ -79,6 +95,7 @@ while [ $# -gt 0 ]; do
     --no-verify) verify=0 ;;
     -d|--db-kind) db_kind=${2:?}; shift ;;
     --db-dump) db_dump=${2:?}; shift ;;
+    --defaults-file) defaults_file=${2:?}; shift ;;
     --expect-rows) expect_rows+=("${2:?}"); shift ;;
     --min-rows) min_rows+=("${2:?}"); shift ;;
     --db-check) db_checks+=("${2:?}"); shift ;;
@@ -93,11 +110,17 @@ done
 
 [ -n "$repo" ] || die_usage "no repository: give --repo or set REWIND_REPO"
 case $mode in restore|mount) ;; *) die_usage "--mode must be restore or mount" ;; esac
+[ "$db_kind" != mariadb ] || db_kind=mysql
 case $db_kind in
   "") [ -z "$db_dump" ] || die_usage "--db-dump needs --db-kind" ;;
-  sqlite|postgres) [ -n "$db_dump" ] || die_usage "--db-kind needs --db-dump" ;;
-  *) die_usage "--db-kind must be sqlite or postgres" ;;
+  sqlite|postgres|mysql) [ -n "$db_dump" ] || die_usage "--db-kind needs --db-dump" ;;
+  *) die_usage "--db-kind must be sqlite, postgres or mysql" ;;
 esac
+if [ -n "$defaults_file" ]; then
+  [ "$db_kind" = mysql ] || die_usage "--defaults-file is for --db-kind mysql"
+  [ -f "$defaults_file" ] && [ -r "$defaults_file" ] || die_usage "--defaults-file $defaults_file: no such readable file"
+  [[ $defaults_file = /* ]] || defaults_file=$PWD/$defaults_file
+fi
 path=/${path#/}
 path=${path%/}
 [ -n "$path" ] || path=/
@@ -126,7 +149,11 @@ cleanup() {
       || umount -l "$mounted" >/dev/null 2>&1
   fi
   if [ -n "$database" ] && [ "$keep" = 0 ]; then
-    dropdb --if-exists "$database" >/dev/null 2>&1
+    local err
+    case $db_kind in
+      postgres) err=$(dropdb --if-exists "$database" 2>&1) ;;
+      mysql) err=$(my_client --batch -e "DROP DATABASE IF EXISTS \`$database\`" 2>&1) ;;
+    esac || echo "restore-test: could not drop database $database: $err" >&2
   fi
   if [ -n "$scratch" ] && [ "$keep" = 0 ]; then
     rm -rf -- "$scratch"
@@ -174,17 +201,15 @@ mkdir "$scratch/logs"
 # Pin the snapshot: a backup finishing meanwhile must not change `latest` between steps.
 snap_id=
 resolve() {
-  local list
-  list=$("$rewind_bin" snapshots --json ${filters[@]+"${filters[@]}"}) || return 1
-  local ids
-  ids=$(grep -o '"id": *"[0-9a-f]\{64\}"' <<<"$list" | grep -o '[0-9a-f]\{64\}') || true
-  if [ "$snapshot" = latest ]; then
-    snap_id=$(tail -n 1 <<<"$ids")
-  else
-    snap_id=$(grep "^${snapshot,,}" <<<"$ids" || true)
-    [ "$(grep -c . <<<"$snap_id")" -le 1 ] || { echo "snapshot prefix $snapshot is ambiguous"; return 1; }
-  fi
-  [ -n "$snap_id" ] || { echo "no snapshot $snapshot ${filters[*]:-} in $repo"; return 1; }
+  # rewind resolves the spec as every command does: `latest:PATH` is the
+  # newest snapshot (of --host/--tag) that holds PATH, so a database dump
+  # backed up after the files does not hide them.
+  # A whole-snapshot test of a dump looks for the newest snapshot holding it.
+  local list holding=$path
+  if [ "$path" = / ] && [ -n "$db_dump" ]; then holding=$db_dump; fi
+  list=$("$rewind_bin" snapshots --json ${filters[@]+"${filters[@]}"} "$snapshot:$holding") || return 1
+  snap_id=$(grep -o '"id": *"[0-9a-f]\{64\}"' <<<"$list" | grep -o '[0-9a-f]\{64\}' | tail -n 1) || true
+  [ -n "$snap_id" ] || { echo "no snapshot $snapshot:$holding ${filters[*]:-} in $repo"; return 1; }
   echo "snapshot $snap_id"
 }
 step snapshot resolve || verdict
@@ -237,15 +262,48 @@ db_checks_pass() {
   done
 }
 
+# The dump, decompressed on the fly: gzip and zstd are told by their first bytes.
+dump_codec=cat
+dump_open() {
+  [ -f "$dump_file" ] || { echo "no file $db_dump in the snapshot"; return 1; }
+  case $(od -An -tx1 -N6 -- "$dump_file" | tr -d ' \n') in
+    1f8b*) dump_codec=gzip ;;
+    28b52ffd*) dump_codec=zstd ;;
+    fd377a585a00) echo "$db_dump is xz-compressed: only plain, gzip and zstd dumps load"; return 1 ;;
+    425a68*) echo "$db_dump is bzip2-compressed: only plain, gzip and zstd dumps load"; return 1 ;;
+    *) dump_codec=cat ;;
+  esac
+  [ "$dump_codec" = cat ] && return 0
+  command -v "$dump_codec" >/dev/null || { echo "$db_dump is $dump_codec-compressed and $dump_codec is not installed"; return 1; }
+  echo "$db_dump: $dump_codec-compressed"
+}
+dump_cat() {
+  case $dump_codec in
+    gzip) gzip -dc -- "$dump_file" ;;
+    zstd) zstd -dcq -- "$dump_file" ;;
+    *) cat -- "$dump_file" ;;
+  esac
+}
+# The first $1 bytes of the dump (a read that stops early is no error).
+dump_head() { { dump_cat 2>/dev/null || true; } | head -c "$1"; }
+# The dump's first line that matches grep's arguments, as N:LINE (nothing if none).
+dump_grep() { { dump_cat 2>/dev/null || true; } | grep -a -n -m 1 "$@" | cut -c 1-200 || true; }
+# The dump's last line that is not blank.
+dump_last_line() {
+  # (A decompression error shows when the dump is loaded.)
+  if [ "$dump_codec" = cat ]; then tail -c 4096 -- "$dump_file"; else dump_cat 2>/dev/null | tail -c 4096; fi \
+    | grep -a '[^[:space:]]' | tail -n 1
+}
+
 sqlite_db=
 sqlite_query() { sqlite3 -bail -batch "$sqlite_db" "$1"; }
 sqlite_load() {
-  [ -f "$dump_file" ] || { echo "no file $db_dump in the snapshot"; return 1; }
+  dump_open || return 1
   sqlite_db=$scratch/restore-test.sqlite
-  if [ "$(head -c 15 "$dump_file")" = "SQLite format 3" ]; then
-    cp -- "$dump_file" "$sqlite_db" || return 1
+  if [ "$(dump_head 15)" = "SQLite format 3" ]; then
+    dump_cat >"$sqlite_db" || return 1
   else
-    sqlite3 -bail -batch "$sqlite_db" <"$dump_file" || return 1
+    dump_cat | sqlite3 -bail -batch "$sqlite_db" || return 1
   fi
   local ok
   ok=$(sqlite_query "PRAGMA integrity_check") || return 1
@@ -253,33 +311,96 @@ sqlite_load() {
   [ "$ok" = ok ] && db_checks_pass sqlite_query
 }
 
+# A name no other run (on this or another host) picks, and safe unquoted in SQL.
+throwaway_name() { echo "rewind_restore_test_$$_$(date +%s)_$RANDOM"; }
+
 pg_query() { psql -X -q -v ON_ERROR_STOP=1 -d "$database" -tAc "$1"; }
 pg_load() {
-  [ -f "$dump_file" ] || { echo "no file $db_dump in the snapshot"; return 1; }
+  dump_open || return 1
+  local archive= line
+  [ "$(dump_head 5)" = PGDMP ] && archive=custom
+  [ "$(dump_head 262 | tail -c 5)" = ustar ] && archive=tar
+  if [ -z "$archive" ]; then
+    line=$(dump_grep '^\\connect')
+    if [ -n "$line" ]; then
+      # A dump made with --create would connect to (and load into) its original database.
+      echo "$db_dump switches databases (line ${line%%:*}: \\connect; made with pg_dump --create?): refusing to load it"
+      return 1
+    fi
+  fi
   local name
-  name=rewind_restore_test_$$_$(date +%s)
+  name=$(throwaway_name)
   createdb "$name" || return 1
   database=$name
   echo "database $database"
-  case $(head -c 5 "$dump_file") in
-    PGDMP) pg_restore --no-owner --exit-on-error -d "$database" "$dump_file" ;;
-    *) if [ "$(head -c 262 "$dump_file" | tail -c 5)" = ustar ]; then
-         pg_restore --no-owner --exit-on-error -d "$database" "$dump_file"
-       elif grep -q '^\\connect' "$dump_file"; then
-         # A dump made with --create would connect to (and load into) its original database.
-         echo "$db_dump switches databases (\\connect; made with pg_dump --create?): refusing to load it"
-         false
-       else
-         psql -X -q -v ON_ERROR_STOP=1 -d "$database" -f "$dump_file" >/dev/null
-       fi ;;
-  esac || return 1
+  if [ -z "$archive" ]; then
+    dump_cat | psql -X -q -v ON_ERROR_STOP=1 -d "$database" -f - >/dev/null
+  elif [ "$dump_codec" = cat ]; then
+    pg_restore --no-owner --exit-on-error -d "$database" "$dump_file"
+  else
+    # pg_restore is given the decompressed archive as a file in scratch space.
+    dump_cat >"$scratch/pg-archive" && pg_restore --no-owner --exit-on-error -d "$database" "$scratch/pg-archive"
+  fi || return 1
   db_checks_pass pg_query
+}
+
+# The mariadb client (mysql where MariaDB's is not installed). Option files give
+# the server and the credentials; --defaults-file, when given, must come first.
+my_client() {
+  local client
+  client=$(command -v mariadb || command -v mysql) || { echo "no mariadb or mysql client installed"; return 1; }
+  "$client" ${defaults_file:+"--defaults-file=$defaults_file"} "$@"
+}
+# Checks are UTF-8 text, whatever character set the option files name.
+mysql_query() { my_client --default-character-set=utf8mb4 --batch --skip-column-names -e "$1" "$database"; }
+# Statements that act on another database than the one the client was given
+# (mysqldump --databases writes CREATE DATABASE and USE), with or without a
+# version comment around them, and the client's own \u and connect.
+mysql_switch='^[[:space:]]*(/\*M?![0-9]*[[:space:]]*)?((create|alter|drop)[[:space:]]+(database|schema)|use([[:space:]]|;|$)|connect([[:space:]]|;|$)|\\[ur])'
+mysql_load() {
+  dump_open || return 1
+  local line complete=1 tables
+  line=$(dump_grep -i -E "$mysql_switch")
+  if [ -n "$line" ]; then
+    echo "$db_dump acts on another database (line ${line%%:*}: ${line#*:})"
+    echo "it would load into the original database, not a throw-away one: refusing it"
+    echo "(dump one database without --databases: mysqldump --single-transaction NAME)"
+    return 1
+  fi
+  # mysqldump ends its dump with a comment line unless told to skip comments.
+  if dump_head 4096 | grep -a -E '^-- (MySQL|MariaDB) dump' >/dev/null; then
+    line=$(dump_last_line)
+    case $line in
+      "-- Dump completed"*) ;;
+      *) echo "$db_dump does not end with mysqldump's \"-- Dump completed\" line: it is truncated"; complete=0 ;;
+    esac
+  fi
+  local name
+  name=$(throwaway_name)
+  my_client --batch -e "CREATE DATABASE \`$name\`" || return 1
+  database=$name
+  echo "database $database"
+  local errors=$scratch/logs/mysql-client.err
+  # --skip-force: `force` in an option file would go on past errors, and exit 0.
+  dump_cat | my_client --batch --skip-force "$database" 2>"$errors"
+  local loaded=$?
+  # MariaDB's client repeats a failing statement between dashed lines before
+  # the server's message: a whole line of the dump, site data in a log that
+  # cron may mail. Keep the rest, each line cut short.
+  awk '/^-{14}$/ { inside = !inside; next } !inside && NF { print substr($0, 1, 400) }' "$errors"
+  [ "$loaded" = 0 ] && [ "$complete" = 1 ] || return 1
+  tables=$(mysql_query "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()") || return 1
+  echo "$tables tables"
+  [ "$tables" -gt 0 ] || { echo "the dump created no tables"; return 1; }
+  db_checks_pass mysql_query
 }
 
 if [ -n "$db_kind" ]; then
   step "$db_kind" "${db_kind/postgres/pg}_load" || true
   [ "$db_kind" = sqlite ] && export RESTORE_DB=$sqlite_db
   [ "$db_kind" = postgres ] && [ -n "$database" ] && export RESTORE_DB=$database PGDATABASE=$database
+  [ "$db_kind" = mysql ] && [ -n "$database" ] && export RESTORE_DB=$database
+  [ -n "$defaults_file" ] && export RESTORE_DEFAULTS_FILE=$defaults_file
 fi
 
 if [ -n "$smoke" ]; then

@@ -20,7 +20,7 @@ use crate::format::index::Location;
 use crate::format::pack::{self, PackEntry};
 use crate::format::tree::{Extent, Kind};
 use crate::progress::Progress;
-use crate::repo::{pack_name, Repository};
+use crate::repo::Repository;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -73,12 +73,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
     for (id, loc) in &blobs {
         by_pack.entry(loc.pack).or_default().push((*id, *loc));
     }
-    let on_disk: BTreeSet<PackId> = repo
-        .backend()
-        .list("data")?
-        .iter()
-        .filter_map(|n| n.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()))
-        .collect();
+    let on_disk: BTreeSet<PackId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     report.packs = on_disk.len();
     report.unreferenced_packs = on_disk
         .iter()
@@ -97,6 +92,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
     };
     let none = Vec::new();
     for pack in to_read {
+        crate::interrupt::check()?;
         report.packs_read += 1;
         let indexed = by_pack.get(&pack).unwrap_or(&none);
         read_pack(repo, &pack, indexed, &mut bad_blobs, &mut report, progress);
@@ -109,8 +105,19 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
 /// and its records ignored: its blobs then count as missing.
 fn read_indexes(repo: &Repository, report: &mut CheckReport) -> Result<Blobs> {
     let mut blobs = Blobs::new();
-    report.errors.extend(repo.unreadable_index_files());
+    // The objects themselves, not their cached copies: what another host
+    // (or this one, with a cold cache) would read.
+    let damaged = repo.verify_index_objects()?;
+    let errors: Vec<String> = damaged.iter().map(|(_, e)| e.clone()).collect();
+    let cached = repo.unreadable_index_files();
+    report
+        .errors
+        .extend(cached.into_iter().filter(|e| !errors.contains(e)));
+    report.errors.extend(errors);
     for file in repo.index_files() {
+        if damaged.iter().any(|(n, _)| n == file.name()) {
+            continue;
+        }
         if let Err(e) = file.verify() {
             report.errors.push(e.to_string());
             continue;
@@ -132,18 +139,13 @@ fn check_pack_size(
     report: &mut CheckReport,
 ) {
     let end = indexed.iter().map(|(_, l)| blob_end(l)).max().unwrap_or(0);
-    match repo.backend().size(&pack_name(pack)) {
+    match repo.stat_pack(pack).map(|o| o.size) {
         Ok(size) if size >= end + pack::TRAILER_LEN as u64 => {
             // The trailer makes the pack self-describing (`repair index`
             // needs it): read its 12 bytes even without --read-data.
             let object = format!("pack {pack}");
             let trailer = repo
-                .backend()
-                .get_range(
-                    &pack_name(pack),
-                    size - pack::TRAILER_LEN as u64,
-                    pack::TRAILER_LEN,
-                )
+                .read_pack_range(pack, size - pack::TRAILER_LEN as u64, pack::TRAILER_LEN)
                 .and_then(|t| pack::trailer_header_len(&t, &object));
             if let Err(e) = trailer {
                 report.damaged(*pack, format!("has no valid trailer: {e}"));
@@ -189,9 +191,13 @@ fn choose(packs: &BTreeSet<PackId>, pct: f64) -> Vec<PackId> {
     keyed.into_iter().take(want).map(|(_, p)| p).collect()
 }
 
-/// Read a whole pack: its hash, its header, and every blob in it, both where
-/// the index places them (what restores read) and where the header does (what
-/// an index rebuild would read).
+/// How much of a pack `check` reads at once: packs are streamed, not held.
+const READ_PIECE: u64 = 8 << 20;
+
+/// Read a whole pack, in pieces: its hash (format 1: it must match the
+/// name), its header, and every blob in it, both where the index places
+/// them (what restores read) and where the header does (what an index
+/// rebuild would read). Memory stays at a piece and a frame.
 fn read_pack(
     repo: &Repository,
     pack: &PackId,
@@ -201,21 +207,19 @@ fn read_pack(
     progress: &dyn Progress,
 ) {
     let object = format!("pack {}", pack.short());
-    let bytes = match repo.backend().get(&pack_name(pack)) {
-        Ok(b) => b,
+    let fail = |report: &mut CheckReport, why: String| {
+        if !report.damaged_packs.contains(pack) {
+            report.damaged(*pack, why);
+        }
+    };
+    let size = match repo.stat_pack(pack) {
+        Ok(o) => o.size,
         Err(e) => {
-            if !report.damaged_packs.contains(pack) {
-                report.damaged(*pack, e.to_string());
-            }
+            fail(report, e.to_string());
             bad_blobs.extend(indexed.iter().map(|(id, _)| *id));
             return;
         }
     };
-    progress.bytes_read(bytes.len() as u64);
-    report.bytes_read += bytes.len() as u64;
-    if crate::format::id::file_hash(&bytes) != pack.0 {
-        report.damaged(*pack, "content does not match its name".into());
-    }
     let mut todo: Vec<PackEntry> = indexed
         .iter()
         .map(|(id, l)| PackEntry {
@@ -226,15 +230,60 @@ fn read_pack(
             raw_len: l.raw_len,
         })
         .collect();
-    match pack::read_header(&bytes, repo.codec(), &object) {
+    match repo.pack_header(pack) {
         Ok(entries) => todo.extend(entries),
         Err(e) => report.damaged(*pack, format!("header: {e}")),
     }
     todo.sort_by_key(|e| (e.frame.offset, e.inner, e.id));
     todo.dedup_by_key(|e| (e.frame.offset, e.inner, e.id));
-    for (id, why) in repo.verify_pack(&bytes, &todo, &object) {
-        report.damaged(*pack, format!("blob {id}: {why}"));
-        bad_blobs.insert(id);
+    let frame_end = |e: &PackEntry| e.frame.offset as u64 + e.frame.stored_len as u64;
+    for e in todo.iter().filter(|e| frame_end(e) > size) {
+        report.damaged(
+            *pack,
+            format!("blob {}: its frame lies beyond the end", e.id),
+        );
+        bad_blobs.insert(e.id);
+    }
+    let mut hash = blake3::Hasher::new();
+    let (mut buf, mut buf_start, mut pos, mut next) = (Vec::new(), 0u64, 0u64, 0usize);
+    while pos < size {
+        let n = READ_PIECE.min(size - pos) as usize;
+        let piece = match repo.read_pack_range(pack, pos, n) {
+            Ok(b) => b,
+            Err(e) => {
+                fail(report, e.to_string());
+                bad_blobs.extend(todo[next..].iter().map(|e| e.id));
+                return;
+            }
+        };
+        progress.bytes_read(piece.len() as u64);
+        report.bytes_read += piece.len() as u64;
+        hash.update(&piece);
+        buf.extend_from_slice(&piece);
+        pos += n as u64;
+        if let Err(e) = crate::interrupt::check() {
+            report.errors.push(e.to_string());
+            return;
+        }
+        let upto = next
+            + todo[next..]
+                .iter()
+                .take_while(|e| frame_end(e) <= pos)
+                .count();
+        for (id, why) in repo.verify_frames(pack, &buf, buf_start, &todo[next..upto], &object) {
+            report.damaged(*pack, format!("blob {id}: {why}"));
+            bad_blobs.insert(id);
+        }
+        next = upto;
+        let keep_from = todo
+            .get(next)
+            .map_or(pos, |e| (e.frame.offset as u64).min(pos))
+            .max(buf_start);
+        buf.drain(..(keep_from - buf_start) as usize);
+        buf_start = keep_from;
+    }
+    if !repo.is_encrypted() && *hash.finalize().as_bytes() != pack.0 {
+        report.damaged(*pack, "content does not match its name".into());
     }
 }
 
@@ -265,6 +314,7 @@ fn walk_snapshots(
         let sid = sid.short();
         let mut stack = vec![Step::Enter(snap.tree, PathBuf::from("/"))];
         while let Some(step) = stack.pop() {
+            crate::interrupt::check()?;
             let (tree_id, path) = match step {
                 Step::Leave(id, damage) => {
                     if report.damaged_files.len() == damage {
@@ -308,7 +358,8 @@ fn walk_snapshots(
                     }
                     Kind::File => {
                         let why = entry.extents.iter().find_map(|x| match x {
-                            Extent::Data { id, .. } => blob_problem(id, blobs, bad_blobs),
+                            Extent::Data { id, len } => blob_problem(id, blobs, bad_blobs)
+                                .or_else(|| length_problem(id, *len, blobs)),
                             Extent::Hole { .. } => None,
                         });
                         if let Some(why) = why {
@@ -324,6 +375,18 @@ fn walk_snapshots(
         }
     }
     Ok(())
+}
+
+/// The tree and the index must agree on a blob's length.
+fn length_problem(id: &BlobId, len: u32, blobs: &Blobs) -> Option<String> {
+    let loc = blobs.get(id)?;
+    (loc.raw_len != len).then(|| {
+        format!(
+            "the tree gives blob {} {len} bytes, the index {}",
+            id.short(),
+            loc.raw_len
+        )
+    })
 }
 
 fn blob_problem(id: &BlobId, blobs: &Blobs, bad: &HashSet<BlobId>) -> Option<String> {

@@ -30,37 +30,91 @@ pub fn stamp(t: Time, sep: char) -> String {
     }
 }
 
-/// RFC 3339 in local time with the UTC offset in force then:
-/// `2026-12-01T02:15:01+01:00`, with `.nnnnnnnnn` when the nanoseconds are
-/// not zero. A time the C library cannot represent (beyond year 2^31) comes
-/// out as `@seconds`, as in [`stamp`].
+/// RFC 3339 in local time with its offset: `2026-11-23T02:15:04+01:00`,
+/// with nanoseconds when the time has them
+/// (`2026-11-23T02:15:04.000000123+01:00`). Every time in JSON output is
+/// written by this function. A time the C library cannot place is given in
+/// UTC.
 pub fn rfc3339(t: Time) -> String {
-    let Some(tm) = local(t.sec) else {
-        return format!("@{}", t.sec);
+    let offset = local(t.sec).map_or(0, |tm| tm.tm_gmtoff);
+    rfc3339_at(t, offset)
+}
+
+/// [`rfc3339`] at a fixed offset from UTC (seconds east).
+pub fn rfc3339_at(t: Time, offset: i64) -> String {
+    let wall = t.sec.saturating_add(offset);
+    let (y, mo, d) = crate::forget::civil_from_days(wall.div_euclid(86400));
+    let s = wall.rem_euclid(86400);
+    let frac = if t.nsec == 0 {
+        String::new()
+    } else {
+        format!(".{:09}", t.nsec)
     };
-    let frac = match t.nsec {
-        0 => String::new(),
-        n => format!(".{:09}", n.min(999_999_999)),
-    };
-    let off = tm.tm_gmtoff;
-    let sign = if off < 0 { '-' } else { '+' };
-    let off = off.unsigned_abs();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.unsigned_abs();
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}{sign}{:02}:{:02}",
-        tm.tm_year as i64 + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}{sign}{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
         off / 3600,
-        off % 3600 / 60
+        off / 60 % 60
     )
+}
+
+/// The time now.
+pub fn now() -> Time {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+/// [`rfc3339`] of now, to the second.
+pub fn rfc3339_now() -> String {
+    rfc3339(Time { nsec: 0, ..now() })
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_keeps_the_offset_and_nanoseconds() {
+        let t = |sec, nsec| Time { sec, nsec };
+        assert_eq!(
+            rfc3339_at(t(1_700_000_000, 0), 3600),
+            "2023-11-14T23:13:20+01:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(1_690_000_000, 5), 7200),
+            "2023-07-22T06:26:40.000000005+02:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(1_700_000_000, 987_654_321), 0),
+            "2023-11-14T22:13:20.987654321+00:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(0, 0), -(9 * 3600 + 30 * 60)),
+            "1969-12-31T14:30:00-09:30"
+        );
+        assert_eq!(rfc3339_at(t(-1, 0), 0), "1969-12-31T23:59:59+00:00");
+        // The offset of the moment: a local time read back gives the same instant.
+        let now = t(1_750_000_000, 0);
+        let s = rfc3339(now);
+        assert_eq!(s.len(), 25, "{s}");
+    }
 
     #[test]
     fn stamps_have_the_right_shape() {
@@ -104,5 +158,19 @@ mod tests {
         let n = at(1_700_000_000, 5);
         assert_eq!(&n[19..29], ".000000005", "{n}");
         assert_eq!(at(1_700_000_000, 0)[..19], n[..19]);
+    }
+
+    #[test]
+    fn rfc3339_has_an_offset() {
+        let s = rfc3339(Time {
+            sec: 1_700_000_000,
+            nsec: 5,
+        });
+        assert_eq!(s.len(), 19 + 10 + 6, "{s}");
+        assert!(
+            s.ends_with(":00") || s.ends_with(":30") || s.ends_with(":45"),
+            "{s}"
+        );
+        assert_eq!(&s[19..29], ".000000005");
     }
 }

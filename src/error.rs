@@ -13,6 +13,8 @@
 //! - [`Error::NotFound`]: a snapshot, path, blob or file that does not exist.
 //! - [`Error::InvalidInput`]: the user asked for something impossible (bad
 //!   snapshot prefix, a target that is not empty, a name that would escape).
+//! - [`Error::UnsupportedVersion`]: an object of a format version this build
+//!   does not read (written by a newer rewind): never "damaged", never skipped.
 //! - [`Error::Locked`]: another process holds the repository.
 //! - [`Error::ReadOnly`]: a write was attempted on something read-only (the mount).
 //! - [`Error::Interrupted`]: SIGINT or SIGTERM asked the operation to stop
@@ -40,6 +42,8 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    UnsupportedVersion(String),
     #[error("repository is locked: {0}")]
     Locked(String),
     #[error("read-only: {0}")]

@@ -1,30 +1,97 @@
 //! A repository in a local directory.
+//!
+//! Every name is resolved from a directory file descriptor, one component at
+//! a time, never following a symlink (`O_NOFOLLOW`, `O_DIRECTORY` for
+//! directories): a symlink, FIFO or device planted in the repository is
+//! refused, not followed, opened or waited on (`O_NONBLOCK`). Only regular
+//! files are objects, and a file larger than its type allows is refused
+//! before it is read. `list` applies the same rules, so it and `get` agree on
+//! what exists.
+//!
+//! Objects are written under a temporary name (`.tmp-<pid>-<n>`) in their
+//! directory, fsynced, renamed into place, and the directory fsynced (locks
+//! skip the fsyncs: they mean nothing after a crash). Files are created 0600
+//! and directories 0700, whatever the umask: a repository is nobody else's
+//! business, encrypted or not.
 
-use super::{Backend, Upload};
-use crate::error::{Error, IoContext, Result};
-use crate::format::index::Bytes;
+use super::{bad_name, not_found, valid_name, Backend, FileType, ObjectInfo};
+use crate::error::{Error, Result};
+use crate::meta;
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::ffi::CString;
+use std::io::{self, ErrorKind};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 /// How many pack files stay open for reads.
 const OPEN_FILES: usize = 128;
 
-/// Files under a root directory.
+/// Mode of every file the backend creates.
+const FILE_MODE: libc::mode_t = 0o600;
+/// Mode of every directory the backend creates.
+const DIR_MODE: libc::mode_t = 0o700;
+
+/// An open object and its size, for range reads.
+struct OpenFile {
+    fd: OwnedFd,
+    size: u64,
+}
+
+/// Objects under a root directory.
 pub struct LocalBackend {
     root: PathBuf,
-    open: Mutex<HashMap<String, Arc<File>>>,
+    /// Open directories by relative path (`""` is the root).
+    dirs: Mutex<HashMap<String, Arc<OwnedFd>>>,
+    open: Mutex<HashMap<(FileType, String), Arc<OpenFile>>>,
     tmp_counter: AtomicU64,
 }
 
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn c(name: &str) -> CString {
+    CString::new(name).expect("object names hold no NUL")
+}
+
+fn is_reg(st: &libc::stat64) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+fn is_dir(st: &libc::stat64) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn mtime(st: &libc::stat64) -> Option<SystemTime> {
+    let t = Duration::new(
+        st.st_mtime.max(0) as u64,
+        st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+    );
+    SystemTime::UNIX_EPOCH.checked_add(t)
+}
+
+/// The relative directory of an object, and its file name there.
+fn split(t: FileType, name: &str) -> (String, &str) {
+    let path = super::object_path(t, name);
+    match path.rsplit_once('/') {
+        Some((dir, _)) => (dir.to_string(), name),
+        None => (String::new(), name),
+    }
+}
+
 impl LocalBackend {
+    /// The repository in directory `root` (nothing is opened yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalBackend {
             root: root.into(),
+            dirs: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
             tmp_counter: AtomicU64::new(0),
         }
@@ -34,472 +101,624 @@ impl LocalBackend {
         &self.root
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    fn path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    fn io(&self, rel: &str, e: io::Error) -> Error {
+        Error::io(self.path(rel), e)
+    }
+
+    /// The open directory `rel` (`""`: the root; otherwise components below
+    /// it, each opened without following a symlink). With `create`, missing
+    /// directories are made (0700, durably).
+    fn dir(&self, rel: &str, create: bool) -> Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(rel) {
+            return Ok(fd.clone());
+        }
+        let fd = match rel.rsplit_once('/') {
+            None if rel.is_empty() => {
+                // The root itself may be reached through symlinks (a user's
+                // path); nothing below it is.
+                Arc::new(meta::open_dir_path(&self.root).map_err(|e| self.io("", e))?)
+            }
+            split => {
+                let (parent, last) = split.unwrap_or(("", rel));
+                let parent_fd = self.dir(parent, create)?;
+                Arc::new(self.open_or_make(&parent_fd, parent, last, create)?)
+            }
+        };
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rel.to_string(), fd.clone());
+        Ok(fd)
+    }
+
+    fn open_or_make(
+        &self,
+        parent: &OwnedFd,
+        prel: &str,
+        last: &str,
+        create: bool,
+    ) -> Result<OwnedFd> {
+        let rel = if prel.is_empty() {
+            last.to_string()
+        } else {
+            format!("{prel}/{last}")
+        };
+        let name = c(last);
+        match meta::open_dir_at(parent.as_raw_fd(), &name) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.kind() == ErrorKind::NotFound && create => {}
+            Err(e) => return Err(self.dir_error(&rel, e)),
+        }
+        match cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), DIR_MODE) }) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.io(&rel, e)),
+        }
+        let fd =
+            meta::open_dir_at(parent.as_raw_fd(), &name).map_err(|e| self.dir_error(&rel, e))?;
+        // The umask may have taken bits we want; it cannot have added any.
+        cvt(unsafe { libc::fchmod(fd.as_raw_fd(), DIR_MODE) }).map_err(|e| self.io(&rel, e))?;
+        // The new entry must survive a crash as surely as what goes in it.
+        cvt(unsafe { libc::fsync(parent.as_raw_fd()) }).map_err(|e| self.io(prel, e))?;
+        Ok(fd)
+    }
+
+    /// A directory that cannot be opened as one: name what is in its place.
+    fn dir_error(&self, rel: &str, e: io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => Error::corrupt(
+                format!("repository {}", self.root.display()),
+                format!("{rel} is not a directory (a symlink or a file is in its place)"),
+            ),
+            _ => self.io(rel, e),
+        }
+    }
+
+    /// The directory holding object `name` of type `t`, or `None` when it
+    /// does not exist.
+    fn dir_of(&self, t: FileType, name: &str) -> Result<Option<(Arc<OwnedFd>, String)>> {
+        let (dir, _) = split(t, name);
+        match self.dir(&dir, false) {
+            Ok(fd) => Ok(Some((fd, dir))),
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check(&self, t: FileType, name: &str) -> Result<()> {
+        if valid_name(t, name) {
+            Ok(())
+        } else {
+            Err(bad_name(t, name))
+        }
+    }
+
+    /// Open object `name` for reading: a regular file no larger than its type
+    /// allows. Returns the file and its size.
+    fn open_object(&self, t: FileType, name: &str) -> Result<OpenFile> {
+        self.check(t, name)?;
+        let Some((dir, rel)) = self.dir_of(t, name)? else {
+            return Err(not_found(t, name));
+        };
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let fd = match meta::open_at(dir.as_raw_fd(), &c(name), libc::O_RDONLY) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(t, name)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::corrupt(
+                    t.describe(name),
+                    format!("{} is a symlink, not a file", self.path(&path).display()),
+                ))
+            }
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let st = meta::stat_fd(fd.as_raw_fd()).map_err(|e| self.io(&path, e))?;
+        if !is_reg(&st) {
+            return Err(Error::corrupt(
+                t.describe(name),
+                format!("{} is not a regular file", self.path(&path).display()),
+            ));
+        }
+        let size = st.st_size as u64;
+        if size > t.max_size() {
+            return Err(Error::corrupt(
+                t.describe(name),
+                format!("{size} bytes, more than a {t:?} object may hold"),
+            ));
+        }
+        Ok(OpenFile { fd, size })
+    }
+
+    fn open_cached(&self, t: FileType, name: &str) -> Result<Arc<OpenFile>> {
+        let key = (t, name.to_string());
+        if let Some(f) = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(self.open_object(t, name)?);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= OPEN_FILES {
+            open.clear();
+        }
+        open.insert(key, f.clone());
+        Ok(f)
     }
 
     /// Temp name, write, (fsync,) rename, (fsync the directory).
-    fn write_file(&self, name: &str, data: &[u8], durable: bool) -> Result<()> {
-        let path = self.path(name);
-        let dir = path.parent().expect("names have a parent");
-        ensure_dir(dir)?;
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.check(t, name)?;
+        let durable = t != FileType::Lock;
+        let (rel, _) = split(t, name);
+        let dir = self.dir(&rel, true)?;
+        let d = dir.as_raw_fd();
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            f.write_all(data)?;
+        let tmp = c(&format!(".tmp-{}-{n}", std::process::id()));
+        let target = c(name);
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let res = (|| -> io::Result<()> {
+            let fd = cvt(unsafe {
+                libc::openat(
+                    d,
+                    tmp.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    FILE_MODE as libc::c_uint,
+                )
+            })?;
+            // SAFETY: a descriptor openat just returned, owned here only.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            cvt(unsafe { libc::fchmod(fd.as_raw_fd(), FILE_MODE) })?;
+            write_all(fd.as_raw_fd(), data)?;
             if durable {
-                f.sync_all()?;
+                cvt(unsafe { libc::fsync(fd.as_raw_fd()) })?;
+            }
+            drop(fd);
+            cvt(unsafe { libc::renameat(d, tmp.as_ptr(), d, target.as_ptr()) })?;
+            if durable {
+                cvt(unsafe { libc::fsync(d) })?;
             }
             Ok(())
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, e));
-        }
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, e));
-        }
-        if durable {
-            sync_dir(dir)?;
+        })();
+        if let Err(e) = res {
+            unsafe { libc::unlinkat(d, tmp.as_ptr(), 0) };
+            return Err(self.io(&path, e));
         }
         Ok(())
     }
 
-    fn open_cached(&self, name: &str) -> Result<Arc<File>> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = open.get(name) {
-            return Ok(f.clone());
+    fn list_dir(
+        &self,
+        rel: &str,
+        dir: &OwnedFd,
+        out: &mut Vec<ObjectInfo>,
+        t: FileType,
+    ) -> Result<()> {
+        let names = meta::read_dir(dir.as_raw_fd()).map_err(|e| self.io(rel, e))?;
+        for ent in names {
+            let Ok(name) = std::str::from_utf8(&ent.name) else {
+                continue;
+            };
+            if !valid_name(t, name) {
+                continue; // temporary files, strays
+            }
+            match meta::stat_at(dir.as_raw_fd(), &c(name)) {
+                Ok(st) if is_reg(&st) && st.st_size as u64 <= t.max_size() => {
+                    out.push(ObjectInfo {
+                        name: name.to_string(),
+                        size: st.st_size as u64,
+                        modified: mtime(&st),
+                    })
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {} // removed meanwhile
+                Err(e) => return Err(self.io(&format!("{rel}/{name}"), e)),
+            }
         }
-        let path = self.path(name);
-        let f = Arc::new(File::open(&path).map_err(|e| not_found_or_io(name, &path, e))?);
-        if open.len() >= OPEN_FILES {
-            open.clear();
+        Ok(())
+    }
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
-        open.insert(name.to_string(), f.clone());
-        Ok(f)
+        if n == 0 {
+            return Err(io::Error::new(ErrorKind::WriteZero, "write returned 0"));
+        }
+        data = &data[n as usize..];
     }
+    Ok(())
 }
 
-fn not_found_or_io(name: &str, path: &Path, e: std::io::Error) -> Error {
-    if e.kind() == ErrorKind::NotFound {
-        Error::NotFound(name.to_string())
-    } else {
-        Error::io(path, e)
+fn read_exact_at(fd: RawFd, buf: &mut [u8], mut offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        let n = unsafe { libc::pread64(fd, rest.as_mut_ptr().cast(), rest.len(), offset as i64) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+        offset += n as u64;
     }
-}
-
-/// Create `dir` if missing, and make its entry in its parent durable (a new
-/// `data/ab/` must survive a crash as surely as the pack renamed into it).
-fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).at(dir)?;
-    match dir.parent() {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
-    }
-}
-
-/// fsync a directory so a rename or unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    Ok(done)
 }
 
 impl Backend for LocalBackend {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        self.write_file(name, data, true)
+    fn location(&self) -> String {
+        self.root.display().to_string()
     }
 
-    fn put_volatile(&self, name: &str, data: &[u8]) -> Result<()> {
-        self.write_file(name, data, false)
+    fn create(&self) -> Result<()> {
+        match std::fs::symlink_metadata(&self.root) {
+            Ok(_) if !self.root.is_dir() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} exists and is not a directory",
+                    self.root.display()
+                )))
+            }
+            Ok(_) => {
+                if self.root.join("config").exists() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} already holds a repository",
+                        self.root.display()
+                    )));
+                }
+                let mut entries = std::fs::read_dir(&self.root).map_err(|e| self.io("", e))?;
+                if entries.next().is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is not empty; a repository needs an empty directory",
+                        self.root.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                }
+                match std::fs::create_dir(&self.root) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(self.io("", e)),
+                }
+            }
+            Err(e) => return Err(self.io("", e)),
+        }
+        let root = self.dir("", false)?;
+        cvt(unsafe { libc::fchmod(root.as_raw_fd(), DIR_MODE) }).map_err(|e| self.io("", e))?;
+        for t in FileType::ALL {
+            if !t.dir().is_empty() {
+                self.dir(t.dir(), true)?;
+            }
+        }
+        Ok(())
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>> {
-        let path = self.path(name);
-        fs::read(&path).map_err(|e| not_found_or_io(name, &path, e))
+    fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.write(t, name, data)
     }
 
-    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let f = self.open_cached(name)?;
+    fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let f = self.open_object(t, name)?;
+        let mut buf = vec![0u8; f.size as usize];
+        let n = read_exact_at(f.fd.as_raw_fd(), &mut buf, 0)
+            .map_err(|e| self.io(&super::object_path(t, name), e))?;
+        // Objects are written once; a shorter read means it was cut
+        // meanwhile, and what was read is all there is.
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let f = self.open_cached(t, name)?;
         // Lengths come from index records: never allocate for a range the
         // file cannot hold (a damaged record could ask for gigabytes).
-        let size = f.metadata().at(self.path(name))?.len();
-        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > f.size) {
             return Err(Error::corrupt(
-                format!("pack {name}"),
+                t.describe(name),
                 format!(
-                    "file ends at byte {size}, before byte {}",
+                    "object ends at byte {}, before byte {}",
+                    f.size,
                     offset.saturating_add(len as u64)
                 ),
             ));
         }
         let mut buf = vec![0u8; len];
-        match f.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(buf),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(Error::corrupt(
-                format!("pack {name}"),
-                format!("file ends before byte {}", offset + len as u64),
-            )),
-            Err(e) => Err(Error::io(self.path(name), e)),
+        let n = read_exact_at(f.fd.as_raw_fd(), &mut buf, offset)
+            .map_err(|e| self.io(&super::object_path(t, name), e))?;
+        if n < len {
+            return Err(Error::corrupt(
+                t.describe(name),
+                format!("object ends before byte {}", offset + len as u64),
+            ));
         }
+        Ok(buf)
     }
 
-    fn size(&self, name: &str) -> Result<u64> {
-        let path = self.path(name);
-        fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| not_found_or_io(name, &path, e))
-    }
-
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        let mut stack = vec![dir.to_string()];
-        while let Some(rel) = stack.pop() {
-            let path = self.path(&rel);
-            let rd = match fs::read_dir(&path) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&path, e)),
-            };
-            for ent in rd {
-                let ent = ent.at(&path)?;
-                let name = ent.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if name.starts_with('.') {
-                    continue;
-                }
-                let child = format!("{rel}/{name}");
-                if ent.file_type().at(ent.path())?.is_dir() {
-                    stack.push(child);
-                } else {
-                    out.push(child);
+        match t {
+            FileType::Config => {
+                if let Ok(info) = self.stat(t, "config") {
+                    out.push(info);
                 }
             }
+            FileType::Pack => {
+                let data = match self.dir("data", false) {
+                    Ok(fd) => fd,
+                    Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                        return Ok(out)
+                    }
+                    Err(e) => return Err(e),
+                };
+                for sub in meta::read_dir(data.as_raw_fd()).map_err(|e| self.io("data", e))? {
+                    let Ok(sub) = String::from_utf8(sub.name) else {
+                        continue;
+                    };
+                    if sub.len() != 2 || !valid_name(FileType::Pack, &sub) {
+                        continue;
+                    }
+                    let rel = format!("data/{sub}");
+                    match meta::stat_at(data.as_raw_fd(), &c(&sub)) {
+                        Ok(st) if is_dir(&st) => {}
+                        _ => continue,
+                    }
+                    let fd = match self.dir(&rel, false) {
+                        Ok(fd) => fd,
+                        Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                            continue
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let before = out.len();
+                    self.list_dir(&rel, &fd, &mut out, t)?;
+                    // A pack belongs in the directory of its first two digits.
+                    let mut i = before;
+                    while i < out.len() {
+                        if out[i].name.starts_with(&sub) {
+                            i += 1;
+                        } else {
+                            out.swap_remove(i);
+                        }
+                    }
+                }
+            }
+            _ => match self.dir(t.dir(), false) {
+                Ok(fd) => self.list_dir(t.dir(), &fd, &mut out, t)?,
+                Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
         }
-        out.sort();
         Ok(out)
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
+    fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
+        self.check(t, name)?;
+        let Some((dir, rel)) = self.dir_of(t, name)? else {
+            return Err(not_found(t, name));
+        };
+        match meta::stat_at(dir.as_raw_fd(), &c(name)) {
+            Ok(st) if is_reg(&st) => Ok(ObjectInfo {
+                name: name.to_string(),
+                size: st.st_size as u64,
+                modified: mtime(&st),
+            }),
+            Ok(_) => Err(Error::corrupt(
+                t.describe(name),
+                format!(
+                    "{} is not a regular file",
+                    self.path(&format!("{rel}/{name}")).display()
+                ),
+            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(not_found(t, name)),
+            Err(e) => Err(self.io(&format!("{rel}/{name}"), e)),
+        }
+    }
+
+    fn delete(&self, t: FileType, name: &str) -> Result<()> {
+        self.check(t, name)?;
         self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        let path = self.path(name);
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(path.parent().expect("names have a parent")),
+            .remove(&(t, name.to_string()));
+        let Some((dir, rel)) = self.dir_of(t, name)? else {
+            return Ok(());
+        };
+        match cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c(name).as_ptr(), 0) }) {
+            Ok(_) => {
+                if t != FileType::Lock {
+                    cvt(unsafe { libc::fsync(dir.as_raw_fd()) }).map_err(|e| self.io(&rel, e))?;
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&path, e)),
+            Err(e) => Err(self.io(&format!("{rel}/{name}"), e)),
         }
     }
 
-    fn exists(&self, name: &str) -> Result<bool> {
-        Ok(self.path(name).exists())
-    }
-
-    fn map(&self, name: &str) -> Result<Bytes> {
-        let path = self.path(name);
-        let f = File::open(&path).map_err(|e| not_found_or_io(name, &path, e))?;
-        let len = f.metadata().at(&path)?.len();
-        if len == 0 {
-            return Ok(Arc::new(Vec::new()));
+    fn remove_stale_temp(&self, max_age: Duration) -> Result<u64> {
+        let mut dirs: Vec<String> = vec![String::new()];
+        for t in FileType::ALL {
+            if !t.dir().is_empty() {
+                dirs.push(t.dir().to_string());
+            }
         }
-        // SAFETY: repository files are immutable once renamed into place; prune
-        // only unlinks them, which keeps a mapping valid.
-        let map = unsafe { memmap2::Mmap::map(&f) }.at(&path)?;
-        // Touch only the pages asked for until the index says otherwise (see
-        // `IndexBytes`): the kernel would otherwise read around each one (up
-        // to the device's whole read-ahead, megabytes) when a command needs
-        // a few blobs.
-        let _ = map.advise(memmap2::Advice::Random);
-        Ok(Arc::new(Mapped(map)))
-    }
-
-    fn upload(&self, dir: &str) -> Result<Box<dyn Upload>> {
-        let dir = self.path(dir);
-        ensure_dir(&dir)?;
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at(&tmp)?;
-        Ok(Box::new(LocalUpload {
-            file: Some(file),
-            tmp,
-            root: self.root.clone(),
-        }))
-    }
-
-    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
-        let path = self.path(name);
-        Ok(Some(
-            fs::metadata(&path).and_then(|m| m.modified()).at(&path)?,
-        ))
-    }
-
-    fn remove_stale_temp(&self, max_age: std::time::Duration) -> Result<u64> {
-        let mut dirs = vec![self.root.clone()];
-        for top in ["data", "index", "snapshots", "locks"] {
-            dirs.push(self.path(top));
-            if top == "data" {
-                if let Ok(rd) = fs::read_dir(self.path(top)) {
-                    dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        if let Ok(data) = self.dir("data", false) {
+            for sub in meta::read_dir(data.as_raw_fd()).unwrap_or_default() {
+                if let Ok(sub) = String::from_utf8(sub.name) {
+                    if sub.len() == 2 && valid_name(FileType::Pack, &sub) {
+                        dirs.push(format!("data/{sub}"));
+                    }
                 }
             }
         }
         let mut removed = 0;
-        for dir in dirs {
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
+        for rel in dirs {
+            let Ok(fd) = self.dir(&rel, false) else {
+                continue;
+            };
+            let Ok(names) = meta::read_dir(fd.as_raw_fd()) else {
+                continue;
+            };
+            for ent in names {
+                if !ent.name.starts_with(b".tmp-") {
+                    continue;
+                }
+                let Ok(name) = meta::cstr(&ent.name) else {
+                    continue;
+                };
+                let old = meta::stat_at(fd.as_raw_fd(), &name)
                     .ok()
+                    .filter(is_reg)
+                    .and_then(|st| mtime(&st))
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age > max_age);
-                if old && e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    fs::remove_file(e.path()).at(e.path())?;
-                    removed += 1;
+                if old {
+                    match cvt(unsafe { libc::unlinkat(fd.as_raw_fd(), name.as_ptr(), 0) }) {
+                        Ok(_) => removed += 1,
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            let rel = format!("{rel}/{}", String::from_utf8_lossy(&ent.name));
+                            return Err(self.io(&rel, e));
+                        }
+                    }
                 }
             }
         }
         Ok(removed)
     }
-
-    fn location(&self) -> String {
-        self.root.display().to_string()
-    }
 }
 
-/// A temporary file that becomes a repository file on commit.
-struct LocalUpload {
-    file: Option<File>,
-    tmp: PathBuf,
-    root: PathBuf,
-}
-
-impl Write for LocalUpload {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let tmp = &self.tmp;
-        self.file
-            .as_mut()
-            .expect("open until commit")
-            .write(b)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display())))
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Upload for LocalUpload {
-    fn commit(mut self: Box<Self>, name: &str) -> Result<()> {
-        let path = self.root.join(name);
-        let file = self.file.take().expect("committed once");
-        file.sync_all().at(&path)?;
-        drop(file);
-        let dir = path.parent().expect("names have a parent");
-        ensure_dir(dir)?;
-        fs::rename(&self.tmp, &path).at(&path)?;
-        sync_dir(dir)
-    }
-}
-
-impl Drop for LocalUpload {
-    fn drop(&mut self) {
-        // Not committed (or the rename failed): never leave the temporary file.
-        if self.file.is_some() || self.tmp.exists() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// Index files up to this size are read whole at their first lookup.
-const READ_WHOLE_MAX: usize = 1 << 20;
-
-/// Index files up to this size are read whole once lookups come in bulk (an
-/// index of ~1 TiB of data is ~500 MiB: that one stays page by page, read
-/// around each page).
-const READ_AHEAD_MAX: usize = 64 << 20;
-
-/// Pieces in which a mapping is read ahead. One `MADV_WILLNEED` reads at most
-/// the device's read-ahead (often 128 KiB), however long its range.
-const READ_AHEAD_PIECE: usize = 128 << 10;
-
-/// A mapped index file.
-struct Mapped(memmap2::Mmap);
-
-impl std::ops::Deref for Mapped {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Mapped {
-    /// Start reading the whole file into the page cache, in the background.
-    fn read_whole(&self) {
-        let len = self.0.len();
-        for at in (0..len).step_by(READ_AHEAD_PIECE) {
-            let piece = READ_AHEAD_PIECE.min(len - at);
-            let _ = self.0.advise_range(memmap2::Advice::WillNeed, at, piece);
-        }
-    }
-}
-
-impl crate::format::index::IndexBytes for Mapped {
-    fn searched(&self) {
-        if self.0.len() <= READ_WHOLE_MAX {
-            self.read_whole();
-        }
-    }
-
-    fn bulk(&self) {
-        if self.0.len() <= READ_AHEAD_MAX {
-            self.read_whole();
-        }
-        let _ = self.0.advise(memmap2::Advice::Normal);
-    }
-}
-
-/// Index files and page-cache probes for tests here and in `repo`.
-#[cfg(test)]
-pub(crate) mod fixtures {
-    use crate::format::id::BlobId;
-    use crate::format::pack::{BlobKind, Frame, PackEntry};
-
-    pub fn page() -> usize {
-        // SAFETY: sysconf only reads a system value.
-        unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-    }
-
-    /// Pages of a mapping in the page cache (mincore asks, reads nothing).
-    pub fn resident(bytes: &[u8]) -> usize {
-        let mut vec = vec![0u8; bytes.len().div_ceil(page())];
-        // SAFETY: `bytes` is a live mapping, page-aligned as mmap returns it.
-        let r = unsafe { libc::mincore(bytes.as_ptr() as *mut _, bytes.len(), vec.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore");
-        vec.iter().filter(|&&b| b & 1 == 1).count()
-    }
-
-    /// The blob id numbered `i`.
-    pub fn id(i: u32) -> BlobId {
-        BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
-    }
-
-    /// A temporary directory whose files can be dropped from the page cache;
-    /// `None` on tmpfs, which keeps every page (the test is then skipped).
-    pub fn evictable_dir() -> Option<tempfile::TempDir> {
-        let dir = tempfile::tempdir().unwrap();
-        let fs_type = nix::sys::statfs::statfs(dir.path())
-            .unwrap()
-            .filesystem_type();
-        if fs_type == nix::sys::statfs::TMPFS_MAGIC {
-            eprintln!("skipped: {} is on tmpfs", dir.path().display());
-            return None;
-        }
-        Some(dir)
-    }
-
-    /// Write `path` to disk and drop it from the page cache.
-    pub fn evict(path: &std::path::Path) {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(path).unwrap();
-        f.sync_all().unwrap();
-        // SAFETY: an advice on an open descriptor.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
-    }
-
-    /// Pack entries for the blobs numbered `ids`.
-    pub fn entries(ids: impl Iterator<Item = u32>) -> Vec<PackEntry> {
-        ids.map(|i| PackEntry {
-            kind: BlobKind::Data,
-            id: id(i),
-            frame: Frame {
-                offset: i,
-                stored_len: 10,
-                raw_len: 20,
-            },
-            inner: 0,
-            raw_len: 20,
-        })
-        .collect()
-    }
+/// Where a local repository path's objects are, for tests that damage them.
+pub fn path_of(root: &Path, t: FileType, name: &str) -> PathBuf {
+    root.join(super::object_path(t, name))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{entries, evict, evictable_dir, id, page, resident};
     use super::*;
-    use crate::format::id::PackId;
-    use crate::format::index::{encode, IndexFile};
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
-    /// A repository directory holding index file `index/i` with `records`
-    /// records, written and dropped from the page cache; `None` where the
-    /// page cache cannot be emptied (tmpfs keeps every page).
-    fn cold_index(records: u32) -> Option<(tempfile::TempDir, LocalBackend)> {
-        let dir = evictable_dir()?;
-        fs::create_dir(dir.path().join("index")).unwrap();
-        let path = dir.path().join("index/i");
-        fs::write(&path, encode(&[(PackId([1; 32]), entries(0..records))])).unwrap();
-        evict(&path);
-        let backend = LocalBackend::new(dir.path());
-        Some((dir, backend))
+    fn backend() -> (tempfile::TempDir, LocalBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        (dir, b)
     }
 
-    fn wait_resident(bytes: &[u8], what: &str) {
-        let pages = bytes.len().div_ceil(page());
-        let start = std::time::Instant::now();
-        while resident(bytes) < pages {
-            let got = resident(bytes);
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "{what}: {got} of {pages} pages read"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    /// A small index (an incremental backup's) is read whole at its first
-    /// lookup, however small the device's read-ahead.
     #[test]
-    fn a_small_index_is_read_whole_at_its_first_lookup() {
-        let Some((_dir, backend)) = cold_index(10_000) else {
-            return;
-        };
-        let bytes = backend.map("index/i").unwrap();
-        assert!(bytes.len() > 512 << 10 && bytes.len() <= READ_WHOLE_MAX);
-        assert_eq!(resident(&bytes), 0, "the file was not evicted");
-        let index = IndexFile::open(bytes.clone(), "i").unwrap();
-        assert!(index.get(&id(7)).unwrap().is_some());
-        wait_resident(&bytes, "after the first lookup");
+    fn objects_round_trip_with_private_modes_whatever_the_umask() {
+        let (_d, b) = backend();
+        let old = unsafe { libc::umask(0o022) };
+        b.put(FileType::Pack, "ab01", b"pack bytes").unwrap();
+        b.put(FileType::Snapshot, "cd", b"snap").unwrap();
+        unsafe { libc::umask(old) };
+        assert_eq!(b.get(FileType::Pack, "ab01").unwrap(), b"pack bytes");
+        assert_eq!(b.get_range(FileType::Pack, "ab01", 5, 5).unwrap(), b"bytes");
+        assert!(matches!(
+            b.get_range(FileType::Pack, "ab01", 5, 6),
+            Err(Error::Corrupt { .. })
+        ));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&b.root.join("data/ab/ab01")), 0o600);
+        assert_eq!(mode(&b.root.join("data/ab")), 0o700);
+        assert_eq!(mode(&b.root), 0o700);
+        let names: Vec<String> = b
+            .list(FileType::Pack)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, ["ab01"]);
+        assert_eq!(b.stat(FileType::Pack, "ab01").unwrap().size, 10);
+        b.delete(FileType::Pack, "ab01").unwrap();
+        b.delete(FileType::Pack, "ab01").unwrap();
+        assert!(matches!(
+            b.get(FileType::Pack, "ab01"),
+            Err(Error::NotFound(_))
+        ));
     }
 
-    /// Until lookups come in bulk, a large index is read only where its
-    /// searches go; from then on it is read whole, in the background.
+    /// Symlinks, FIFOs and oversized files planted in a repository are
+    /// refused by reads and left out of listings: never followed, opened or
+    /// waited on, and no write lands outside the repository.
     #[test]
-    fn a_large_index_is_read_whole_once_lookups_come_in_bulk() {
-        let Some((_dir, backend)) = cold_index(100_000) else {
-            return;
-        };
-        let bytes = backend.map("index/i").unwrap();
-        assert!(bytes.len() > READ_WHOLE_MAX);
-        let index = IndexFile::open(bytes.clone(), "i").unwrap();
-        for i in 0..15 {
-            assert!(index.get(&id(i * 997)).unwrap().is_some());
-        }
-        let read = resident(&bytes);
-        assert!(read <= 15 * 4, "{read} pages read for 15 lookups");
-        assert!(index.get(&id(5)).unwrap().is_some());
-        wait_resident(&bytes, "after 16 lookups");
+    fn planted_symlinks_fifos_and_devices_are_refused() {
+        let (d, b) = backend();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        // A symlinked pack directory: a write must not go through it.
+        symlink(&outside, b.root.join("data/ee")).unwrap();
+        assert!(b.put(FileType::Pack, "ee01", b"x").is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A symlink to /dev/zero and a FIFO where objects go.
+        symlink("/dev/zero", b.root.join("index/aa")).unwrap();
+        nix::unistd::mkfifo(&b.root.join("locks/bb"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            b.get(FileType::Index, "aa"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            b.get(FileType::Lock, "bb"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(b.list(FileType::Index).unwrap().is_empty());
+        assert!(b.list(FileType::Lock).unwrap().is_empty());
+        assert!(b.list(FileType::Pack).unwrap().is_empty());
+        // A lock larger than a lock may be.
+        std::fs::write(b.root.join("locks/cc"), vec![0u8; 100 << 10]).unwrap();
+        assert!(matches!(
+            b.get(FileType::Lock, "cc"),
+            Err(Error::Corrupt { .. })
+        ));
+        // Names that are not ids are refused before anything is touched.
+        assert!(b.get(FileType::Snapshot, "../config").is_err());
+    }
+
+    #[test]
+    fn create_refuses_a_repository_and_a_non_empty_directory() {
+        let (_d, b) = backend();
+        b.put(FileType::Config, "config", b"c").unwrap();
+        assert!(b.create().is_err());
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("f"), b"x").unwrap();
+        assert!(LocalBackend::new(other.path()).create().is_err());
     }
 }

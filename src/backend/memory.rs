@@ -1,38 +1,17 @@
 //! An in-memory backend for tests.
 
-use super::{Backend, Upload};
+use super::{bad_name, not_found, valid_name, Backend, FileType, ObjectInfo};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-/// Files in a map. Durable until dropped.
-#[derive(Default)]
+type Files = BTreeMap<(FileType, String), (Vec<u8>, SystemTime)>;
+
+/// Objects in a map. Durable until dropped.
+#[derive(Default, Clone)]
 pub struct MemoryBackend {
-    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-}
-
-/// An upload into a [`MemoryBackend`].
-struct MemoryUpload {
-    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for MemoryUpload {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Upload for MemoryUpload {
-    fn commit(self: Box<Self>, name: &str) -> Result<()> {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files.insert(name.to_string(), self.buf);
-        Ok(())
-    }
+    files: Arc<Mutex<Files>>,
 }
 
 impl MemoryBackend {
@@ -40,76 +19,105 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, Files> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replace a file's bytes, for damage tests.
-    pub fn tamper(&self, name: &str, f: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(v) = self.files().get_mut(name) {
+    /// Change an object's bytes, for damage tests.
+    pub fn tamper(&self, t: FileType, name: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        if let Some((v, _)) = self.files().get_mut(&(t, name.to_string())) {
             f(v)
+        }
+    }
+
+    /// Every object's type and name.
+    pub fn names(&self) -> Vec<(FileType, String)> {
+        self.files().keys().cloned().collect()
+    }
+
+    fn check(t: FileType, name: &str) -> Result<()> {
+        if valid_name(t, name) {
+            Ok(())
+        } else {
+            Err(bad_name(t, name))
         }
     }
 }
 
 impl Backend for MemoryBackend {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        self.files().insert(name.to_string(), data.to_vec());
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self
+            .files()
+            .contains_key(&(FileType::Config, "config".into()))
+        {
+            return Err(Error::InvalidInput(
+                "memory already holds a repository".into(),
+            ));
+        }
         Ok(())
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>> {
+    fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        Self::check(t, name)?;
         self.files()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(name.to_string()))
+            .insert((t, name.to_string()), (data.to_vec(), SystemTime::now()));
+        Ok(())
     }
 
-    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        Self::check(t, name)?;
+        self.files()
+            .get(&(t, name.to_string()))
+            .map(|(v, _)| v.clone())
+            .ok_or_else(|| not_found(t, name))
+    }
+
+    fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        Self::check(t, name)?;
         let files = self.files();
-        let f = files
-            .get(name)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let start = offset as usize;
-        f.get(start..start + len)
+        let (f, _) = files
+            .get(&(t, name.to_string()))
+            .ok_or_else(|| not_found(t, name))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        start
+            .checked_add(len)
+            .and_then(|end| f.get(start..end))
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| Error::corrupt(name, "file shorter than expected"))
+            .ok_or_else(|| Error::corrupt(t.describe(name), "object shorter than expected"))
     }
 
-    fn size(&self, name: &str) -> Result<u64> {
-        self.files()
-            .get(name)
-            .map(|f| f.len() as u64)
-            .ok_or_else(|| Error::NotFound(name.to_string()))
-    }
-
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let prefix = format!("{dir}/");
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
         Ok(self
             .files()
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
+            .iter()
+            .filter(|((ft, _), _)| *ft == t)
+            .map(|((_, name), (v, time))| ObjectInfo {
+                name: name.clone(),
+                size: v.len() as u64,
+                modified: Some(*time),
+            })
             .collect())
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
-        self.files().remove(name);
+    fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
+        Self::check(t, name)?;
+        self.files()
+            .get(&(t, name.to_string()))
+            .map(|(v, time)| ObjectInfo {
+                name: name.to_string(),
+                size: v.len() as u64,
+                modified: Some(*time),
+            })
+            .ok_or_else(|| not_found(t, name))
+    }
+
+    fn delete(&self, t: FileType, name: &str) -> Result<()> {
+        Self::check(t, name)?;
+        self.files().remove(&(t, name.to_string()));
         Ok(())
-    }
-
-    fn exists(&self, name: &str) -> Result<bool> {
-        Ok(self.files().contains_key(name))
-    }
-
-    fn upload(&self, _dir: &str) -> Result<Box<dyn Upload>> {
-        Ok(Box::new(MemoryUpload {
-            files: self.files.clone(),
-            buf: Vec::new(),
-        }))
-    }
-
-    fn location(&self) -> String {
-        "memory".into()
     }
 }

@@ -1,81 +1,202 @@
-//! Where repository files live. One trait, the seam for object storage.
+//! Where repository objects live. One trait, the seam between the repository
+//! and a place to keep bytes: a local directory, memory (tests), object
+//! storage, a directory on another server.
 //!
-//! Names are relative paths with `/` separators: `config`, `data/ab/<id>`,
-//! `index/<id>`, `snapshots/<id>`, `locks/<id>`.
+//! A backend stores whole, write-once objects named by their [`FileType`] and
+//! a name (a hex id, or `config`). It knows nothing of the format: no codec,
+//! no keys, no index. Renames, fsyncs and memory maps stay inside the local
+//! backend; nothing above this module can tell a directory from a bucket.
+//!
+//! Every object has one relative path, built by [`object_path`] and nowhere
+//! else:
+//!
+//! ```text
+//! config              the repository's configuration
+//! keys/<name>         key files
+//! data/<ab>/<name>    packs, under the first two hex digits of their name
+//! index/<name>        index files
+//! snapshots/<name>    snapshot manifests
+//! locks/<name>        locks
+//! ```
 
 pub mod local;
 pub mod memory;
 
-use crate::error::Result;
-use crate::format::index::Bytes;
-use std::sync::Arc;
+use crate::error::{Error, Result};
+use std::time::SystemTime;
 
-/// Storage for immutable repository files.
+/// What a repository object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileType {
+    /// Every type, in the order `init` creates their directories.
+    pub const ALL: [FileType; 6] = [
+        FileType::Config,
+        FileType::Key,
+        FileType::Pack,
+        FileType::Index,
+        FileType::Snapshot,
+        FileType::Lock,
+    ];
+
+    /// The directory objects of this type live in (`""` for the config).
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys",
+            FileType::Pack => "data",
+            FileType::Index => "index",
+            FileType::Snapshot => "snapshots",
+            FileType::Lock => "locks",
+        }
+    }
+
+    /// The largest object of this type a reader accepts. Sizes come from
+    /// storage we do not trust: a reader never allocates beyond them.
+    pub fn max_size(self) -> u64 {
+        match self {
+            FileType::Config | FileType::Key => 1 << 20,
+            FileType::Lock => 64 << 10,
+            FileType::Snapshot => 64 << 20,
+            // An index of ~4 TiB of data; prune splits larger ones.
+            FileType::Index => 1 << 30,
+            // Packs are read by range, except by `check` (streamed).
+            FileType::Pack => 4 << 30,
+        }
+    }
+
+    /// A name in messages: `pack 1a2b3c4d`.
+    pub fn describe(self, name: &str) -> String {
+        let what = match self {
+            FileType::Config => return "config".into(),
+            FileType::Key => "key",
+            FileType::Pack => "pack",
+            FileType::Index => "index",
+            FileType::Snapshot => "snapshot",
+            FileType::Lock => "lock",
+        };
+        format!("{what} {name}")
+    }
+}
+
+/// Whether `name` may name an object of type `t`: lowercase hex of 2 to 64
+/// digits (ids, and the random names of locks and keys), or `config`.
+pub fn valid_name(t: FileType, name: &str) -> bool {
+    match t {
+        FileType::Config => name == "config",
+        _ => {
+            (2..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+    }
+}
+
+/// The relative path of an object: the one place names become paths.
+pub fn object_path(t: FileType, name: &str) -> String {
+    match t {
+        FileType::Config => "config".into(),
+        FileType::Pack => format!("data/{}/{name}", &name[..2.min(name.len())]),
+        _ => format!("{}/{name}", t.dir()),
+    }
+}
+
+/// An object as a listing reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// When the object was last written, by the storage's own clock (a file
+    /// system's mtime, an object store's Last-Modified), where it has one.
+    pub modified: Option<SystemTime>,
+}
+
+/// Storage for write-once repository objects.
 ///
-/// Every method may be called from many threads at once.
+/// Every method may be called from many threads at once. Names passed in are
+/// valid for their type ([`valid_name`]); a backend refuses others.
 pub trait Backend: Send + Sync {
-    /// Store `data` as `name`, atomically and durably: when `put` returns `Ok`
-    /// the whole file survives a crash, and no reader ever sees part of it.
-    /// An existing file of that name is replaced (names are content hashes, so
-    /// a replacement has the same bytes).
-    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// A human-readable location, for messages. Never holds a secret.
+    fn location(&self) -> String;
 
-    /// Like [`Backend::put`] (atomic), but not necessarily durable: for lock
-    /// files, which mean nothing after a crash (their holder is gone) and are
-    /// written at every command's start, where an fsync costs latency.
-    fn put_volatile(&self, name: &str, data: &[u8]) -> Result<()> {
-        self.put(name, data)
-    }
+    /// Make the place a new repository goes (a directory, a bucket). Fails
+    /// when it already holds a repository; succeeds when it is missing or
+    /// empty.
+    fn create(&self) -> Result<()>;
 
-    /// The whole file.
-    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// Store `data` as object `name` of type `t`, atomically: no reader ever
+    /// sees part of it. When `put` returns `Ok`, the object survives a crash
+    /// (locks excepted: they mean nothing after a crash, and a backend may
+    /// skip the wait for durability). An existing object of that name is
+    /// replaced (names of stored data are ids: a replacement has the same
+    /// content; a lock's holder rewrites its own).
+    fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
 
-    /// `len` bytes from `offset`. A range beyond the end is an error
-    /// (`Corrupt`: the file is shorter than its index says).
-    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// The whole object: `NotFound` when it does not exist, `Corrupt` when it
+    /// is larger than [`FileType::max_size`] or not a plain object.
+    fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
 
-    /// The file's length in bytes.
-    fn size(&self, name: &str) -> Result<u64>;
+    /// `len` bytes from `offset`. A range beyond the end is `Corrupt` (the
+    /// object is shorter than its index says).
+    fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
 
-    /// Every complete file below `dir` (`"data"` lists `data/ab/<id>`), sorted.
-    /// Temporary files of unfinished writes are not listed.
-    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Every complete object of type `t`, in no particular order. Objects
+    /// still being written are not listed, nor anything that a `get` would
+    /// refuse (a symlink, a directory, a FIFO).
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
 
-    /// Remove a file. Removing a missing file is not an error.
-    fn delete(&self, name: &str) -> Result<()>;
+    /// One object's size and time; `NotFound` when it does not exist.
+    fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo>;
 
-    /// Whether `name` exists.
-    fn exists(&self, name: &str) -> Result<bool>;
+    /// Remove an object. Removing a missing one is not an error.
+    fn delete(&self, t: FileType, name: &str) -> Result<()>;
 
-    /// The file's bytes for in-place reading; local backends map it (index files
-    /// are searched in place, so memory does not grow with the repository).
-    fn map(&self, name: &str) -> Result<Bytes> {
-        Ok(Arc::new(self.get(name)?))
-    }
-
-    /// Start writing a new file in `dir`, streamed rather than held in
-    /// memory. Nothing is visible until [`Upload::commit`]; dropping an
-    /// uncommitted upload discards it.
-    fn upload(&self, dir: &str) -> Result<Box<dyn Upload>>;
-
-    /// When the file was last written, where the backend knows.
-    fn modified(&self, _name: &str) -> Result<Option<std::time::SystemTime>> {
-        Ok(None)
-    }
-
-    /// Remove temporary files of writes that never finished (a killed
-    /// process), older than `max_age`. Returns how many were removed.
+    /// Remove leftovers of writes that never finished (a killed process),
+    /// older than `max_age`. Returns how many were removed.
     fn remove_stale_temp(&self, _max_age: std::time::Duration) -> Result<u64> {
         Ok(0)
     }
 
-    /// A human-readable location, for messages.
-    fn location(&self) -> String;
+    /// Whether reads are cheap local reads. Remote backends get their tree
+    /// packs cached locally, and their requests counted.
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
-/// A file being written by [`Backend::upload`].
-pub trait Upload: std::io::Write + Send {
-    /// Make the bytes written durable and visible as `name`, atomically (the
-    /// same contract as [`Backend::put`]).
-    fn commit(self: Box<Self>, name: &str) -> Result<()>;
+/// An error for a name that is not valid for its type.
+pub(crate) fn bad_name(t: FileType, name: &str) -> Error {
+    Error::InvalidInput(format!("{name:?} is not a valid name for a {t:?} object"))
+}
+
+/// The `NotFound` error of a missing object.
+pub(crate) fn not_found(t: FileType, name: &str) -> Error {
+    Error::NotFound(t.describe(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(object_path(FileType::Config, "config"), "config");
+        assert_eq!(object_path(FileType::Pack, "ab12"), "data/ab/ab12");
+        assert_eq!(object_path(FileType::Snapshot, "00ff"), "snapshots/00ff");
+        assert!(valid_name(FileType::Pack, "0a"));
+        for bad in ["", "a", "AB", "../x", "ab/cd", "config", &"a".repeat(65)] {
+            assert!(!valid_name(FileType::Pack, bad), "{bad:?}");
+        }
+        assert!(valid_name(FileType::Config, "config"));
+        assert!(!valid_name(FileType::Config, "ab"));
+    }
 }

@@ -5,8 +5,8 @@
 //! error (a bad pattern); 3 when some trees could not be read (each named on
 //! stderr), so the answer may be incomplete.
 
-use super::diff::{add_path, quote};
-use super::output::{mode, time, Reporter};
+use super::json;
+use super::output::{mode, quote, time, Reporter};
 use super::{FilterArgs, RepoArg};
 use crate::clock::rfc3339;
 use crate::compare::kind_name;
@@ -167,7 +167,7 @@ fn write_json(
     let mut v = serde_json::json!({
         "snapshots": hits.iter().map(|h| hit_json(h, snaps)).collect::<Vec<_>>(),
     });
-    add_path(&mut v, path);
+    json::name(&mut v, "path", path);
     writeln!(out, "{v}")
 }
 
@@ -191,10 +191,7 @@ fn hit_json(h: &Hit, snaps: &[(SnapshotId, Snapshot)]) -> serde_json::Value {
         },
     });
     if e.kind == Kind::Symlink {
-        v["target"] = String::from_utf8_lossy(&e.target).into();
-        if std::str::from_utf8(&e.target).is_err() {
-            v["target_hex"] = crate::format::id::to_hex(&e.target).into();
-        }
+        json::name(&mut v, "target", &e.target);
     }
     v
 }

@@ -2,24 +2,61 @@
 //! then call the library. The only module that uses clap, and with `main.rs`
 //! the only one that uses anyhow.
 //!
-//! Exit codes: 0 success; 1 failure; 2 usage error; 3 finished, but some files
-//! could not be read or restored (each named on stderr).
+//! Exit codes: 0 success; 1 failure; 2 usage error (and, for `diff` and
+//! `verify`, any trouble: 1 means "different" there, as in diff(1)); 3
+//! finished, but some files could not be read or restored (each named on
+//! stderr); 130 stopped by SIGINT or SIGTERM.
+//!
+//! Output goes through writers that return errors: a closed stdout (`rewind
+//! ls … | head`) ends a listing quietly with 0, and a command whose outcome
+//! is known before it prints (`diff`, `verify`, `check`, `backup`, `forget`)
+//! keeps that outcome's exit code. Nothing here panics on a write.
+
+/// A line on stderr; a closed stderr is ignored (there is nowhere left to say it).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// A line of a report on stdout ([`output::report`]): `outln!(…)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::report(format_args!($($arg)*))
+    };
+}
+
+/// Return a usage error (exit 2) from the enclosing function.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::Usage(format!($($arg)*))))
+    };
+}
 
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod find;
 mod forget;
 mod init;
+mod json;
+mod key;
 mod ls;
+mod manual;
 mod mount;
 mod output;
+mod parse;
+mod password;
 mod prune;
 mod repair;
 mod restore;
+mod select;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 mod verify;
 
@@ -31,7 +68,9 @@ use std::sync::Arc;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Permission-exact, deduplicated snapshots of directory trees.
 #[derive(Parser, Debug)]
@@ -41,9 +80,32 @@ pub struct Cli {
     #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
     pub repo: Option<PathBuf>,
 
-    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h) [default: 0, fail at once]
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub lock_wait: Option<String>,
+    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h, 1h30m) [default: 0, fail at once]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse::wait)]
+    pub lock_wait: Option<std::time::Duration>,
+
+    /// Print only warnings and errors (and what a listing or --json asks for)
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: `backup` and `restore` name each file they read or write
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub password: password::PasswordArgs,
+
+    /// Local cache of index files [default: $XDG_CACHE_HOME/rewind or ~/.cache/rewind]
+    #[arg(long, global = true, env = "REWIND_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep no local cache: index files are read into memory at each start
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// Argon2id cost of new keys, as m=64M,t=3,p=4 (the default; lower only for tests)
+    #[arg(long, global = true, env = "REWIND_KDF_PARAMS", hide = true)]
+    pub kdf_params: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -77,8 +139,10 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount a rewind mount (also a dead one)
     Umount(mount::UmountArgs),
-    /// Remove snapshots by a retention policy
+    /// Remove snapshots: by id, or by a retention policy
     Forget(forget::Args),
+    /// Add, remove or replace the tags of snapshots
+    Tag(tag::Args),
     /// Delete data no snapshot needs, repack partly used packs, merge the index
     Prune(prune::Args),
     /// Remove stale locks
@@ -86,21 +150,146 @@ pub enum Command {
     /// Rebuild parts of the repository
     #[command(subcommand)]
     Repair(repair::Command),
+    /// List, add, change and remove the passwords of an encrypted repository
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(manual::CompletionArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(manual::ManArgs),
 }
 
+/// Commands that never open a repository: their help leaves out the
+/// repository options.
+const NO_REPOSITORY: [&str; 3] = ["umount", "completion", "man"];
+
+/// The clap command, with the global repository options hidden from the help
+/// of commands that do not use them.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    for name in NO_REPOSITORY {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            // In place: the built command's keys point at argument positions.
+            sub.mut_args(|a| {
+                let repository =
+                    a.is_global_set() && !matches!(a.get_id().as_str(), "quiet" | "verbose");
+                let hidden = repository || a.is_hide_set();
+                a.hide(hidden)
+            })
+        });
+    }
+    cmd
+}
+
+/// An error and the exit code it ends the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: anyhow::Error,
+    code: u8,
+}
+
+impl Failure {
+    /// The exit code; a closed stdout is a quiet success (the reader left).
+    pub fn exit_code(&self) -> u8 {
+        if self.is_broken_pipe() {
+            EXIT_OK
+        } else if self.interrupted() {
+            EXIT_INTERRUPTED
+        } else if self.error.chain().any(|e| e.is::<Usage>()) {
+            EXIT_USAGE
+        } else {
+            self.code
+        }
+    }
+
+    /// What to print on stderr: nothing for a closed stdout.
+    pub fn message(&self) -> Option<String> {
+        if self.is_broken_pipe() {
+            None
+        } else if self.interrupted() {
+            Some("rewind: interrupted".into())
+        } else {
+            Some(format!("rewind: error: {:#}", self.error))
+        }
+    }
+
+    fn is_broken_pipe(&self) -> bool {
+        output::is_broken_pipe(&self.error)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.error.chain().any(|e| {
+            matches!(
+                e.downcast_ref::<crate::error::Error>(),
+                Some(crate::error::Error::Interrupted(_))
+            )
+        })
+    }
+}
+
+/// A usage error found after parsing: exit 2, as clap's own.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// Parse the command line and run it. Returns the exit code.
-pub fn run() -> Result<u8> {
-    let cli = Cli::parse();
+pub fn run() -> Result<u8, Failure> {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    output::set_level(if cli.quiet {
+        output::Level::Quiet
+    } else if cli.verbose {
+        output::Level::Verbose
+    } else {
+        output::Level::Normal
+    });
     raise_fd_limit();
-    let lock_wait = match &cli.lock_wait {
-        None => std::time::Duration::ZERO,
-        Some(s) => parse_wait(s)?,
+    let kdf = match &cli.kdf_params {
+        None => crate::format::key::KdfParams::default(),
+        Some(s) => crate::format::key::KdfParams::parse(s).map_err(|e| Failure {
+            error: anyhow::anyhow!("--kdf-params {s:?}: {e}"),
+            code: EXIT_USAGE,
+        })?,
     };
     let repo = RepoArg {
         explicit: cli.repo.clone(),
-        lock_wait,
+        lock_wait: cli.lock_wait.unwrap_or_default(),
+        password: cli.password.clone(),
+        cache_dir: cli.cache_dir.clone(),
+        no_cache: cli.no_cache,
+        kdf,
+        secret: std::sync::OnceLock::new(),
     };
-    match cli.command {
+    // These stop cleanly on SIGINT and SIGTERM (also while waiting for a
+    // lock): they look at the stop request where stopping is safe.
+    if matches!(
+        cli.command,
+        Command::Backup(_)
+            | Command::Check(_)
+            | Command::Prune(_)
+            | Command::Forget(_)
+            | Command::Tag(_)
+    ) {
+        crate::interrupt::install();
+    }
+    // `diff` and `verify` say "different" with 1, so trouble is 2 (diff(1)).
+    let trouble = match cli.command {
+        Command::Diff(_) | Command::Verify(_) => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    };
+    let res = match cli.command {
         Command::Init(a) => init::run(&repo, a),
         Command::Backup(a) => backup::run(&repo, a),
         Command::Snapshots(a) => snapshots::run(&repo, a),
@@ -115,16 +304,33 @@ pub fn run() -> Result<u8> {
         Command::Mount(a) => mount::run(&repo, a),
         Command::Umount(a) => mount::umount(a),
         Command::Forget(a) => forget::run(&repo, a),
+        Command::Tag(a) => tag::run(&repo, a),
         Command::Prune(a) => prune::run(&repo, a),
         Command::Unlock(a) => unlock::run(&repo, a),
         Command::Repair(c) => repair::run(&repo, c),
-    }
+        Command::Key(c) => key::run(&repo, c),
+        Command::Copy(a) => copy::run(&repo, a),
+        Command::Completion(a) => manual::completion(a),
+        Command::Man(a) => manual::man(a),
+    };
+    res.map_err(|error| Failure {
+        error: hint(error, &repo),
+        code: trouble,
+    })
 }
 
-/// Where the repository is.
+/// Where the repository is, and how to open it.
+#[derive(Clone)]
 pub struct RepoArg {
     explicit: Option<PathBuf>,
     lock_wait: std::time::Duration,
+    password: password::PasswordArgs,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+    /// Argon2id cost of new keys.
+    pub kdf: crate::format::key::KdfParams,
+    /// The password, once asked for.
+    secret: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl RepoArg {
@@ -140,10 +346,56 @@ impl RepoArg {
         self.explicit.is_none()
     }
 
+    /// Name the repository by another path (an absolute one).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.explicit = Some(path);
+    }
+
+    /// The storage behind the repository.
+    pub fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>> {
+        Ok(Arc::new(crate::backend::local::LocalBackend::new(
+            self.path()?,
+        )))
+    }
+
+    /// Where it is, for messages.
+    pub fn location(&self) -> String {
+        self.path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "the default repository".into())
+    }
+
+    /// The repository's password, asked for once (`confirm`: twice, for a
+    /// new one).
+    pub fn password(&self, confirm: bool) -> Result<crate::repo::Secret> {
+        if let Some(s) = self.secret.get() {
+            return Ok(crate::repo::Secret::new(s.clone()));
+        }
+        let p = password::read(
+            self.password.password_file.as_deref(),
+            self.password.password_command.as_deref(),
+            "REWIND_PASSWORD",
+            &format!("password for repository {}: ", self.location()),
+            confirm,
+        )?;
+        let _ = self.secret.set(p.bytes().to_vec());
+        Ok(p)
+    }
+
+    /// The local cache's root, unless `--no-cache`.
+    pub fn cache_root(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(crate::repo::default_cache_root)
+    }
+
     /// Take a shared lock (or an exclusive one) for `command`, waiting up to
     /// `--lock-wait` for conflicting holders. The caller must call
     /// [`Repository::reload_index`] afterwards, before it looks anything up:
-    /// what was mapped before may predate a prune it waited for.
+    /// what was read before may predate a prune it waited for.
     ///
     /// A reader that may not write the repository (a read-only mount, another
     /// user's repository) goes on without a shared lock, with a warning.
@@ -162,13 +414,13 @@ impl RepoArg {
             {
                 eprintln!(
                     "warning: cannot write a lock in {} ({source}); going on without one",
-                    repo.backend().location()
+                    repo.location()
                 );
                 None
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
-                    .context(format!("locking repository {}", repo.backend().location())))
+                    .context(format!("locking repository {}", repo.location())))
             }
         };
         Ok(lock)
@@ -194,12 +446,58 @@ impl RepoArg {
         Ok((repo, lock))
     }
 
-    fn open_unindexed(&self) -> Result<Arc<Repository>> {
-        let path = self.path()?;
-        let repo = Repository::open_dir_unindexed(&path)
-            .with_context(|| format!("opening repository {}", path.display()))?;
-        Ok(Arc::new(repo))
+    /// Open the repository without reading its index.
+    pub fn open_unindexed(&self) -> Result<Arc<Repository>> {
+        self.open_plain().map(Arc::new)
     }
+
+    /// [`RepoArg::open_unindexed`], not yet shared.
+    pub fn open_plain(&self) -> Result<Repository> {
+        let location = self.location();
+        let backend = self.backend()?;
+        let password = || -> crate::error::Result<crate::repo::Secret> {
+            self.password(false)
+                .map_err(|e| crate::error::Error::InvalidInput(format!("{e:#}")))
+        };
+        let opts = crate::repo::OpenOptions {
+            password: &password,
+            cache_root: self.cache_root(),
+        };
+        let repo = Repository::open(backend, &opts)
+            .with_context(|| format!("opening repository {location}"))?;
+        if let Some(e) = repo.cache_error() {
+            eprintln!("warning: not using the cache ({e}); index files are read into memory");
+        }
+        Ok(repo)
+    }
+}
+
+/// Another repository (`--copy-chunker-params-from`, `copy --from-repo`),
+/// opened with its own password flags, and its index read.
+pub fn open_other(
+    path: &std::path::Path,
+    from: &password::FromPasswordArgs,
+) -> Result<Arc<Repository>> {
+    let backend: Arc<dyn crate::backend::Backend> =
+        Arc::new(crate::backend::local::LocalBackend::new(path));
+    let password = || -> crate::error::Result<crate::repo::Secret> {
+        password::read(
+            from.from_password_file.as_deref(),
+            from.from_password_command.as_deref(),
+            "REWIND_FROM_PASSWORD",
+            &format!("password for repository {}: ", path.display()),
+            false,
+        )
+        .map_err(|e| crate::error::Error::InvalidInput(format!("{e:#}")))
+    };
+    let opts = crate::repo::OpenOptions {
+        password: &password,
+        cache_root: None,
+    };
+    let repo = Repository::open(backend, &opts)
+        .with_context(|| format!("opening repository {}", path.display()))?;
+    repo.reload_index()?;
+    Ok(Arc::new(repo))
 }
 
 /// `$XDG_DATA_HOME/rewind`, else `~/.local/share/rewind`.
@@ -222,8 +520,8 @@ pub struct FilterArgs {
     /// Only snapshots that include this path
     #[arg(long = "path")]
     pub paths: Vec<String>,
-    /// Only snapshots with this tag
-    #[arg(long = "tag")]
+    /// Only snapshots with this tag (`a,b` or repeated: every one given)
+    #[arg(long = "tag", value_delimiter = ',', value_parser = parse::tag)]
     pub tags: Vec<String>,
 }
 
@@ -237,11 +535,19 @@ impl FilterArgs {
     }
 }
 
-/// Split `SNAP[:PATH]`.
-pub fn split_snap_path(spec: &str) -> (&str, Option<&str>) {
-    match spec.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
-        None => (spec, None),
+/// The error, with a hint when the repository does not exist.
+fn hint(error: anyhow::Error, repo: &RepoArg) -> anyhow::Error {
+    let missing = error.chain().any(|e| {
+        matches!(e.downcast_ref::<crate::error::Error>(),
+            Some(crate::error::Error::NotFound(what)) if what.starts_with("repository "))
+    });
+    match repo.path() {
+        Ok(path) if missing && !path.exists() => error.context(format!(
+            "there is no repository at {} (create one with `rewind --repo {} init`, or name another with --repo or REWIND_REPO)",
+            path.display(),
+            path.display()
+        )),
+        _ => error,
     }
 }
 
@@ -250,20 +556,9 @@ pub fn stderr_is_tty() -> bool {
     unsafe { libc::isatty(2) == 1 }
 }
 
-/// `30s`, `10m`, `2h`, `1d` or plain seconds.
-fn parse_wait(s: &str) -> Result<std::time::Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("--lock-wait {s:?}: expected e.g. 30s, 10m, 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => anyhow::bail!("--lock-wait {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+/// Whether stdin is a terminal.
+pub fn stdin_is_tty() -> bool {
+    unsafe { libc::isatty(0) == 1 }
 }
 
 /// Restores keep a directory open per hard-link group and mounts keep packs

@@ -243,8 +243,8 @@ impl<'e> Pieces<'e> {
                 return Ok(());
             };
             (self.data, self.len, self.used) = match *e {
-                Extent::Data { id, .. } => {
-                    let d = repo.read_blob(&id)?;
+                Extent::Data { id, len } => {
+                    let d = repo.read_data(&id, len)?;
                     let n = d.len() as u64;
                     (Some(d), n, 0)
                 }

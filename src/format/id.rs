@@ -4,9 +4,14 @@
 //! |-------------|-------------------------|---------------------------------------------|
 //! | [`BlobId`]  | a data blob (file chunk) | keyed BLAKE3 of the plaintext, repository key |
 //! | [`TreeId`]  | a tree blob (directory) | keyed BLAKE3 of the encoded tree             |
-//! | [`PackId`]  | a pack file             | BLAKE3 of the whole file as stored           |
-//! | [`IndexId`] | an index file           | BLAKE3 of the whole file as stored           |
-//! | [`SnapshotId`] | a snapshot manifest  | BLAKE3 of the whole file as stored           |
+//! | [`PackId`]  | a pack file             | format 1: BLAKE3 of the whole file as stored; format 2: random |
+//! | [`IndexId`] | an index file           | format 1: BLAKE3 of the whole file as stored; format 2: keyed BLAKE3 of its plaintext |
+//! | [`SnapshotId`] | a snapshot manifest  | format 1: BLAKE3 of the whole file as stored; format 2: keyed BLAKE3 of its plaintext |
+//!
+//! The repository key of format 1 sits in `config`; format 2 derives two keys
+//! from the master secret ([`crypto`](super::crypto)): one for blob ids, one
+//! for object ids. Keyed ids name content without revealing it to whoever
+//! lacks the key, and every read checks an object against its id.
 //!
 //! Ids print as 64 lowercase hex digits; files are named by that text.
 
@@ -101,16 +106,36 @@ impl TreeId {
     }
 }
 
-/// Keyed BLAKE3: how blob ids are computed.
+/// Keyed BLAKE3: how blob and object ids are computed.
 #[derive(Clone)]
 pub struct Hasher {
     key: [u8; 32],
+    /// Format 2's object-id key; format 1 names objects by their unkeyed hash.
+    object_key: Option<[u8; 32]>,
 }
 
 impl Hasher {
+    /// Format 1: blobs keyed with `key`, objects by the hash of their bytes.
     pub fn new(key: [u8; 32]) -> Self {
-        Hasher { key }
+        Hasher {
+            key,
+            object_key: None,
+        }
     }
+
+    /// Format 2: both kinds of id keyed.
+    pub fn keyed(blob_key: [u8; 32], object_key: [u8; 32]) -> Self {
+        Hasher {
+            key: blob_key,
+            object_key: Some(object_key),
+        }
+    }
+
+    /// The key of blob ids (copied into a repository made to share them).
+    pub fn blob_key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// The id of a data blob holding `plain`.
     pub fn blob(&self, plain: &[u8]) -> BlobId {
         BlobId(*blake3::keyed_hash(&self.key, plain).as_bytes())
@@ -118,6 +143,14 @@ impl Hasher {
     /// The id of an encoded tree.
     pub fn tree(&self, encoded: &[u8]) -> TreeId {
         TreeId(self.blob(encoded).0)
+    }
+
+    /// Format 2: the id of an object (index file, snapshot) whose plaintext
+    /// is `plain`; `None` in format 1, where the id is [`file_hash`] of the
+    /// stored bytes.
+    pub fn object(&self, plain: &[u8]) -> Option<[u8; 32]> {
+        self.object_key
+            .map(|k| *blake3::keyed_hash(&k, plain).as_bytes())
     }
 }
 

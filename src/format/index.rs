@@ -121,7 +121,7 @@ impl<W: Write> IndexWriter<W> {
             left: count,
             prev: None,
         };
-        let mut head = envelope(FileKind::Index).to_vec();
+        let mut head = envelope(FileKind::Index, 1).to_vec();
         head.push(0);
         w.raw(&head)?;
         w.body_bytes(&(packs.len() as u32).to_le_bytes())?;
@@ -229,13 +229,24 @@ pub struct IndexFile {
     packs: usize,
     records: usize,
     name: String,
+    /// Whether records place blobs in encrypted frames (which are longer).
+    sealed: bool,
 }
 
+/// The longest data frame's plaintext an index may claim: a chunk of the
+/// largest chunker, or a bundle of small blobs.
+pub const MAX_DATA_FRAME: u32 = 16 << 20;
+
 impl IndexFile {
-    /// Check the framing of `bytes` (named `name` in errors).
-    pub fn open(bytes: Bytes, name: &str) -> Result<Self> {
+    /// Check the framing of `bytes` (named `name` in errors): the layout
+    /// above, whatever the repository's format (a format-2 repository's
+    /// index objects are encrypted; this is their decoded form). `sealed`
+    /// says whether records place blobs in encrypted frames.
+    pub fn open(bytes: Bytes, name: &str, sealed: bool) -> Result<Self> {
         let object = format!("index {name}");
-        open_envelope(&bytes, FileKind::Index, &object)?;
+        if open_envelope(&bytes, FileKind::Index, &object)?.0 != 1 {
+            return Err(Error::corrupt(&object, "not a decoded index file"));
+        }
         if bytes.len() < BODY_START + 8 + 32 || bytes[ENVELOPE_LEN] != 0 {
             return Err(Error::corrupt(
                 &object,
@@ -244,8 +255,11 @@ impl IndexFile {
         }
         let u = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let (packs, records) = (u(BODY_START), u(BODY_START + 4));
-        let expect = BODY_START + 8 + packs * 32 + records * RECORD_LEN + 32;
-        if bytes.len() != expect {
+        let expect = (packs as u64 * 32)
+            .checked_add(records as u64 * RECORD_LEN as u64)
+            .and_then(|n| n.checked_add((BODY_START + 8 + 32) as u64));
+        if expect != Some(bytes.len() as u64) {
+            let expect = expect.map_or("more than fits".to_string(), |n| n.to_string());
             return Err(Error::corrupt(
                 &object,
                 format!(
@@ -260,6 +274,7 @@ impl IndexFile {
             packs,
             records,
             name: name.to_string(),
+            sealed,
         })
     }
 
@@ -341,12 +356,20 @@ impl IndexFile {
             inner: u(48),
             raw_len: u(52),
         };
-        // A frame is never larger than its plaintext plus the scheme byte
-        // (the writer stores raw what does not shrink), nor than a tree may be.
+        // A frame is never larger than its plaintext plus the codec's
+        // overhead (the writer stores raw what does not shrink), and a
+        // frame's plaintext never larger than a chunk, a bundle or a tree.
         let f = loc.frame;
-        if f.raw_len as usize > super::tree::MAX_ENCODED
-            || f.stored_len as u64 > f.raw_len as u64 + 1
-        {
+        let max_raw = match kind {
+            BlobKind::Data => MAX_DATA_FRAME as usize,
+            BlobKind::Tree => super::tree::MAX_ENCODED,
+        };
+        let overhead = if self.sealed {
+            super::codec::Codec::sealed_overhead(f.raw_len as u64)
+        } else {
+            1
+        };
+        if f.raw_len as usize > max_raw || f.stored_len as u64 > f.raw_len as u64 + overhead {
             return Err(Error::corrupt(
                 object,
                 "record gives impossible frame lengths",
@@ -469,7 +492,7 @@ mod tests {
             (PackId([9; 32]), vec![entry(3, 8)]),
         ];
         let bytes = encode(&packs);
-        let idx = IndexFile::open(Arc::new(bytes), "t").unwrap();
+        let idx = IndexFile::open(Arc::new(bytes), "t", false).unwrap();
         idx.verify().unwrap();
         assert_eq!(idx.len(), 3);
         let loc = idx.get(&BlobId([3; 32])).unwrap().unwrap();
@@ -506,8 +529,8 @@ mod tests {
                     ..entry(0, i)
                 })
                 .collect();
-            let idx =
-                IndexFile::open(Arc::new(encode(&[(PackId([1; 32]), entries)])), "t").unwrap();
+            let idx = IndexFile::open(Arc::new(encode(&[(PackId([1; 32]), entries)])), "t", false)
+                .unwrap();
             idx.verify().unwrap();
             for i in 0..5000u32 {
                 let got = idx.get(&BlobId(spread(i))).unwrap();
@@ -536,7 +559,7 @@ mod tests {
         let body = &mut bytes[records..records + 3000 * RECORD_LEN];
         let rows: Vec<Vec<u8>> = body.chunks(RECORD_LEN).rev().map(<[u8]>::to_vec).collect();
         body.copy_from_slice(&rows.concat());
-        let idx = IndexFile::open(Arc::new(bytes), "t").unwrap();
+        let idx = IndexFile::open(Arc::new(bytes), "t", false).unwrap();
         let mut probes = 0;
         for i in 0..3000 {
             let _ = idx.search(&id(i), |r| {
@@ -559,7 +582,8 @@ mod tests {
                 ..entry(0, i)
             })
             .collect();
-        let idx = IndexFile::open(Arc::new(encode(&[(PackId([1; 32]), entries)])), "t").unwrap();
+        let idx =
+            IndexFile::open(Arc::new(encode(&[(PackId([1; 32]), entries)])), "t", false).unwrap();
         let (mut total, mut worst) = (0, 0);
         for i in 0..n + n / 10 {
             let mut pages = std::collections::BTreeSet::new();
@@ -580,12 +604,12 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let mut bytes = encode(&[(PackId([7; 32]), vec![entry(5, 8)])]);
-        let idx = IndexFile::open(Arc::new(bytes.clone()), "t").unwrap();
+        let idx = IndexFile::open(Arc::new(bytes.clone()), "t", false).unwrap();
         idx.verify().unwrap();
         bytes[BODY_START + 8 + 32 + 40] ^= 1;
-        let idx = IndexFile::open(Arc::new(bytes.clone()), "t").unwrap();
+        let idx = IndexFile::open(Arc::new(bytes.clone()), "t", false).unwrap();
         assert!(idx.verify().is_err());
         bytes.pop();
-        assert!(IndexFile::open(Arc::new(bytes), "t").is_err());
+        assert!(IndexFile::open(Arc::new(bytes), "t", false).is_err());
     }
 }

@@ -1,11 +1,16 @@
 //! Pack files: frames of blobs, then a header that lists them.
 //!
-//! A pack is written once and never changed. Its name is the BLAKE3 of its
-//! bytes ([`PackId`](super::id::PackId)), under `data/<first two hex digits>/`.
+//! A pack is written once and never changed. Its name
+//! ([`PackId`](super::id::PackId)) is, in format 1, the BLAKE3 of its bytes; in
+//! format 2, 32 random bytes drawn when the pack is started, which every
+//! frame's associated data binds together with the frame's offset (so a frame
+//! cannot be moved within a pack or to another one, and a renamed or
+//! truncated pack fails to decrypt). Packs live under
+//! `data/<first two hex digits>/`.
 //!
 //! | part    | size          | content                                              |
 //! |---------|---------------|------------------------------------------------------|
-//! | envelope| 8             | `RWND` `P` version 1, see [`codec`](super::codec)    |
+//! | envelope| 8             | `RWND` `P` version 1 or 2, see [`codec`](super::codec) |
 //! | frames  | variable      | codec frames, back to back                           |
 //! | header  | `header_len`  | one codec frame whose plaintext is the header table  |
 //! | trailer | 12            | `header_len` u32 LE, then the 8 bytes `RWNDTAIL`     |
@@ -38,7 +43,7 @@
 //! from the packs alone. The writer *must* re-decode its header before it
 //! finishes a pack, and *must* refuse any use after a failed write.
 
-use super::codec::{envelope, open_envelope, Codec, FileKind, ENVELOPE_LEN};
+use super::codec::{Aad, Codec, Compressed, FileKind, ENVELOPE_LEN};
 use super::id::BlobId;
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -98,20 +103,28 @@ pub type FrameBlob = (BlobKind, BlobId, u32, u32);
 /// Writes one pack into `W`.
 pub struct PackWriter<W: Write> {
     out: W,
+    codec: Codec,
+    /// The id the frames' associated data binds (format 2).
+    id: [u8; 32],
     offset: u64,
     entries: Vec<PackEntry>,
     failed: bool,
+    frame: Vec<u8>,
 }
 
 impl<W: Write> PackWriter<W> {
-    /// Start a pack: writes the envelope.
-    pub fn new(mut out: W) -> Result<Self> {
-        let failed = out.write_all(&envelope(FileKind::Pack)).is_err();
+    /// Start pack `id` (format 2; format 1 names packs by their hash once
+    /// written, and binds nothing): writes the envelope.
+    pub fn new(mut out: W, codec: &Codec, id: [u8; 32]) -> Result<Self> {
+        let failed = out.write_all(&codec.envelope(FileKind::Pack)).is_err();
         let w = PackWriter {
             out,
+            codec: codec.clone(),
+            id,
             offset: ENVELOPE_LEN as u64,
             entries: Vec::new(),
             failed,
+            frame: Vec::new(),
         };
         w.usable()?;
         Ok(w)
@@ -126,9 +139,27 @@ impl<W: Write> PackWriter<W> {
         Ok(())
     }
 
-    /// Append one frame (of `raw_len` plaintext bytes) holding `blobs`.
-    pub fn add_frame(&mut self, frame: &[u8], raw_len: usize, blobs: &[FrameBlob]) -> Result<()> {
+    fn aad(&self) -> Aad {
+        Aad {
+            kind: FileKind::Pack,
+            id: self.id,
+            offset: self.offset,
+        }
+    }
+
+    /// Seal `plain` (compressed) as the next frame, holding `blobs`.
+    pub fn add_frame(&mut self, plain: &Compressed, blobs: &[FrameBlob]) -> Result<()> {
         self.usable()?;
+        let raw_len = plain.raw_len();
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        self.codec.seal_into(plain, &self.aad(), &mut frame);
+        let res = self.write_frame(&frame, raw_len, blobs);
+        self.frame = frame;
+        res
+    }
+
+    fn write_frame(&mut self, frame: &[u8], raw_len: usize, blobs: &[FrameBlob]) -> Result<()> {
         let end = self.offset + frame.len() as u64;
         if end > u32::MAX as u64 || raw_len > u32::MAX as usize {
             return Err(Error::InvalidInput("pack would exceed 4 GiB".into()));
@@ -156,8 +187,9 @@ impl<W: Write> PackWriter<W> {
     }
 
     /// Append one blob in a frame of its own.
-    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_len: usize, frame: &[u8]) -> Result<()> {
-        self.add_frame(frame, raw_len, &[(kind, id, 0, raw_len as u32)])
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, plain: &[u8]) -> Result<()> {
+        let c = self.codec.compress(plain);
+        self.add_frame(&c, &[(kind, id, 0, plain.len() as u32)])
     }
 
     /// Bytes written so far.
@@ -175,11 +207,12 @@ impl<W: Write> PackWriter<W> {
 
     /// Write header and trailer, after checking the header decodes to what was
     /// written. Returns the output and the entries.
-    pub fn finish(mut self, codec: &Codec) -> Result<(W, Vec<PackEntry>)> {
+    pub fn finish(mut self) -> Result<(W, Vec<PackEntry>)> {
         self.usable()?;
-        let frame = codec.encode(&encode_header(&self.entries));
+        let aad = self.aad();
+        let frame = self.codec.encode(&encode_header(&self.entries), &aad);
         let again = decode_header(
-            &codec.decode(&frame, None, "new pack header")?,
+            &self.codec.decode(&frame, None, &aad, "new pack header")?,
             "new pack header",
         )?;
         if again != self.entries {
@@ -270,24 +303,35 @@ pub fn trailer_header_len(trailer: &[u8], object: &str) -> Result<usize> {
     Ok(u32::from_le_bytes(trailer[..4].try_into().unwrap()) as usize)
 }
 
-/// Parse the header of a whole pack held in memory, checking that every frame
-/// lies between the envelope and the header.
-pub fn read_header(pack: &[u8], codec: &Codec, object: &str) -> Result<Vec<PackEntry>> {
-    open_envelope(pack, FileKind::Pack, object)?;
-    if pack.len() < ENVELOPE_LEN + TRAILER_LEN {
-        return Err(Error::corrupt(object, "pack too short"));
-    }
-    let hlen = trailer_header_len(&pack[pack.len() - TRAILER_LEN..], object)?;
-    let body_end = pack
-        .len()
-        .checked_sub(TRAILER_LEN + hlen)
-        .filter(|&e| e >= ENVELOPE_LEN)
+/// Where the header frame of a pack of `size` bytes lies, from its trailer.
+pub fn header_range(size: u64, trailer: &[u8], object: &str) -> Result<(u64, usize)> {
+    let hlen = trailer_header_len(trailer, object)?;
+    let start = size
+        .checked_sub((TRAILER_LEN + hlen) as u64)
+        .filter(|&s| s >= ENVELOPE_LEN as u64)
         .ok_or_else(|| Error::corrupt(object, "pack header length out of range"))?;
-    let plain = codec.decode(&pack[body_end..pack.len() - TRAILER_LEN], None, object)?;
+    Ok((start, hlen))
+}
+
+/// Decode a pack's header frame, found at `start`, and check that every
+/// frame it lists lies between the envelope and the header.
+pub fn decode_header_frame(
+    frame: &[u8],
+    start: u64,
+    codec: &Codec,
+    id: [u8; 32],
+    object: &str,
+) -> Result<Vec<PackEntry>> {
+    let aad = Aad {
+        kind: FileKind::Pack,
+        id,
+        offset: start,
+    };
+    let plain = codec.decode(frame, None, &aad, object)?;
     let entries = decode_header(&plain, object)?;
     for e in &entries {
-        let end = e.frame.offset as usize + e.frame.stored_len as usize;
-        if (e.frame.offset as usize) < ENVELOPE_LEN || end > body_end {
+        let end = e.frame.offset as u64 + e.frame.stored_len as u64;
+        if (e.frame.offset as usize) < ENVELOPE_LEN || end > start {
             return Err(Error::corrupt(
                 object,
                 format!("blob {} lies outside the pack body", e.id.short()),
@@ -297,68 +341,103 @@ pub fn read_header(pack: &[u8], codec: &Codec, object: &str) -> Result<Vec<PackE
     Ok(entries)
 }
 
-/// The bytes of `frame` inside a whole pack held in memory.
-pub fn frame_bytes(pack: &[u8], frame: Frame) -> &[u8] {
-    &pack[frame.offset as usize..(frame.offset + frame.stored_len) as usize]
+/// Parse the header of a whole pack held in memory.
+pub fn read_header(
+    pack: &[u8],
+    codec: &Codec,
+    id: [u8; 32],
+    object: &str,
+) -> Result<Vec<PackEntry>> {
+    codec.open(pack, FileKind::Pack, object)?;
+    if pack.len() < ENVELOPE_LEN + TRAILER_LEN {
+        return Err(Error::corrupt(object, "pack too short"));
+    }
+    let size = pack.len() as u64;
+    let (start, hlen) = header_range(size, &pack[pack.len() - TRAILER_LEN..], object)?;
+    let frame = &pack[start as usize..start as usize + hlen];
+    decode_header_frame(frame, start, codec, id, object)
+}
+
+/// The bytes of `frame` inside a whole pack held in memory, if it lies there.
+pub fn frame_bytes(pack: &[u8], frame: Frame) -> Option<&[u8]> {
+    let start = frame.offset as usize;
+    pack.get(start..start.checked_add(frame.stored_len as usize)?)
+}
+
+/// The associated data of the frame at `offset` in pack `id`.
+pub fn frame_aad(id: [u8; 32], offset: u32) -> Aad {
+    Aad {
+        kind: FileKind::Pack,
+        id,
+        offset: offset as u64,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::crypto::{MasterKey, Subkeys, MASTER_LEN};
 
-    fn sample() -> (Vec<u8>, Vec<PackEntry>) {
-        let codec = Codec::new(3);
-        let mut w = PackWriter::new(Vec::new()).unwrap();
-        let one = b"one".repeat(50);
-        w.add(
-            BlobKind::Data,
-            BlobId([1; 32]),
-            one.len(),
-            &codec.encode(&one),
-        )
-        .unwrap();
+    fn codecs() -> [Codec; 2] {
+        [
+            Codec::new(3),
+            Codec::encrypted(3, &Subkeys::derive(&MasterKey([4; MASTER_LEN]))),
+        ]
+    }
+
+    const ID: [u8; 32] = [6; 32];
+
+    fn sample(codec: &Codec) -> (Vec<u8>, Vec<PackEntry>) {
+        let mut w = PackWriter::new(Vec::new(), codec, ID).unwrap();
+        w.add(BlobKind::Data, BlobId([1; 32]), &b"one".repeat(50))
+            .unwrap();
         // A bundle of two blobs in one frame.
         let bundle = b"twothree".to_vec();
         let blobs = [
             (BlobKind::Tree, BlobId([2; 32]), 0, 3),
             (BlobKind::Data, BlobId([3; 32]), 3, 5),
         ];
-        w.add_frame(&codec.encode(&bundle), bundle.len(), &blobs)
-            .unwrap();
-        w.finish(&codec).unwrap()
+        w.add_frame(&codec.compress(&bundle), &blobs).unwrap();
+        w.finish().unwrap()
     }
 
     #[test]
     fn header_round_trips_and_blobs_decode() {
-        let (bytes, entries) = sample();
-        let codec = Codec::new(3);
-        assert_eq!(read_header(&bytes, &codec, "p").unwrap(), entries);
-        let frame = |e: &PackEntry| {
-            codec
-                .decode(
-                    frame_bytes(&bytes, e.frame),
-                    Some(e.frame.raw_len as usize),
-                    "b",
-                )
-                .unwrap()
-        };
-        assert_eq!(frame(&entries[0]), b"one".repeat(50));
-        let e = entries[2];
-        assert_eq!(entries[1].frame, e.frame);
-        let plain = frame(&e);
-        assert_eq!(
-            &plain[e.inner as usize..(e.inner + e.raw_len) as usize],
-            b"three"
-        );
+        for codec in codecs() {
+            let (bytes, entries) = sample(&codec);
+            assert_eq!(read_header(&bytes, &codec, ID, "p").unwrap(), entries);
+            let frame = |e: &PackEntry| {
+                codec
+                    .decode(
+                        frame_bytes(&bytes, e.frame).unwrap(),
+                        Some(e.frame.raw_len as usize),
+                        &frame_aad(ID, e.frame.offset),
+                        "b",
+                    )
+                    .unwrap()
+            };
+            assert_eq!(frame(&entries[0]), b"one".repeat(50));
+            let e = entries[2];
+            assert_eq!(entries[1].frame, e.frame);
+            let plain = frame(&e);
+            assert_eq!(
+                &plain[e.inner as usize..(e.inner + e.raw_len) as usize],
+                b"three"
+            );
+        }
     }
 
     #[test]
-    fn truncated_pack_is_corrupt() {
-        let (bytes, _) = sample();
-        let codec = Codec::new(3);
-        for cut in [1, 5, 12, 20] {
-            let r = read_header(&bytes[..bytes.len() - cut], &codec, "p");
-            assert!(matches!(r, Err(Error::Corrupt { .. })), "cut {cut}");
+    fn truncated_or_renamed_pack_is_corrupt() {
+        for codec in codecs() {
+            let (bytes, _) = sample(&codec);
+            for cut in [1, 5, 12, 20] {
+                let r = read_header(&bytes[..bytes.len() - cut], &codec, ID, "p");
+                assert!(matches!(r, Err(Error::Corrupt { .. })), "cut {cut}");
+            }
+            if codec.is_encrypted() {
+                assert!(read_header(&bytes, &codec, [7; 32], "p").is_err());
+            }
         }
     }
 
@@ -378,9 +457,10 @@ mod tests {
 
     #[test]
     fn writer_refuses_use_after_failure() {
-        let mut w = PackWriter::new(FailAfter(10)).unwrap();
-        assert!(w.add(BlobKind::Data, BlobId([1; 32]), 3, b"\0abc").is_err());
-        assert!(w.add(BlobKind::Data, BlobId([2; 32]), 1, b"\0a").is_err());
-        assert!(w.finish(&Codec::new(3)).is_err());
+        let codec = Codec::new(0);
+        let mut w = PackWriter::new(FailAfter(10), &codec, ID).unwrap();
+        assert!(w.add(BlobKind::Data, BlobId([1; 32]), b"abc").is_err());
+        assert!(w.add(BlobKind::Data, BlobId([2; 32]), b"a").is_err());
+        assert!(w.finish().is_err());
     }
 }

@@ -212,7 +212,11 @@ impl Tree {
             if i > 0 && tree.entries[i - 1].name >= e.name {
                 return Err(Error::corrupt(object, "entries not sorted by name"));
             }
-            if e.kind == Kind::File && e.extents.iter().map(Extent::len).sum::<u64>() != e.size {
+            let total = e
+                .extents
+                .iter()
+                .try_fold(0u64, |sum, x| sum.checked_add(x.len()));
+            if e.kind == Kind::File && total != Some(e.size) {
                 return Err(Error::corrupt(
                     object,
                     "extents do not add up to the file size",

@@ -213,8 +213,14 @@ mod tests {
 
     #[test]
     fn readers_stop_at_the_bound_and_the_walk_gets_every_tree() {
-        let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new())).unwrap());
-        let w = RepoWriter::new(repo.clone(), 3, false);
+        let repo = Arc::new(
+            Repository::init(
+                Arc::new(MemoryBackend::new()),
+                &crate::repo::InitOptions::test(),
+            )
+            .unwrap(),
+        );
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
         let per_dir = 401;
         let dirs: Vec<Entry> = (0..200)
             .map(|i| {

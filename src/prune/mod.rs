@@ -21,13 +21,14 @@ mod sorted;
 
 pub use repair::repair_index;
 
+use crate::backend::ObjectInfo;
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::{IndexWriter, Location};
 use crate::format::tree::{Extent, Kind};
 use crate::progress::Progress;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{pack_name, Repository};
+use crate::repo::Repository;
 use sorted::{IdSorter, KMerge, Membership};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -100,7 +101,9 @@ pub fn prune(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    if let Some(bad) = repo.unreadable_index_files().first() {
+    let mut damaged = repo.unreadable_index_files();
+    damaged.extend(repo.verify_index_objects()?.into_iter().map(|(_, e)| e));
+    if let Some(bad) = damaged.first() {
         return Err(Error::InvalidInput(format!(
             "{bad}; refusing to prune while an index file is damaged (run `rewind repair index` first)"
         )));
@@ -110,7 +113,9 @@ pub fn prune(
         .iter()
         .map(|f| f.name().to_string())
         .collect();
-    let on_disk = pack_sizes(repo)?;
+    let listed = repo.list_packs()?;
+    let on_disk: HashMap<PackId, u64> = listed.iter().map(|(id, o)| (*id, o.size)).collect();
+    let modified: HashMap<PackId, ObjectInfo> = listed.into_iter().collect();
     report.packs_before = on_disk.len() as u64;
     report.bytes_before = on_disk.values().sum();
 
@@ -120,7 +125,7 @@ pub fn prune(
         let fate = match usage.get(pack) {
             // A pack no index names yet may belong to a backup still running
             // (one whose lock went stale): only old ones go.
-            None if recent(repo, pack) => Fate::Keep,
+            None if recent(&modified[pack]) => Fate::Keep,
             None => {
                 report.packs_unreferenced += 1;
                 Fate::Delete
@@ -143,7 +148,7 @@ pub fn prune(
         report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
         return Ok(report);
     }
-    let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression);
+    let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression)?;
     if report.packs_repacked > 0 {
         repack(repo, &writer, &fates, progress)?;
     }
@@ -160,39 +165,27 @@ pub fn prune(
     // The merged index may come out byte for byte equal to an old file, and
     // so carry its name: that one must not be deleted below.
     new_index.extend(write_merged_index(repo, &fates)?);
-    // The new index files are durable: the old ones, then the old packs, may go.
+    // The new index files are durable: the old ones, then the old packs, may
+    // go, as long as this process's lock still holds (a prune suspended past
+    // the stale age, or whose lock was removed, deletes nothing).
+    repo.check_locks_held()?;
     for name in &old_index {
         if !new_index.contains(name) {
-            repo.backend().delete(name)?;
+            repo.check_locks_held()?;
+            repo.delete_index(name)?;
             report.index_files_replaced += 1;
         }
     }
     for (pack, fate) in &fates {
         if *fate != Fate::Keep {
-            repo.backend().delete(&pack_name(pack))?;
+            repo.check_locks_held()?;
+            repo.delete_pack(pack)?;
         }
     }
-    repo.backend()
-        .remove_stale_temp(crate::repo::lock::STALE_AFTER)?;
-    let after = pack_sizes(repo)?;
-    report.bytes_after = after.values().sum();
+    repo.remove_stale_temp(crate::repo::lock::stale_after())?;
+    report.bytes_after = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(report)
-}
-
-/// Pack id -> size, for every pack file.
-fn pack_sizes(repo: &Repository) -> Result<HashMap<PackId, u64>> {
-    let mut out = HashMap::new();
-    for name in repo.backend().list("data")? {
-        if let Some(id) = name
-            .rsplit('/')
-            .next()
-            .and_then(|h| PackId::from_hex(h).ok())
-        {
-            out.insert(id, repo.backend().size(&name)?);
-        }
-    }
-    Ok(out)
 }
 
 /// Every index record, merged in id order; the first of equal ids is the one
@@ -224,6 +217,7 @@ fn used_blobs(repo: &Repository) -> Result<Membership> {
     for (sid, snap) in &snaps {
         let mut stack = vec![snap.tree];
         while let Some(tid) = stack.pop() {
+            crate::interrupt::check()?;
             if recent.len() >= 1 << 16 {
                 recent.clear();
             }
@@ -297,13 +291,14 @@ fn pack_usage(
     Ok(usage)
 }
 
-/// Whether pack `id` was written too recently to be judged unreferenced.
-fn recent(repo: &Repository, id: &PackId) -> bool {
-    match repo.backend().modified(&pack_name(id)) {
-        Ok(Some(t)) => t
+/// Whether a pack was written too recently to be judged unreferenced: it
+/// may belong to a backup still running (whose index is not written yet).
+fn recent(o: &ObjectInfo) -> bool {
+    match o.modified {
+        Some(t) => t
             .elapsed()
-            .map_or(true, |age| age < crate::repo::lock::STALE_AFTER),
-        _ => false,
+            .map_or(true, |age| age < crate::repo::lock::stale_after()),
+        None => false,
     }
 }
 
@@ -333,6 +328,7 @@ fn repack(
     let mut used = used_blobs(repo)?;
     let mut prev: Option<BlobId> = None;
     for rec in merged_index(repo) {
+        crate::interrupt::check()?;
         let (id, loc) = rec?;
         if prev == Some(id) || !fates.contains_key(&loc.pack) {
             continue; // a duplicate, or a record of a missing pack
@@ -351,9 +347,13 @@ fn repack(
     Ok(())
 }
 
-/// One index file for every blob whose pack stays, written record by record.
-/// Returns its name.
-fn write_merged_index(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Result<Option<String>> {
+/// Records per index file prune writes: bounds the memory one takes (60 MiB)
+/// whatever the repository's size.
+const RECORDS_PER_INDEX: u32 = 1 << 20;
+
+/// Index files for every blob whose pack stays, written record by record, at
+/// most [`RECORDS_PER_INDEX`] each. Returns their names.
+fn write_merged_index(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Result<Vec<String>> {
     let keep = |loc: &Location| fates.get(&loc.pack) == Some(&Fate::Keep);
     let records = || {
         let mut prev: Option<BlobId> = None;
@@ -366,27 +366,27 @@ fn write_merged_index(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Resul
             Err(_) => true,
         })
     };
-    let mut count = 0u32;
+    let mut count = 0u64;
     for r in records() {
         r?;
         count += 1;
     }
-    if count == 0 {
-        return Ok(None);
+    let mut names = Vec::new();
+    let mut it = records();
+    while count > 0 {
+        let n = count.min(RECORDS_PER_INDEX as u64) as u32;
+        count -= n as u64;
+        // The packs this file's records name, then the records.
+        let batch: Vec<(BlobId, Location)> = (&mut it).take(n as usize).collect::<Result<_>>()?;
+        let mut packs: Vec<PackId> = batch.iter().map(|(_, l)| l.pack).collect();
+        packs.sort();
+        packs.dedup();
+        let mut w = IndexWriter::new(Vec::new(), &packs, n)?;
+        for (id, loc) in &batch {
+            w.push(id, loc)?;
+        }
+        let (layout, _) = w.finish()?;
+        names.push(repo.save_index_layout(layout)?);
     }
-    let mut packs: Vec<PackId> = fates
-        .iter()
-        .filter(|(_, f)| **f == Fate::Keep)
-        .map(|(p, _)| *p)
-        .collect();
-    packs.sort();
-    let mut w = IndexWriter::new(repo.backend().upload("index")?, &packs, count)?;
-    for r in records() {
-        let (id, loc) = r?;
-        w.push(&id, &loc)?;
-    }
-    let (upload, id) = w.finish()?;
-    let name = format!("index/{}", id.to_hex());
-    upload.commit(&name)?;
-    Ok(Some(name))
+    Ok(names)
 }

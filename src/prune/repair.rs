@@ -1,8 +1,7 @@
 //! `repair index`: rebuild every index file from the pack headers alone.
 
 use crate::error::Result;
-use crate::format::id::{file_hash, IndexId, PackId};
-use crate::format::index;
+use crate::format::id::PackId;
 use crate::format::pack::PackEntry;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -25,7 +24,7 @@ pub struct RepairReport {
 /// the old index files. The caller holds an exclusive lock.
 pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
     let mut report = RepairReport::default();
-    let old: Vec<String> = repo.backend().list("index")?;
+    let old: Vec<String> = repo.list_index_names()?.into_iter().collect();
     let mut written: Vec<String> = Vec::new();
     let mut batch: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut flush =
@@ -33,22 +32,13 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
             if batch.is_empty() {
                 return Ok(());
             }
-            let bytes = index::encode(batch);
-            let name = format!("index/{}", IndexId(file_hash(&bytes)).to_hex());
-            repo.backend().put(&name, &bytes)?;
-            written.push(name);
+            written.push(repo.save_index(batch)?);
             report.index_files_written += 1;
             batch.clear();
             Ok(())
         };
-    for name in repo.backend().list("data")? {
-        let Some(id) = name
-            .rsplit('/')
-            .next()
-            .and_then(|h| PackId::from_hex(h).ok())
-        else {
-            continue;
-        };
+    for (id, _) in repo.list_packs()? {
+        let name = id.to_hex();
         match repo.pack_header(&id) {
             Ok(entries) => {
                 report.packs += 1;
@@ -70,7 +60,7 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     if report.unreadable.is_empty() {
         for name in old {
             if !written.contains(&name) {
-                repo.backend().delete(&name)?;
+                repo.delete_index(&name)?;
                 report.index_files_removed += 1;
             }
         }

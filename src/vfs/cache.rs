@@ -196,6 +196,7 @@ pub fn copy_error(e: &Error) -> Error {
         },
         Error::NotFound(m) => Error::NotFound(m.clone()),
         Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
+        Error::UnsupportedVersion(m) => Error::UnsupportedVersion(m.clone()),
         Error::Locked(m) => Error::Locked(m.clone()),
         Error::ReadOnly(m) => Error::ReadOnly(m.clone()),
         Error::Interrupted(s) => Error::Interrupted(*s),

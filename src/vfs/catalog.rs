@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::Repository;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ struct State {
     /// Whose snapshots `history/` shows: decided at the first list that
     /// holds a snapshot, then kept.
     history: HistoryHosts,
+    /// Manifests that could not be read: not read again while they stay
+    /// (`rewind check` names them).
+    unreadable: HashSet<SnapshotId>,
     layout: Arc<Layout>,
     checked: Instant,
 }
@@ -46,6 +49,7 @@ impl Catalog {
             repo,
             state: Mutex::new(State {
                 known: HashMap::new(),
+                unreadable: HashSet::new(),
                 history: HistoryHosts::Undecided,
                 layout: Arc::new(Layout::build(
                     Vec::new(),
@@ -84,30 +88,26 @@ impl Catalog {
 
     fn refresh(&self, st: &mut State) -> Result<()> {
         st.checked = Instant::now();
-        let backend = self.repo.backend();
-        let mut present = HashMap::new();
-        for name in backend.list("snapshots")? {
-            let hex = name.trim_start_matches("snapshots/");
-            if let Ok(id) = SnapshotId::from_hex(hex) {
-                present.insert(id, name);
-            }
-        }
+        let present: HashSet<SnapshotId> = self.repo.snapshot_ids()?.into_iter().collect();
         let before = st.known.len();
-        st.known.retain(|id, _| present.contains_key(id));
+        st.known.retain(|id, _| present.contains(id));
+        st.unreadable.retain(|id| present.contains(id));
         let mut changed = st.known.len() != before;
-        for (id, name) in present {
-            if st.known.contains_key(&id) {
+        for id in present {
+            if st.known.contains_key(&id) || st.unreadable.contains(&id) {
                 continue;
             }
-            // A damaged manifest is left out; `rewind check` names it.
-            let Ok(snap) = backend
-                .get(&name)
-                .and_then(|b| Snapshot::decode(&b, self.repo.codec(), &id.to_hex()))
-            else {
-                continue;
-            };
-            st.known.insert(id, info(id, &snap));
-            changed = true;
+            // A damaged manifest is left out, and not read again.
+            match self.repo.load_snapshot(&id) {
+                Ok(snap) => {
+                    st.known.insert(id, info(id, &snap));
+                    changed = true;
+                }
+                Err(crate::error::Error::NotFound(_)) => {}
+                Err(_) => {
+                    st.unreadable.insert(id);
+                }
+            }
         }
         if changed {
             self.repo.reload_index()?;

@@ -281,8 +281,14 @@ mod tests {
     use crate::repo::writer::RepoWriter;
 
     fn store(blobs: &[Vec<u8>]) -> (Arc<Chunks>, Vec<Extent>) {
-        let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new())).unwrap());
-        let w = RepoWriter::new(repo.clone(), 3, false);
+        let repo = Arc::new(
+            Repository::init(
+                Arc::new(MemoryBackend::new()),
+                &crate::repo::InitOptions::test(),
+            )
+            .unwrap(),
+        );
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
         let mut extents = Vec::new();
         for b in blobs {
             let id = w.add_data(b).unwrap();

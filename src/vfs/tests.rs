@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::backend::memory::MemoryBackend;
+use crate::backend::FileType;
 use crate::format::id::{BlobId, SnapshotId};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Entry, Extent, Xattr};
-use crate::repo::pack_name;
 use crate::repo::writer::RepoWriter;
 
 struct Fixture {
@@ -42,15 +42,28 @@ fn dir(name: &str, w: &RepoWriter, entries: Vec<Entry>) -> Entry {
     d
 }
 
+/// Bytes of each of the big file's five parts.
+const PART: usize = 70_000;
+
+/// How the tests open their repositories again.
+fn test_open() -> crate::repo::OpenOptions<'static> {
+    crate::repo::OpenOptions {
+        password: &|| Ok(crate::repo::Secret::new(b"test password".to_vec())),
+        cache_root: None,
+    }
+}
+
 /// /srv/www with a big file, a sparse file, a symlink, a hard-link pair, a
 /// device and xattrs; snapshots from two hosts.
 fn fixture() -> Fixture {
     let mem = Arc::new(MemoryBackend::new());
-    let repo = Arc::new(Repository::init(mem.clone()).unwrap());
-    let w = RepoWriter::new(repo.clone(), 3, false);
+    let repo = Arc::new(Repository::init(mem.clone(), &crate::repo::InitOptions::test()).unwrap());
+    let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
+    // Parts of the big file are large enough to get frames of their own, so
+    // damage to one (an encrypted frame fails whole) leaves the others.
     let parts: Vec<Vec<u8>> = (0..5u8)
         .map(|i| {
-            (0..1000u32)
+            (0..PART as u32)
                 .map(|j| (j as u8).wrapping_mul(i + 1))
                 .collect()
         })
@@ -58,6 +71,10 @@ fn fixture() -> Fixture {
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     let (mut big, big_blobs) = file("big", &w, &refs, 0);
     big.xattrs = vec![
+        Xattr {
+            name: b"trusted.t".to_vec(),
+            value: b"root only".to_vec(),
+        },
         Xattr {
             name: b"user.a".to_vec(),
             value: b"1".to_vec(),
@@ -107,6 +124,7 @@ fn snapshot(tree: TreeId, sec: i64, host: &str) -> Snapshot {
         parent: None,
         program: "test".into(),
         summary: Summary::default(),
+        original: None,
     }
 }
 
@@ -237,7 +255,12 @@ fn stat_shows_stored_metadata_and_hard_links_share_an_inode() {
     let big = walk(&v, "srv/www/big");
     assert_eq!(
         (big.kind, big.perm, big.size, big.blocks),
-        (Kind::File, 0o640, 5000, 16)
+        (
+            Kind::File,
+            0o640,
+            5 * PART as u64,
+            (5 * PART as u64).div_ceil(4096) * 8
+        )
     );
     let sparse = walk(&v, "srv/www/sparse");
     assert_eq!((sparse.size, sparse.blocks), (10_004, 8));
@@ -271,18 +294,20 @@ fn reads_give_the_content_at_every_offset_and_seek_finds_holes() {
     let big = walk(&v, "srv/www/big");
     v.open(big.ino).unwrap();
     let fh = big.ino;
+    let end = 5 * PART;
     for (off, size) in [
-        (0, 5000),
-        (999, 2),
-        (1, 4999),
-        (4999, 10),
-        (5000, 1),
-        (2500, 1300),
+        (0, end),
+        (PART - 1, 2),
+        (1, end - 1),
+        (end - 1, 10),
+        (end, 1),
+        (2 * PART + 500, PART + 300),
     ] {
+        let off = off as u64;
         let got = v.read(fh, off, size).unwrap();
         assert_eq!(
             got,
-            f.big[(off as usize).min(5000)..(off as usize + size).min(5000)],
+            f.big[(off as usize).min(end)..(off as usize + size).min(end)],
             "{off}+{size}"
         );
     }
@@ -303,10 +328,28 @@ fn xattrs_are_listed_and_read() {
     let f = fixture();
     let v = one(&f);
     let big = walk(&v, "srv/www/big");
-    assert_eq!(v.listxattr(big.ino).unwrap(), b"user.a\0user.b\0");
-    assert_eq!(v.getxattr(big.ino, b"user.b").unwrap(), Some(vec![0, 255]));
-    assert_eq!(v.getxattr(big.ino, b"user.c").unwrap(), None);
-    assert_eq!(v.listxattr(ROOT).unwrap(), b"");
+    let (root, user) = (Caller::Privileged, Caller::Unprivileged);
+    assert_eq!(
+        v.listxattr(big.ino, root).unwrap(),
+        b"trusted.t\0user.a\0user.b\0"
+    );
+    assert_eq!(
+        v.getxattr(big.ino, b"user.b", root).unwrap(),
+        Some(vec![0, 255])
+    );
+    assert_eq!(v.getxattr(big.ino, b"user.c", root).unwrap(), None);
+    assert_eq!(v.listxattr(ROOT, root).unwrap(), b"");
+    // trusted.* is root's alone, as on a local file system.
+    assert_eq!(
+        v.getxattr(big.ino, b"trusted.t", root).unwrap(),
+        Some(b"root only".to_vec())
+    );
+    assert_eq!(v.listxattr(big.ino, user).unwrap(), b"user.a\0user.b\0");
+    assert_eq!(v.getxattr(big.ino, b"trusted.t", user).unwrap(), None);
+    assert_eq!(
+        v.getxattr(big.ino, b"user.b", user).unwrap(),
+        Some(vec![0, 255])
+    );
 }
 
 #[test]
@@ -325,7 +368,7 @@ fn forgotten_inodes_go_and_come_back_with_the_same_number() {
 fn a_damaged_chunk_fails_that_read_naming_the_file_and_nothing_else() {
     let f = fixture();
     let loc = f.repo.lookup(&f.big_blobs[2]).unwrap().unwrap();
-    f.mem.tamper(&pack_name(&loc.pack), |b| {
+    f.mem.tamper(FileType::Pack, &loc.pack.to_hex(), |b| {
         b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0xff
     });
     let v = one(&f);
@@ -337,7 +380,7 @@ fn a_damaged_chunk_fails_that_read_naming_the_file_and_nothing_else() {
         f.big[..1000],
         "chunks before it still read"
     );
-    let e = v.read(fh, 1500, 1000).unwrap_err();
+    let e = v.read(fh, 2 * PART as u64 + 500, 1000).unwrap_err();
     assert!(
         matches!(&e, Error::Corrupt { object, .. } if object.starts_with("/srv/www/big (blob")),
         "{e}"
@@ -353,8 +396,9 @@ fn snapshots_written_while_mounted_appear() {
     let v = Vfs::new(f.repo.clone(), Root::Repository, &opts()).unwrap();
     let snaps = walk(&v, "snapshots").ino;
     assert_eq!(names(&v, snaps).len(), 5);
-    let other = Repository::open(f.mem.clone()).unwrap();
-    let w = RepoWriter::new(Arc::new(other), 3, false);
+    let other = Repository::open(f.mem.clone(), &test_open()).unwrap();
+    other.reload_index().unwrap();
+    let w = RepoWriter::new(Arc::new(other), 3, false).unwrap();
     let tree = w.add_tree(&Tree::new(vec![]).encode()).unwrap();
     let id: SnapshotId = w.commit(&snapshot(tree, 3_000, "h3")).unwrap();
     std::thread::sleep(catalog::REFRESH + std::time::Duration::from_millis(50));
@@ -415,8 +459,14 @@ impl Recorder {
 /// A one-snapshot mount of the root entries `build` writes, pushing into a
 /// recorder.
 fn pushing(build: impl FnOnce(&RepoWriter) -> Vec<Entry>) -> (Vfs, Arc<Recorder>) {
-    let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new())).unwrap());
-    let w = RepoWriter::new(repo.clone(), 3, false);
+    let repo = Arc::new(
+        Repository::init(
+            Arc::new(MemoryBackend::new()),
+            &crate::repo::InitOptions::test(),
+        )
+        .unwrap(),
+    );
+    let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
     let root = w.add_tree(&Tree::new(build(&w)).encode()).unwrap();
     w.flush().unwrap();
     let tree = Root::Snapshot {

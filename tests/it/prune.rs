@@ -187,7 +187,7 @@ fn backup_waits_for_prune_and_loses_nothing() {
     backup_days(&t, &src, 0..4);
     t.ok(["forget", "--keep-last", "1"]);
     // Hold the exclusive lock as prune would, then start a backup that waits.
-    let repo = std::sync::Arc::new(rewind::repo::Repository::open_dir(&t.repo()).unwrap());
+    let repo = std::sync::Arc::new(crate::common::open_repo(&t.repo()));
     let lock = rewind::repo::lock::acquire(&repo, true, "prune (test)", Duration::ZERO).unwrap();
     let refused = t.rewind([OsStr::new("backup"), src.as_os_str()]);
     assert_eq!(refused.status.code(), Some(1));
@@ -254,18 +254,18 @@ fn two_backups_at_once_both_succeed() {
 #[test]
 fn stale_locks_are_ignored_and_unlock_removes_them() {
     let t = TempRepo::new();
-    let lock = serde_json::json!({
-        "exclusive": true, "host": rewind::backup::hostname(), "pid": 999_999_999u32,
-        "command": "prune", "created": 1, "heartbeat": 4_000_000_000u64,
-    });
-    fs::write(t.repo().join("locks/deadbeef"), lock.to_string()).unwrap();
+    // An exclusive lock of a process of this machine that is gone.
+    let repo = crate::common::open_repo(&t.repo());
+    let mut info = repo.lock_info(true, "prune");
+    info.pid = 999_999_999;
+    let name = repo.write_lock(&info).unwrap();
     let src = t.join("src");
     fs::create_dir_all(&src).unwrap();
     tree::file(&src.join("f"), b"x");
     t.ok([OsStr::new("backup"), src.as_os_str()]);
     let out = t.ok(["unlock"]);
-    assert!(out.contains("1 locks removed"), "{out}");
-    assert!(!t.repo().join("locks/deadbeef").exists());
+    assert!(out.contains("1 lock removed"), "{out}");
+    assert!(!t.repo().join("locks").join(&name).exists());
 }
 
 #[test]
@@ -290,8 +290,8 @@ fn forget_refuses_an_empty_policy_and_dry_run_keeps_everything() {
     fs::create_dir_all(&src).unwrap();
     backup_days(&t, &src, 0..3);
     let out = t.rewind(["forget"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no policy"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("give a policy"), "{}", stderr(&out));
     let dry = t.ok(["forget", "--keep-last", "1", "--dry-run"]);
     assert!(dry.contains("2 snapshots would be removed"), "{dry}");
     assert_eq!(

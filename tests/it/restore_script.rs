@@ -1,6 +1,7 @@
 //! `scripts/restore-test.sh` for real: a private PostgreSQL server (Debian's
-//! packages) and SQLite, dumps streamed into snapshots, restored into
-//! throw-away databases and checked; verdicts, exit codes and clean-up.
+//! packages) and SQLite, plain and compressed dumps streamed into snapshots,
+//! restored into throw-away databases and checked; verdicts, exit codes and
+//! clean-up. MariaDB in `mariadb` (tests) and `mariadb_server` (the server).
 
 use crate::common::{bin, stderr, stdout, tree, TempRepo};
 use std::fs;
@@ -8,34 +9,49 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod mariadb;
+mod mariadb_server;
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/restore-test.sh")
 }
 
-/// Run the script on `t`'s repository with scratch space in `t/work`.
-fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let work = t.join("work");
+/// The script on `t`'s repository with scratch space in `t/work`.
+fn script_cmd(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Command {
     let mut c = Command::new("bash");
     c.arg(script())
         .arg("--repo")
         .arg(t.repo())
         .arg("--work")
-        .arg(&work)
+        .arg(t.join("work"))
         .args(args)
         .env("REWIND_BIN", bin())
         .env_remove("REWIND_REPO");
+    crate::common::test_env(&mut c);
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().expect("run restore-test.sh");
-    let left: Vec<_> = fs::read_dir(&work)
+    c
+}
+
+/// Panic if a run left anything in `t/work`.
+fn assert_no_scratch_left(t: &TempRepo, out: &Output) {
+    let left: Vec<_> = fs::read_dir(t.join("work"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(
         left.is_empty(),
         "scratch space left behind: {left:?}\n{}",
-        stderr(&out)
+        stderr(out)
     );
+}
+
+/// Run the script on `t`'s repository with scratch space in `t/work`.
+pub(crate) fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let out = script_cmd(t, args, env)
+        .output()
+        .expect("run restore-test.sh");
+    assert_no_scratch_left(t, &out);
     out
 }
 
@@ -194,6 +210,20 @@ fn snapshot_count(t: &TempRepo) -> usize {
     v.as_array().unwrap().len()
 }
 
+/// Back up `command`'s output as `name`; the snapshot's id.
+fn backup_stdin(t: &TempRepo, name: &str, command: &str) -> String {
+    let out = t.ok([
+        "backup",
+        "--json",
+        "--stdin-name",
+        name,
+        "--stdin-from-command",
+        command,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("backup json");
+    v["id"].as_str().expect("id").to_string()
+}
+
 #[test]
 fn postgres_dump_through_a_snapshot_into_a_fresh_database() {
     let pg = Postgres::start();
@@ -319,6 +349,60 @@ fn postgres_dump_through_a_snapshot_into_a_fresh_database() {
         stdout(&out),
         stderr(&out)
     );
+
+    // Compressed plain and tar dumps load; a --create dump is refused, also compressed.
+    let piped = |name: &str, flags: &str, filter: &str| {
+        let command = format!("{} {flags} shop | {filter}", pg.client("pg_dump"));
+        backup_stdin(&t, name, &command)
+    };
+    let zst = piped("/db/shop.sql.zst", "", "zstd -q");
+    let tar = piped("/db/shop.tar.gz", "-Ft", "gzip");
+    let create = piped("/db/create.sql.gz", "--create", "gzip");
+    for (snap, file) in [(&zst, "/db/shop.sql.zst"), (&tar, "/db/shop.tar.gz")] {
+        let out = restore_test(
+            &t,
+            &[
+                "--snapshot",
+                snap,
+                "--db-kind",
+                "postgres",
+                "--db-dump",
+                file,
+                "--expect-rows",
+                "orders=1000",
+                "--expect-rows",
+                "customers=37",
+            ],
+            &env,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("postgres: ok"), "{}", stdout(&out));
+    }
+    let out = restore_test(
+        &t,
+        &[
+            "--snapshot",
+            &create,
+            "--db-kind",
+            "postgres",
+            "--db-dump",
+            "/db/create.sql.gz",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("switches databases (line ") && stderr(&out).contains("\\connect"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pg.psql("postgres", leftover), "0");
 
     // A dump that does not load is a failure, not a pass.
     let mut c = t.cmd(["backup", "--stdin-name", "/db/bad.sql"]);
@@ -446,8 +530,28 @@ fn sqlite_dump_restore_and_mount_modes_and_failures() {
         stderr(&out)
     );
     // Usage errors are exit 2, and a missing snapshot is a failure.
-    let out = restore_test(&t, &["--db-kind", "mysql", "--db-dump", "/x"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for args in [
+        &["--db-kind", "oracle", "--db-dump", "/x"][..],
+        &[
+            "--db-kind",
+            "sqlite",
+            "--db-dump",
+            "/x",
+            "--defaults-file",
+            "/dev/null",
+        ],
+        &[
+            "--db-kind",
+            "mysql",
+            "--db-dump",
+            "/x",
+            "--defaults-file",
+            "/no/such.cnf",
+        ],
+    ] {
+        let out = restore_test(&t, args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
     let out = restore_test(
         &t,
         &[
@@ -486,4 +590,56 @@ fn sqlite_dump_restore_and_mount_modes_and_failures() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn sqlite_compressed_dumps_and_database_files() {
+    let t = TempRepo::new();
+    sqlite_repo(&t);
+    let app_db = t.join("app.db");
+    let zstd = format!("zstd -qc {}", app_db.display());
+    let cases = [
+        (
+            "/db/app.sql.gz",
+            format!("sqlite3 {} .dump | gzip", app_db.display()),
+            None,
+        ),
+        ("/db/app.db.zst", zstd.clone(), None),
+        (
+            "/db/cut.db.zst",
+            format!("{zstd} | head -c 300"),
+            Some("premature end"),
+        ),
+    ];
+    for (name, command, error) in cases {
+        let snap = backup_stdin(&t, name, &command);
+        let args = [
+            "--snapshot",
+            &snap,
+            "--db-kind",
+            "sqlite",
+            "--db-dump",
+            name,
+            "--expect-rows",
+            "users=250",
+        ];
+        let out = restore_test(&t, &args, &[]);
+        let Some(error) = error else {
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name}: {}\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            assert!(stdout(&out).contains("sqlite: ok"), "{}", stdout(&out));
+            continue;
+        };
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains(error) && verdict(&out).contains("sqlite failed"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
 }

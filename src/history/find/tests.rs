@@ -18,8 +18,9 @@ struct Repo {
 impl Repo {
     fn new() -> Repo {
         let mem = Arc::new(MemoryBackend::new());
-        let repo = Arc::new(Repository::init(mem.clone()).unwrap());
-        let w = RepoWriter::new(repo.clone(), 3, false);
+        let repo =
+            Arc::new(Repository::init(mem.clone(), &crate::repo::InitOptions::test()).unwrap());
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
         Repo { mem, repo, w }
     }
 
@@ -59,6 +60,7 @@ impl Repo {
                 tags: vec![],
                 tree,
                 parent: None,
+                original: None,
                 program: "test".into(),
                 summary: Summary::default(),
             })
@@ -208,9 +210,10 @@ fn a_tree_that_cannot_be_read_is_reported_and_the_rest_is_searched() {
         ],
     );
     r.snapshot(vec![r.dir("srv", vec![www])], 2, "web1");
-    r.mem.tamper(&crate::repo::pack_name(&loc.pack), |b| {
-        b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0xff
-    });
+    r.mem
+        .tamper(crate::backend::FileType::Pack, &loc.pack.to_hex(), |b| {
+            b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0xff
+        });
     let (snaps, _) = r.repo.snapshots().unwrap();
     let warned = Collect::default();
     let m = Matcher::new(&["*.php".into()]).unwrap();

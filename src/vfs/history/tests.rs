@@ -280,8 +280,9 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let mem = Arc::new(MemoryBackend::new());
-        let repo = Arc::new(Repository::init(mem.clone()).unwrap());
-        let w = RepoWriter::new(repo.clone(), 3, false);
+        let repo =
+            Arc::new(Repository::init(mem.clone(), &crate::repo::InitOptions::test()).unwrap());
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
         Fixture { mem, repo, w }
     }
 
@@ -325,6 +326,7 @@ impl Fixture {
                 tags: vec![],
                 tree,
                 parent: None,
+                original: None,
                 program: "test".into(),
                 summary: Summary::default(),
             })
@@ -492,10 +494,15 @@ fn a_file_that_becomes_a_directory_lists_its_versions_and_its_names() {
     let version = v.lookup(x.ino, listed[0].as_bytes()).unwrap();
     assert_eq!(version.kind, Kind::File);
     assert_eq!(
-        v.getxattr(version.ino, b"user.k").unwrap(),
+        v.getxattr(version.ino, b"user.k", crate::vfs::Caller::Privileged)
+            .unwrap(),
         Some(b"v".to_vec())
     );
-    assert_eq!(v.listxattr(version.ino).unwrap(), b"user.k\0");
+    assert_eq!(
+        v.listxattr(version.ino, crate::vfs::Caller::Privileged)
+            .unwrap(),
+        b"user.k\0"
+    );
     assert_eq!(v.read(version.ino, 0, 100).unwrap(), b"plain");
     let inner = walk(&v, "history/srv/www/x/inner");
     assert_eq!(names(&v, inner.ino).len(), 1);
@@ -531,9 +538,10 @@ fn a_damaged_tree_fails_the_history_that_needs_it_naming_it() {
         .unwrap()
         .unwrap();
     f.snapshot(vec![f.file("a", b"1", 0o644), sub], 200, "h");
-    f.mem.tamper(&crate::repo::pack_name(&loc.pack), |b| {
-        b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0xff
-    });
+    f.mem
+        .tamper(crate::backend::FileType::Pack, &loc.pack.to_hex(), |b| {
+            b[loc.frame.offset as usize + loc.frame.stored_len as usize / 2] ^= 0xff
+        });
     let v = f.mount();
     assert_eq!(names(&v, walk(&v, "history/srv/www/a").ino).len(), 1);
     let sub = walk(&v, "history/srv/www/sub");

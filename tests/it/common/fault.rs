@@ -2,9 +2,10 @@
 //! repository files, and where in a repository a file's bytes live.
 
 use super::TempRepo;
+use rewind::backend::FileType;
 use rewind::format::index::Location;
 use rewind::format::tree::{Entry, Extent};
-use rewind::repo::{pack_name, Repository, SnapshotFilter};
+use rewind::repo::{Repository, SnapshotFilter};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -103,7 +104,7 @@ pub fn truncate(path: &Path, len: u64) {
 
 /// The repository of `t`, opened through the library.
 pub fn open(t: &TempRepo) -> Repository {
-    Repository::open_dir(&t.repo()).expect("open repository")
+    super::open_repo(&t.repo())
 }
 
 /// The entry at absolute `path` in snapshot `spec` (an id, a prefix or `latest`).
@@ -134,7 +135,7 @@ pub fn tree_location(repo: &Repository, e: &Entry) -> Location {
 
 /// The pack file that holds `loc`.
 pub fn pack_file(t: &TempRepo, loc: &Location) -> PathBuf {
-    t.repo().join(pack_name(&loc.pack))
+    rewind::backend::local::path_of(&t.repo(), FileType::Pack, &loc.pack.to_hex())
 }
 
 /// The files in `dir` of the repository (`index`, `snapshots`), sorted.

@@ -16,6 +16,35 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rewind"))
 }
 
+/// The repository at `path`, opened through the library with the test
+/// password, its index read.
+pub fn open_repo(path: &Path) -> rewind::repo::Repository {
+    let password = || Ok(rewind::repo::Secret::new(PASSWORD.as_bytes().to_vec()));
+    let opts = rewind::repo::OpenOptions {
+        password: &password,
+        cache_root: None,
+    };
+    let backend = std::sync::Arc::new(rewind::backend::local::LocalBackend::new(path));
+    let repo = rewind::repo::Repository::open(backend, &opts).expect("open repository");
+    repo.reload_index().expect("read the index");
+    repo
+}
+
+/// The password every test repository has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The environment every `rewind` a test starts runs in: the test password
+/// (repositories are encrypted by default), a cheap key derivation (every
+/// command derives the key once: the default costs 64 MiB and a few tenths
+/// of a second), no inherited repository.
+pub fn test_env(c: &mut Command) -> &mut Command {
+    c.env("REWIND_PASSWORD", PASSWORD)
+        .env("REWIND_KDF_PARAMS", "m=64K,t=1,p=1")
+        .env_remove("REWIND_REPO")
+        .env_remove("REWIND_PASSWORD_FILE")
+        .env_remove("REWIND_PASSWORD_COMMAND")
+}
+
 /// A scratch directory with a repository in `repo/` (not yet initialised).
 pub struct TempRepo {
     pub dir: tempfile::TempDir,
@@ -26,6 +55,14 @@ impl TempRepo {
     pub fn new() -> Self {
         let t = Self::uninit();
         let out = t.rewind(["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        t
+    }
+
+    /// A scratch directory and an unencrypted (format 1) repository.
+    pub fn plain() -> Self {
+        let t = Self::uninit();
+        let out = t.rewind(["init", "--insecure-no-encryption"]);
         assert!(out.status.success(), "init failed: {}", stderr(&out));
         t
     }
@@ -77,7 +114,7 @@ impl TempRepo {
     {
         let mut c = Command::new(bin());
         c.arg("--repo").arg(self.repo()).args(args);
-        c.env_remove("REWIND_REPO");
+        test_env(&mut c).env("REWIND_CACHE_DIR", self.join("cache"));
         c
     }
 

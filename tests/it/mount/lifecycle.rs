@@ -286,7 +286,7 @@ fn backups_while_mounted_never_break_the_mount() {
         for i in 0..4 {
             fs::write(src2.join("f"), format!("version {i}")).unwrap();
             fs::write(src2.join(format!("new{i}")), vec![i as u8; 300_000]).unwrap();
-            let out = Command::new(crate::common::bin())
+            let out = crate::common::test_env(&mut Command::new(crate::common::bin()))
                 .arg("--repo")
                 .arg(&repo)
                 .arg("backup")
@@ -399,7 +399,7 @@ fn a_failure_after_mounting_undoes_the_mount_and_says_why() {
         assert!(!is_mounted(&mnt), "left mounted (daemon: {daemon})");
     }
     // Prune (an exclusive lock) is running: the mount refuses to wait.
-    let repo = std::sync::Arc::new(rewind::repo::Repository::open_dir(&t.repo()).unwrap());
+    let repo = std::sync::Arc::new(crate::common::open_repo(&t.repo()));
     let lock = rewind::repo::lock::acquire(&repo, true, "prune (test)", Duration::ZERO).unwrap();
     let e = mount_fails(&t, &mnt, None);
     assert!(e.contains("prune (test)"), "{e}");
