@@ -18,6 +18,7 @@
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
 //! - [`copy`]: snapshots from one repository into another.
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
+//! - [`history`]: a path across snapshots: what counts as a change, and `find`.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`repair`]: snapshots whose data is lost, rewritten without it.
 //! - [`progress`]: how the library reports without printing.
@@ -75,6 +76,7 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fuse;
+pub mod history;
 pub mod interrupt;
 pub mod math;
 pub mod meta;

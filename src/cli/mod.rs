@@ -40,6 +40,7 @@ mod check;
 mod copy;
 mod diff;
 mod dump;
+mod find;
 mod forget;
 mod init;
 mod json;
@@ -135,6 +136,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Show sizes, deduplication and compression
     Stats(stats::Args),
+    /// Find paths across snapshots: which snapshots hold them, and when they changed
+    Find(find::Args),
     /// Mount the repository, or one snapshot, read-only through FUSE
     Mount(mount::Args),
     /// Unmount a rewind mount (also a dead one)
@@ -301,6 +304,7 @@ pub fn run() -> Result<u8, Failure> {
         Command::Diff(a) => diff::run(&repo, a),
         Command::Verify(a) => verify::run(&repo, a),
         Command::Stats(a) => stats::run(&repo, a),
+        Command::Find(a) => find::run(&repo, a),
         Command::Mount(a) => mount::run(&repo, a),
         Command::Umount(a) => mount::umount(a),
         Command::Forget(a) => forget::run(&repo, a),

@@ -20,6 +20,8 @@ mod cli_signals;
 mod diff;
 // dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
 mod dump;
+// find: paths across snapshots, patterns, changed flags, JSON, exit codes.
+mod find;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
