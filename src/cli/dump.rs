@@ -39,8 +39,13 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     crate::interrupt::install();
     let (spec, sub) = split(&args.snapshot)?;
     let (repo, _lock) = repo.open_locked(false, "dump")?;
-    let (id, snap) = repo
-        .find_snapshot(spec, &args.filter.filter())
+    // `latest:PATH` is the newest snapshot holding PATH (as for cat and
+    // restore); a path that is not UTF-8 narrows nothing.
+    let holding = std::str::from_utf8(sub.as_bytes())
+        .ok()
+        .map(super::select::absolute)
+        .filter(|p| p != "/");
+    let (id, snap) = super::select::find(&repo, spec, &args.filter.filter(), holding.as_deref())
         .with_context(|| format!("finding snapshot {spec}"))?;
     let entry = repo
         .entry_at(&snap.tree, sub.as_bytes())
