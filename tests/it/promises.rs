@@ -1,0 +1,9 @@
+//! The README's user guide, promise by promise: each test states the
+//! sentence it holds the binary to.
+
+// Owners mapped by name on restore, in a mount namespace with other
+// /etc/passwd and /etc/group; --numeric-owner; --include.
+mod restoring;
+// Backing up: where the repository is, --parent, --compression, --threads,
+// ** excludes, CACHEDIR.TAG's signature, a changed inode.
+mod backing_up;
