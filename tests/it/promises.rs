@@ -7,3 +7,7 @@ mod restoring;
 // Backing up: where the repository is, --parent, --compression, --threads,
 // ** excludes, CACHEDIR.TAG's signature, a changed inode.
 mod backing_up;
+// Retention, prune, locks and check: forget's groups and filters, a gap
+// week, --max-unused, the index merge, prune's memory, unlock --all,
+// --read-data-subset, a killed backup's packs.
+mod retention;
