@@ -36,6 +36,8 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
+// One test for each promise of the README's user guide that had none.
+mod promises;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
 // repair snapshots: lost and damaged data cut out, the rest kept, prune runs again.
