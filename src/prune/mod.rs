@@ -76,6 +76,9 @@ pub struct PruneReport {
 struct PackUse {
     total: u64,
     used: u64,
+    /// Blobs readers find here that a snapshot uses: a pack with any goes
+    /// only by repacking, whatever its byte shares round to.
+    used_blobs: u64,
 }
 
 /// What becomes of a pack.
@@ -86,9 +89,10 @@ enum Fate {
     Delete,
 }
 
-/// The stored bytes a blob accounts for: its share of a bundled frame.
+/// The stored bytes a blob accounts for: its share of a bundled frame,
+/// rounded up (a small blob in a well-compressed frame is never 0 bytes).
 fn stored_share(loc: &Location) -> u64 {
-    loc.frame.stored_len as u64 * loc.raw_len as u64 / (loc.frame.raw_len.max(1) as u64)
+    (loc.frame.stored_len as u64 * loc.raw_len as u64).div_ceil(loc.frame.raw_len.max(1) as u64)
 }
 
 /// Prune `repo`. The caller holds an exclusive lock.
@@ -130,7 +134,7 @@ pub fn prune(
                 report.packs_unreferenced += 1;
                 Fate::Delete
             }
-            Some(u) if u.used == 0 => Fate::Delete,
+            Some(u) if u.used_blobs == 0 => Fate::Delete,
             Some(u) if (u.total - u.used) as f64 * 100.0 > opts.max_unused * u.total as f64 => {
                 Fate::Repack
             }
@@ -165,6 +169,10 @@ pub fn prune(
     // The merged index may come out byte for byte equal to an old file, and
     // so carry its name: that one must not be deleted below.
     new_index.extend(write_merged_index(repo, &fates)?);
+    // Before anything goes: every blob a snapshot uses is indexed in a pack
+    // that stays. A fault in the accounting above then costs a prune, never
+    // data.
+    confirm_kept(repo, &fates)?;
     // The new index files are durable: the old ones, then the old packs, may
     // go, as long as this process's lock still holds (a prune suspended past
     // the stale age, or whose lock was removed, deletes nothing).
@@ -274,6 +282,7 @@ fn pack_usage(
         prev = Some(id);
         if used.contains(&id)? {
             u.used += share;
+            u.used_blobs += 1;
             report.blobs_used += 1;
             report.bytes_used += share;
         } else {
@@ -316,6 +325,26 @@ fn repack_estimate(
             sizes[p] * u.used / u.total.max(1)
         })
         .sum()
+}
+
+/// Fail unless every blob a snapshot uses has an index record in a pack
+/// whose fate is [`Fate::Keep`] (the new packs included).
+fn confirm_kept(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Result<()> {
+    let mut used = used_blobs(repo)?;
+    for rec in merged_index(repo) {
+        crate::interrupt::check()?;
+        let (id, loc) = rec?;
+        if fates.get(&loc.pack) == Some(&Fate::Keep) {
+            used.contains(&id)?;
+        }
+    }
+    let lost = used.never_asked()?;
+    if lost > 0 {
+        return Err(Error::InvalidInput(format!(
+            "prune would leave {lost} blobs that snapshots use in no kept pack; nothing was deleted (please report this)"
+        )));
+    }
+    Ok(())
 }
 
 /// Copy the used blobs of packs to be repacked into new packs.

@@ -456,7 +456,7 @@ fn a_damaged_directory_fails_the_dump_and_the_tar_reading_it() {
 fn what_cannot_be_dumped_is_refused_by_name() {
     let t = TempRepo::new();
     let src = t.full_src();
-    t.backup(&src);
+    let id = t.backup(&src);
     let fail_with = |code: i32, args: &[&OsStr], wants: &[&str]| {
         let out = t.rewind([OsStr::new("dump")].iter().chain(args));
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
@@ -482,7 +482,11 @@ fn what_cannot_be_dumped_is_refused_by_name() {
     let fifo = src.join("fifo");
     fail(&[&spec(&fifo)], &["FIFO"]);
     let missing = src.join("no/such/file");
-    fail(&[&spec(&missing)], &["no/such/file", "not found"]);
+    // latest:PATH is the newest snapshot holding PATH: none here.
+    fail(&[&spec(&missing)], &["no/such/file", "no snapshot holds"]);
+    let mut pinned = std::ffi::OsString::from(format!("{}:", &id[..8]));
+    pinned.push(&missing);
+    fail(&[&pinned], &["no/such/file", "not found"]);
     fail(&[OsStr::new("beef:/x")], &["snapshot beef"]);
     let usage = [
         OsStr::new("latest"),

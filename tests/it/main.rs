@@ -42,6 +42,8 @@ mod promises;
 mod races;
 // repair snapshots: lost and damaged data cut out, the rest kept, prune runs again.
 mod repair;
+// Prune and bundled frames of small files.
+mod prune_bundles;
 // Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
 mod restore;
 // An encrypted repository tampered with: every object kind flipped, cut,
