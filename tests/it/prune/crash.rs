@@ -111,7 +111,7 @@ impl Setup {
         // while even where fsync costs nothing (tmpfs).
         let small = src.join("small");
         fs::create_dir_all(&small).unwrap();
-        for i in 0..3000u32 {
+        for i in 0..1000u32 {
             fs::write(small.join(format!("f{i}")), format!("small file {i}\n")).unwrap();
         }
         let mut kept = Vec::new();
@@ -227,7 +227,7 @@ fn prune_killed_in_every_phase_never_loses_a_kept_byte() {
     let ctx = (&s, &start, &done);
     // Kills at random moments of a prune's measured length.
     let mut rng = Rng::from_env_or_clock();
-    for _ in 0..8 {
+    for _ in 0..6 {
         let at = Duration::from_micros(rng.below(span));
         let p = round(ctx, &format!("after {at:?} of {span} µs"), &mut |_| {
             std::thread::sleep(at);
@@ -271,7 +271,8 @@ fn prune_killed_in_every_phase_never_loses_a_kept_byte() {
 
 /// One prune from the pristine repository, killed when `kill_at` returns
 /// (true: it found the prune exited); then the repository is checked and the
-/// kept snapshots restored, and a prune run again must finish the job.
+/// kept snapshots restored, and a prune run again must finish the job and
+/// leave a repository that checks clean.
 fn round(
     (s, start, done): (&Setup, &Files, &Files),
     how: &str,
@@ -281,9 +282,10 @@ fn round(
     s.reset();
     let mut child = s.prune();
     let exited = kill_at(&mut child) || kill(&mut child);
+    let left = files(&repo);
     let p = match exited {
         true => Phase::Finished,
-        false => phase(start, done, &files(&repo)),
+        false => phase(start, done, &left),
     };
     let what = format!("killed {how}, in phase {p:?}");
     s.t.ok(["unlock"]);
@@ -297,8 +299,18 @@ fn round(
             start.packs.difference(&after.packs).count() >= to_go,
             "{what}: the rerun left packs that go: {after:?}"
         );
-        assert_eq!(after.pack_temps + after.index_temps, 0, "{what}");
-        s.assert_whole(&format!("{what}, then pruned again"));
+        // The killed prune's temporary files stay until they are stale (a
+        // writer may still be running); the second prune leaves none.
+        assert!(
+            after.pack_temps + after.index_temps <= left.pack_temps + left.index_temps,
+            "{what}: temporary files added: {after:?}"
+        );
+        let check = s.t.rewind(["check", "--read-data"]);
+        assert!(
+            check.status.success(),
+            "{what}, then pruned again: check failed:\n{}",
+            stdout(&check)
+        );
     }
     p
 }
