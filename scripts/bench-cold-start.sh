@@ -12,15 +12,14 @@
 # Needs root (drop_caches). Prints the median and every round, in ms.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 rounds=${ROUNDS:-9}
-bin=${REWIND_BIN:-$root/target/release/rewind}
+bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 [ -x "$bin" ] || { echo "bench-cold-start: $bin missing (cargo build --release)" >&2; exit 1; }
 
 one() { # CMD...: one cold round, prints ms
   local start end
-  sync
-  echo 3 >/proc/sys/vm/drop_caches
+  drop_caches || true
   start=$EPOCHREALTIME
   "$@" >/dev/null 2>&1 || true
   end=$EPOCHREALTIME

@@ -15,14 +15,16 @@
 #
 # It uses the corpus and repositories a peers.sh run left in BENCH_WORK
 # (default /tmp/bench-work): repo/rewind and repo/squashfs/gen2.sqfs. Needs
-# root (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind.
+# root (drop_caches, FUSE). REWIND_BIN overrides the release binary in
+# cargo's target directory (CARGO_TARGET_DIR), PEERS_HELPER the helper's
+# path (REWIND_SHARED the shared folder's).
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${BENCH_WORK:-/tmp/bench-work}
 rounds=${ROUNDS:-7}
-helper=${PEERS_HELPER:-/work/shared/bench/peers_helper.py}
-bin=${REWIND_BIN:-$root/target/release/rewind}
+helper=${PEERS_HELPER:-$(shared_dir)/bench/peers_helper.py}
+bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 probe=site/db/dump.sql
 mnt=$work/mnt/first-read
 
@@ -37,7 +39,8 @@ mountpoint -q "$mnt" && fusermount3 -u "$mnt"
 live=$("$bin" --repo "$work/repo/rewind" snapshots --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["paths"][0])')
 
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# A warm run is still timed, but says so (drop_caches warns).
+drop() { drop_caches || true; }
 
 one() { # TOOL HOW: one cold round, prints seconds
   local pid start file v c

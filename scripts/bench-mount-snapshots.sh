@@ -13,12 +13,12 @@
 # (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${BENCH_WORK:-/tmp/bench-work}
 src=${1:-$work/corpus-full/gen2}
 want=${SNAPSHOTS:-200}
 rounds=${ROUNDS:-3}
-bin=${REWIND_BIN:-$root/target/release/rewind}
+bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 repo=$work/many-snapshots/repo
 mnt=$work/many-snapshots/mnt
 
@@ -40,7 +40,7 @@ echo "bench-mount-snapshots: $(count) snapshots of $src in $repo" >&2
 
 now() { date +%s.%N; }
 for _ in $(seq "$rounds"); do
-  sync; echo 3 >/proc/sys/vm/drop_caches
+  drop_caches || true
   start=$(now)
   msg=$("$bin" mount --repo "$repo" --daemon "$mnt" 2>&1)
   listed=$(ls "$mnt/snapshots" | wc -l)

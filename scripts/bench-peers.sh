@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Build rewind in release mode, then run the shared peer benchmark
-# (/work/shared/bench/peers.sh; see README.md next to it) from the project root.
+# (shared/bench/peers.sh, found by scripts/bench-lib.sh; see README.md next
+# to it) from the project root.
 #
 #   scripts/bench-peers.sh                                  # full run, ~15 min
 #   BENCH_SMALL=1 TOOLS="rewind restic" scripts/bench-peers.sh   # quick run
 #
 # BENCH_SMALL, TOOLS, REF, BENCH_WORK and the other peers.sh settings pass
-# through the environment unchanged. PEERS_SH overrides the script's path and
-# REWIND_BIN the binary's. peers.sh wants root (drop_caches, FUSE).
+# through the environment unchanged. PEERS_SH overrides the script's path
+# (REWIND_SHARED the shared folder's) and REWIND_BIN the binary's. peers.sh wants root (drop_caches, FUSE).
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-peers=${PEERS_SH:-/work/shared/bench/peers.sh}
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+peers=${PEERS_SH:-$(shared_dir)/bench/peers.sh}
 work=${BENCH_WORK:-/tmp/bench-work}
 cd "$root"
 
@@ -20,11 +21,11 @@ cd "$root"
 cargo build --release
 
 # The binary sits in cargo's target dir, which CARGO_TARGET_DIR or a
-# .cargo/config may move away from ./target.
+# .cargo/config may move away from ./target: cargo says where.
 if [ -z "${REWIND_BIN:-}" ]; then
-  target_dir=$(cargo metadata --format-version 1 --no-deps |
+  target=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  REWIND_BIN=$target_dir/release/rewind
+  REWIND_BIN=$target/release/rewind
 fi
 export REWIND_BIN
 [ -x "$REWIND_BIN" ] || { echo "bench-peers: no binary at $REWIND_BIN" >&2; exit 1; }

@@ -9,21 +9,22 @@
 # and peak RSS; for rewind also the stored bytes that only forgotten snapshots
 # used (prune's own accounting) and the share of them freed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-WORK=${BENCH_WORK:-/tmp/bench-prune}
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+cd "$root"
+# A directory of this run's own under BENCH_WORK: the only one it deletes.
+WORK=$(scratch_dir "${BENCH_WORK:-${TMPDIR:-/tmp}}" bench-prune)
+trap 'rm -rf -- "$WORK"' EXIT
 DAYS=${DAYS:-30}
 LINUX_FILES=${LINUX_FILES:-8000}
 MEDIA_BYTES=${MEDIA_BYTES:-30000000}
 DUMP_BYTES=${DUMP_BYTES:-20000000}
 TARBALL=${LINUX_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
-HELPER=/work/shared/bench/peers_helper.py
-[ -f "$HELPER" ] || HELPER=$(dirname "$0")/../../shared/bench/peers_helper.py
+HELPER=${PEERS_HELPER:-$(shared_dir)/bench/peers_helper.py}
 cargo build --release -q
-REWIND=$PWD/target/release/rewind
+REWIND=$(target_dir)/release/rewind
 command -v restic >/dev/null || { echo "restic is not installed (apt-get install restic)"; exit 1; }
 [ -f "$TARBALL" ] || { echo "need $TARBALL (apt-get install linux-source-6.1)"; exit 1; }
 
-rm -rf "$WORK"; mkdir -p "$WORK"
 LIVE=$WORK/live
 echo "building the corpus in $LIVE"
 python3 "$HELPER" linux-head "$TARBALL" "$LIVE/linux" "$LINUX_FILES" 100000000000 >/dev/null
@@ -81,9 +82,9 @@ size() { du -sb "$1" | cut -f1; }
 rw_before=$(size "$WORK/rewind/data"); rs_before=$(size "$WORK/restic/data")
 "$REWIND" forget --repo "$WORK/rewind" --keep-last "$keep" >/dev/null
 restic forget -q --keep-last "$keep" >/dev/null
-sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+drop_caches || true
 /usr/bin/time -f '%e %M' -o "$WORK/rewind.time" "$REWIND" prune --repo "$WORK/rewind" --json > "$WORK/rewind-prune.json"
-sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+drop_caches || true
 /usr/bin/time -f '%e %M' -o "$WORK/restic.time" restic prune -q > "$WORK/restic-prune.log"
 rw_after=$(size "$WORK/rewind/data"); rs_after=$(size "$WORK/restic/data")
 read -r rw_s rw_kib < "$WORK/rewind.time"; read -r rs_s rs_kib < "$WORK/restic.time"

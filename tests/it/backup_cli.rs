@@ -337,7 +337,7 @@ impl Drop for TmpfsGuard {
 
 fn mount_tmpfs(dir: &std::path::Path) -> TmpfsGuard {
     fs::create_dir_all(dir).unwrap();
-    let ok = std::process::Command::new("mount")
+    let ok = crate::common::tool("mount")
         .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
         .arg(dir)
         .status()

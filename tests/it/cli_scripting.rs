@@ -127,7 +127,7 @@ fn ls_quotes_control_characters_on_a_terminal() {
         )
         .collect::<Vec<_>>()
         .join(" ");
-    let out = std::process::Command::new("script")
+    let out = crate::common::tool("script")
         .args(["-qec", &line, "/dev/null"])
         .env_remove("REWIND_REPO")
         .output()

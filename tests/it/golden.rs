@@ -102,7 +102,7 @@ fn data() -> PathBuf {
 /// A writable copy of golden repository `name` in a scratch directory.
 fn copy_of(name: &str) -> TempRepo {
     let t = TempRepo::uninit();
-    let out = Command::new("cp")
+    let out = crate::common::tool("cp")
         .arg("-a")
         .arg(data().join(name).join("repo"))
         .arg(t.repo())

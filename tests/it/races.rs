@@ -29,7 +29,7 @@ fn repo_with_data() -> (TempRepo, PathBuf, String) {
 /// age, optionally in a pid namespace of its own (`unshare -pf`).
 fn command(t: &TempRepo, own_pid_namespace: bool, args: &[&OsStr]) -> Command {
     let mut c = if own_pid_namespace {
-        let mut c = Command::new("unshare");
+        let mut c = crate::common::tool("unshare");
         c.args(["--pid", "--fork", "--mount-proc"]).arg(bin());
         c
     } else {

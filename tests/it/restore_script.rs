@@ -18,7 +18,7 @@ fn script() -> PathBuf {
 
 /// The script on `t`'s repository with scratch space in `t/work`.
 fn script_cmd(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Command {
-    let mut c = Command::new("bash");
+    let mut c = crate::common::tool("bash");
     c.arg(script())
         .arg("--repo")
         .arg(t.repo())
@@ -160,7 +160,7 @@ impl Postgres {
     }
 
     fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
+        let out = crate::common::tool("psql")
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-h"])
             .arg(self.dir.path())
             .args(["-U", "postgres", "-d", db, "-c", sql])
@@ -428,7 +428,7 @@ fn postgres_dump_through_a_snapshot_into_a_fresh_database() {
 
 /// A site and an SQLite dump in the repository.
 fn sqlite_repo(t: &TempRepo) -> PathBuf {
-    let has_sqlite = Command::new("sqlite3")
+    let has_sqlite = crate::common::tool("sqlite3")
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success());
@@ -444,7 +444,11 @@ fn sqlite_repo(t: &TempRepo) -> PathBuf {
     let sql = "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
                WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 250)
                INSERT INTO users SELECT i, 'user ' || i FROM c;";
-    let out = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
+    let out = crate::common::tool("sqlite3")
+        .arg(&db)
+        .arg(sql)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     t.backup(&site);
     t.ok([

@@ -167,17 +167,6 @@ fn a_single_file_owners_by_name_and_an_empty_directory() {
         .0,
         0
     );
-    // (Owners matching by recorded name are unit-tested: one machine has one uid per name.)
-    let two = t.join("two");
-    t.restore(&spec(&src), &two);
-    assert_eq!(
-        verify(
-            &t,
-            &[os(&spec(&src)), two.as_os_str(), os("--numeric-owner")]
-        )
-        .0,
-        0
-    );
     // An empty directory lacks everything, each entry named once.
     let empty = t.join("empty");
     std::fs::create_dir(&empty).unwrap();
@@ -225,4 +214,68 @@ fn a_missing_snapshot_or_directory_is_an_error_not_a_pass() {
         "not ignorable: {}",
         stderr(&out)
     );
+}
+
+/// A snapshot made where uid U is called "root" (a passwd of its own):
+/// restore gives the file to this machine's root, by name, or to U with
+/// `--numeric-owner`; verify matches owners by name, or by number only with
+/// `--numeric-owner`.
+#[test]
+fn numeric_owner_restores_and_compares_by_number_where_names_disagree() {
+    use std::os::unix::fs::MetadataExt;
+    let t = TempRepo::new();
+    let src = t.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let f = tree::file(&src.join("f"), b"owned");
+    let (uid, gid) = tree::unnamed_ids();
+    tree::chown(&f, uid, gid);
+    let passwd = t.join("passwd");
+    std::fs::write(&passwd, format!("root:x:{uid}:{gid}:elsewhere:/:/bin/sh\n")).unwrap();
+    let out = t
+        .cmd_with_passwd(&passwd, [OsStr::new("backup"), src.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ls = t.ok(["ls", "--json", "latest", src.to_str().unwrap()]);
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("\"user\":\"root\"") && l.contains(&format!("\"uid\":{uid}"))),
+        "f recorded as root, uid {uid}: {ls}"
+    );
+
+    let owner = |dir: &Path| {
+        let md = std::fs::symlink_metadata(dir.join("f")).unwrap();
+        (md.uid(), md.gid())
+    };
+    let by_name = t.join("by-name");
+    t.restore(&spec(&src), &by_name);
+    assert_eq!(owner(&by_name), (0, gid), "by name: this machine's root");
+    let by_number = t.join("by-number");
+    t.ok([
+        os("restore"),
+        os(&spec(&src)),
+        os("--target"),
+        by_number.as_os_str(),
+        os("--numeric-owner"),
+    ]);
+    assert_eq!(
+        owner(&by_number),
+        (uid, gid),
+        "--numeric-owner: the stored uid"
+    );
+
+    let f_in = src.join("f").display().to_string();
+    let differs = BTreeSet::from([("owner".to_string(), f_in)]);
+    let snap = spec(&src);
+    let verify_in = |dir: &Path, numeric: bool| {
+        let mut args = vec![os(&snap), dir.as_os_str()];
+        if numeric {
+            args.push(os("--numeric-owner"));
+        }
+        verify(&t, &args)
+    };
+    assert_eq!(verify_in(&by_name, false), (0, BTreeSet::new()));
+    assert_eq!(verify_in(&by_name, true), (1, differs));
+    assert_eq!(verify_in(&by_number, true), (0, BTreeSet::new()));
+    assert_eq!(verify_in(&by_number, false), (0, BTreeSet::new()));
 }

@@ -16,6 +16,14 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rewind"))
 }
 
+/// An external program (cat, diff, getfacl, sh…) in the C locale, so that
+/// the messages a test matches read the same on every machine.
+pub fn tool(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("LC_ALL", "C").env_remove("LANGUAGE");
+    c
+}
+
 /// The repository at `path`, opened through the library with the test
 /// password, its index read.
 pub fn open_repo(path: &Path) -> rewind::repo::Repository {
@@ -115,6 +123,29 @@ impl TempRepo {
         let mut c = Command::new(bin());
         c.arg("--repo").arg(self.repo()).args(args);
         test_env(&mut c).env("REWIND_CACHE_DIR", self.join("cache"));
+        c
+    }
+
+    /// [`TempRepo::cmd`] in a mount namespace of its own where `passwd` is
+    /// /etc/passwd: the names it records are not this machine's.
+    pub fn cmd_with_passwd<I, S>(&self, passwd: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let inner = self.cmd(args);
+        let mut c = tool("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/passwd && exec "$@""#)
+            .arg(passwd)
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
         c
     }
 

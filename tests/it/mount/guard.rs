@@ -92,17 +92,25 @@ impl MountGuard {
         String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
-    /// Wait up to `secs` for the mount process to end.
+    /// Wait up to `secs` for the mount process to end; it is asked at least
+    /// once, so `wait_exit(0)` tells whether it has ended already.
     pub fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(secs) {
+        let child = self.child.as_mut().expect("a mount process");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return Some(status);
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
+    }
+
+    /// Whether the mount process is still running.
+    pub fn running(&mut self) -> bool {
+        self.wait_exit(0).is_none()
     }
 
     /// Kill the mount process outright (leaving a dead mount behind).

@@ -98,7 +98,7 @@ fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
             assert!(out.status.success(), "{}", stderr(&out));
         }),
         ("fusermount3 -u", |mnt, _| {
-            let out = Command::new("fusermount3")
+            let out = crate::common::tool("fusermount3")
                 .arg("-u")
                 .arg(mnt)
                 .output()
@@ -106,7 +106,11 @@ fn every_way_of_unmounting_ends_the_mount_with_exit_0() {
             assert!(out.status.success(), "{}", stderr(&out));
         }),
         ("umount", |mnt, _| {
-            assert!(Command::new("umount").arg(mnt).status().unwrap().success())
+            assert!(crate::common::tool("umount")
+                .arg(mnt)
+                .status()
+                .unwrap()
+                .success())
         }),
         ("SIGTERM", |_, pid| {
             assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0)
@@ -174,8 +178,20 @@ fn a_symlinked_mount_point_is_followed() {
     let link = t.join("link");
     std::os::unix::fs::symlink("real", &link).unwrap();
     let mut m = MountGuard::start_via(&t, &link, &["--snapshot", "latest"]);
-    assert_eq!(m.mnt, fs::canonicalize(&real).unwrap());
+    // The link stays a link, and the mount is on the directory it names.
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert!(!is_mounted(&link), "mounted on the link itself");
+    let dev = |p: &std::path::Path| std::os::unix::fs::MetadataExt::dev(&fs::metadata(p).unwrap());
+    assert_ne!(
+        dev(&real),
+        dev(t.path()),
+        "nothing mounted on {}",
+        real.display()
+    );
+    assert_eq!(
+        fs::read(restored(&real, &src).join("f")).unwrap(),
+        b"content"
+    );
     assert_eq!(
         fs::read(restored(&link, &src).join("f")).unwrap(),
         b"content"
@@ -207,7 +223,10 @@ fn daemon_returns_once_mounted_and_ends_on_umount() {
             bare(&["umount", mnt.to_str().unwrap()]).status()
         }),
         ("fusermount3 -u", |mnt| {
-            Command::new("fusermount3").arg("-u").arg(mnt).status()
+            crate::common::tool("fusermount3")
+                .arg("-u")
+                .arg(mnt)
+                .status()
         }),
     ];
     for (i, (how, unmount)) in ways.iter().enumerate() {
@@ -280,19 +299,15 @@ fn a_killed_mount_leaves_a_dead_mount_that_rewind_umount_clears() {
 fn backups_while_mounted_never_break_the_mount() {
     let (t, src) = small_repo();
     let mut m = MountGuard::start(&t, "mnt", &[]);
-    let repo = t.repo();
+    let backups: Vec<Command> = (0..4)
+        .map(|_| t.cmd(["backup".as_ref(), src.as_os_str()]))
+        .collect();
     let src2 = src.clone();
     let writer = std::thread::spawn(move || {
-        for i in 0..4 {
+        for (i, mut backup) in backups.into_iter().enumerate() {
             fs::write(src2.join("f"), format!("version {i}")).unwrap();
             fs::write(src2.join(format!("new{i}")), vec![i as u8; 300_000]).unwrap();
-            let out = crate::common::test_env(&mut Command::new(crate::common::bin()))
-                .arg("--repo")
-                .arg(&repo)
-                .arg("backup")
-                .arg(&src2)
-                .output()
-                .unwrap();
+            let out = backup.output().unwrap();
             assert!(out.status.success(), "{}", stderr(&out));
         }
     });
@@ -305,16 +320,20 @@ fn backups_while_mounted_never_break_the_mount() {
         std::thread::sleep(Duration::from_millis(50));
     }
     writer.join().unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
-    let n = fs::read_dir(m.join("snapshots")).unwrap().count();
-    assert_eq!(n, 6, "5 snapshots and latest");
+    // The mount notices new snapshots by itself, within a few seconds.
+    let start = Instant::now();
+    let listed = || fs::read_dir(m.join("snapshots")).unwrap().count();
+    while listed() != 6 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} entries in snapshots/, not 5 snapshots and latest",
+            listed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let latest = restored(&m.join("snapshots/latest"), &src);
     assert_eq!(fs::read(latest.join("new3")).unwrap(), vec![3u8; 300_000]);
-    assert!(
-        m.wait_exit(0).is_none(),
-        "the mount is still running:\n{}",
-        m.log_text()
-    );
+    assert!(m.running(), "the mount ended:\n{}", m.log_text());
 }
 
 /// Prune while mounted: the mount's shared lock holds it off, naming the
@@ -373,11 +392,7 @@ fn prune_while_mounted_waits_for_the_mount_or_never_breaks_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        m.wait_exit(0).is_none(),
-        "the mount ended:\n{}",
-        m.log_text()
-    );
+    assert!(m.running(), "the mount ended:\n{}", m.log_text());
 }
 
 /// The mount is in place before the snapshot is found and the lock taken
@@ -423,10 +438,28 @@ fn a_failure_after_mounting_undoes_the_mount_and_says_why() {
         let mnt = mnt.clone();
         std::thread::spawn(move || fs::metadata(&mnt).map(|m| m.is_dir()))
     };
+    // The stat waits as long as the start-up does…
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            !inside.is_finished(),
+            "a stat inside the mount returned before the start-up ended: {:?}",
+            inside.join()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("prune (test)"), "{}", stderr(&out));
-    inside.join().unwrap().ok();
+    // …then fails as on a connection that is gone, or (had it come after
+    // the mount was undone) finds the plain directory.
+    match inside.join().unwrap() {
+        Ok(is_dir) => assert!(is_dir, "the mount point is not a directory"),
+        Err(e) => assert!(
+            matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+            "the stat inside the mount failed with {e}"
+        ),
+    }
     assert!(!is_mounted(&mnt), "a dead mount was left behind");
     assert!(fs::metadata(&mnt).unwrap().is_dir());
     drop(lock);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 const TABLES: &str = "wp_posts, wp_options, wp_users";
@@ -247,7 +247,7 @@ fn dump_files(t: &TempRepo, db: &MariaDb) -> PathBuf {
     fs::create_dir(&dir).unwrap();
     // Bytes, not text: the blob column is no UTF-8.
     let dump = |flags: &str| -> Vec<u8> {
-        let out = Command::new("sh")
+        let out = crate::common::tool("sh")
             .arg("-c")
             .arg(db.dump_command(flags))
             .output()
@@ -262,7 +262,7 @@ fn dump_files(t: &TempRepo, db: &MariaDb) -> PathBuf {
     };
     let full = dump("site");
     let sh = |script: &str| {
-        let out = Command::new("sh")
+        let out = crate::common::tool("sh")
             .arg("-c")
             .arg(script)
             .current_dir(&dir)

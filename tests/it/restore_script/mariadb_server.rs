@@ -149,7 +149,7 @@ impl MariaDb {
     }
 
     fn root(&self) -> Command {
-        let mut c = Command::new("mariadb");
+        let mut c = crate::common::tool("mariadb");
         c.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket().display()))
             .args(["--user=root", "--default-character-set=utf8mb4"])
