@@ -470,8 +470,6 @@ fn new_lock_name() -> Result<String> {
     Ok(to_hex(&rnd))
 }
 
-/// The 32 bytes a lock's frame binds: its name's, zero-padded (format-1
-/// names are 32 digits).
 /// Decode lock object `name` of a repository whose codec is `codec`.
 pub fn decode_lock(codec: &Codec, name: &str, bytes: &[u8]) -> Result<LockInfo> {
     let object = format!("lock {}", short(name));
@@ -499,6 +497,8 @@ pub fn encode_lock(codec: &Codec, name: &str, info: &LockInfo) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// The 32 bytes a lock's frame binds: its name's, zero-padded (format-1
+/// names are 32 digits).
 fn lock_id(name: &str) -> Result<[u8; 32]> {
     let mut id = [0u8; 32];
     let bytes: Option<Vec<u8>> = (0..name.len())
