@@ -198,8 +198,9 @@ fn ttl(a: &Attr) -> Duration {
     }
 }
 
-/// A stored time as a `SystemTime`; times beyond what it holds are clamped
-/// (a time of the last second of `i64` plus nanoseconds would overflow).
+/// A stored time as a `SystemTime`; a time beyond what it holds (the last
+/// second of `i64` plus nanoseconds would overflow) is shown as the epoch,
+/// or as its whole second when only the nanoseconds overflow.
 fn system_time(t: Time) -> SystemTime {
     let nanos = Duration::from_nanos(t.nsec.min(999_999_999) as u64);
     let secs = Duration::from_secs(t.sec.unsigned_abs());
