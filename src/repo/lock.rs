@@ -525,6 +525,7 @@ pub fn acquire(
     let deadline = Instant::now().checked_add(wait);
     let mut pause = Duration::from_millis(100);
     loop {
+        crate::interrupt::check()?;
         repo.backend
             .put(FileType::Lock, &name, &repo.encode_lock(&name, &info)?)?;
         let reference = repo.storage_now(Some(&name));

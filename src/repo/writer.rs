@@ -756,6 +756,7 @@ mod tests {
                 parent: None,
                 program: "test".into(),
                 summary: Default::default(),
+                original: None,
             };
             let e = w.commit(&snap).unwrap_err().to_string();
             assert!(e.contains("was deleted while it ran"), "{e}");

@@ -4,6 +4,18 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// copy: snapshots between repositories with their own keys and formats.
+mod copy;
+// Backup options for cron: path lists, marker files, size limits, tags, missing paths.
+mod cli_backup;
+// A closed stdout ends every command quietly, keeping its outcome's exit code.
+mod cli_pipes;
+// Scripting: JSON times and names, tag, forget by id, dry runs beside a mount, usage errors.
+mod cli_scripting;
+// Which snapshot a command line names: latest:PATH, filters, ambiguous prefixes.
+mod cli_select;
+// SIGINT and SIGTERM stop backup and check cleanly.
+mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // Bad input and faults: unreadable files, damage, full disk, kills.
@@ -24,6 +36,8 @@ mod one_change;
 mod prune;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
+// Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
+mod restore;
 // An encrypted repository tampered with: every object kind flipped, cut,
 // swapped; foreign and damaged keys; wrong passwords.
 mod tamper;
