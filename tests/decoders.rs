@@ -576,6 +576,7 @@ fn build(encrypted: bool) -> Fixture {
                 bytes_read: 12345,
                 ..Summary::default()
             },
+            original: None,
         })
         .unwrap();
     }

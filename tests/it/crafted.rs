@@ -296,6 +296,7 @@ fn write_repo(dir_path: &Path, case: &str) {
         parent: None,
         program: format!("rewind crafted {case}"),
         summary: Summary::default(),
+        original: None,
     })
     .unwrap();
 }
