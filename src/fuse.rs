@@ -198,13 +198,19 @@ fn ttl(a: &Attr) -> Duration {
     }
 }
 
+/// A stored time as a `SystemTime`; a time beyond what it holds (the last
+/// second of `i64` plus nanoseconds would overflow) is shown as the epoch,
+/// or as its whole second when only the nanoseconds overflow.
 fn system_time(t: Time) -> SystemTime {
     let nanos = Duration::from_nanos(t.nsec.min(999_999_999) as u64);
-    if t.sec >= 0 {
-        UNIX_EPOCH + Duration::from_secs(t.sec as u64) + nanos
+    let secs = Duration::from_secs(t.sec.unsigned_abs());
+    let whole = if t.sec >= 0 {
+        UNIX_EPOCH.checked_add(secs)
     } else {
-        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + nanos
-    }
+        UNIX_EPOCH.checked_sub(secs)
+    };
+    let whole = whole.unwrap_or(UNIX_EPOCH);
+    whole.checked_add(nanos).unwrap_or(whole)
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -711,6 +717,13 @@ mod tests {
                 }
             };
             assert_eq!(back, (sec, nsec));
+        }
+        // The ends of i64 (a hostile or odd tree) give a time, not a panic.
+        for sec in [i64::MAX, i64::MIN] {
+            system_time(Time {
+                sec,
+                nsec: 999_999_999,
+            });
         }
     }
 }

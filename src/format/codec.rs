@@ -375,7 +375,8 @@ impl Codec {
     }
 
     /// Decode one frame. `expect_len` is the exact plaintext length when known
-    /// (blobs); otherwise the plaintext is capped at `MAX_FILE_PLAIN`.
+    /// (blobs: the index and the tree agree on it); otherwise the plaintext is
+    /// capped at [`MAX_FILE_PLAIN`] (see [`Codec::decode_at_most`]).
     pub fn decode(
         &self,
         frame: &[u8],
@@ -383,65 +384,129 @@ impl Codec {
         aad: &Aad,
         object: &str,
     ) -> Result<Vec<u8>> {
-        match &self.seal {
-            None => decode_plain(frame, expect_len, object),
-            Some(seal) => {
-                if frame.len() < NONCE_LEN + BODY_HEAD + TAG_LEN {
-                    return Err(Error::corrupt(object, "encrypted frame too short"));
-                }
-                let (nonce, rest) = frame.split_at(NONCE_LEN);
-                let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-                let mut body = body.to_vec();
-                let nonce = XNonce::try_from(nonce).expect("24 bytes");
-                let tag = Tag::try_from(tag).expect("16 bytes");
-                seal.aead
-                    .decrypt_inout_detached(&nonce, &aad.bytes(), (&mut body[..]).into(), &tag)
-                    .map_err(|_| {
-                        Error::corrupt(
-                            object,
-                            "authentication failed (changed, truncated, moved or from another repository)",
-                        )
-                    })?;
-                let len = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
-                if len > body.len() - BODY_HEAD {
-                    return Err(Error::corrupt(object, "payload length beyond the frame"));
-                }
-                // The scheme byte goes right before the payload, as in format 1.
-                body[4] = body[0];
-                decode_plain(&body[4..BODY_HEAD + len], expect_len, object)
-            }
+        let len = match expect_len {
+            Some(n) => Len::Exact(n),
+            None => Len::AtMost(MAX_FILE_PLAIN),
+        };
+        self.decode_len(frame, len, aad, object)
+    }
+
+    /// Decode one frame whose plaintext may be at most `max` bytes (whole
+    /// objects of a kind with a smaller bound than [`MAX_FILE_PLAIN`]).
+    pub fn decode_at_most(
+        &self,
+        frame: &[u8],
+        max: usize,
+        aad: &Aad,
+        object: &str,
+    ) -> Result<Vec<u8>> {
+        self.decode_len(frame, Len::AtMost(max.min(MAX_FILE_PLAIN)), aad, object)
+    }
+
+    fn decode_len(&self, frame: &[u8], len: Len, aad: &Aad, object: &str) -> Result<Vec<u8>> {
+        let Some(seal) = &self.seal else {
+            return decode_plain(frame, len, object);
+        };
+        if frame.len() < NONCE_LEN + BODY_HEAD + TAG_LEN {
+            return Err(Error::corrupt(object, "encrypted frame too short"));
+        }
+        if frame.len() as u64 > self.max_frame_len(len.max() as u64) {
+            return Err(Error::corrupt(
+                object,
+                "encrypted frame longer than its plaintext allows",
+            ));
+        }
+        let (nonce, rest) = frame.split_at(NONCE_LEN);
+        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut body = body.to_vec();
+        let nonce = XNonce::try_from(nonce).expect("24 bytes");
+        let tag = Tag::try_from(tag).expect("16 bytes");
+        seal.aead
+            .decrypt_inout_detached(&nonce, &aad.bytes(), (&mut body[..]).into(), &tag)
+            .map_err(|_| {
+                Error::corrupt(
+                    object,
+                    "authentication failed (changed, truncated, moved or from another repository)",
+                )
+            })?;
+        let n = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
+        if n > body.len() - BODY_HEAD {
+            return Err(Error::corrupt(object, "payload length beyond the frame"));
+        }
+        // The scheme byte goes right before the payload, as in format 1.
+        body[4] = body[0];
+        decode_plain(&body[4..BODY_HEAD + n], len, object)
+    }
+}
+
+/// What a reader knows of a frame's plaintext length before it decodes.
+#[derive(Clone, Copy, Debug)]
+enum Len {
+    /// Exactly this many bytes (a blob: the index and the tree agree).
+    Exact(usize),
+    /// At most this many (a whole object, capped by its kind).
+    AtMost(usize),
+}
+
+impl Len {
+    fn max(self) -> usize {
+        match self {
+            Len::Exact(n) | Len::AtMost(n) => n,
         }
     }
 }
 
 /// Decode a format-1 frame (scheme byte and payload).
-fn decode_plain(frame: &[u8], expect_len: Option<usize>, object: &str) -> Result<Vec<u8>> {
+///
+/// Nothing is allocated beyond what the frame holds or `len` allows: a zstd
+/// frame must declare its content size, which must be the exact length or
+/// within the cap before any output is allocated; with only a cap, output is
+/// allocated as it is produced, so a frame that claims more than it holds
+/// costs only what it holds.
+fn decode_plain(frame: &[u8], len: Len, object: &str) -> Result<Vec<u8>> {
     let (&scheme, payload) = frame
         .split_first()
         .ok_or_else(|| Error::corrupt(object, "empty frame"))?;
     let plain = match scheme {
         RAW => {
-            if let Some(n) = expect_len {
-                if payload.len() != n {
+            match len {
+                Len::Exact(n) if payload.len() != n => {
                     return Err(Error::corrupt(
                         object,
                         format!("stored {} bytes, expected {n}", payload.len()),
-                    ));
+                    ))
                 }
-            } else if payload.len() > MAX_FILE_PLAIN {
-                return Err(Error::corrupt(object, "frame larger than any object"));
+                Len::AtMost(max) if payload.len() > max => {
+                    return Err(Error::corrupt(object, "frame larger than its kind allows"))
+                }
+                _ => {}
             }
             payload.to_vec()
         }
         ZSTD => {
-            let cap = match expect_len {
-                Some(n) => n,
-                None => match zstd::zstd_safe::get_frame_content_size(payload) {
-                    Ok(Some(n)) if n <= MAX_FILE_PLAIN as u64 => n as usize,
-                    _ => return Err(Error::corrupt(object, "zstd frame without a sane size")),
-                },
+            let declared = match zstd::zstd_safe::get_frame_content_size(payload) {
+                Ok(Some(n)) => n,
+                _ => return Err(Error::corrupt(object, "zstd frame without a sane size")),
             };
-            decompress(payload, cap).map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?
+            let zstd_err = |e: std::io::Error| Error::corrupt(object, format!("zstd: {e}"));
+            match len {
+                Len::Exact(n) if declared != n as u64 => {
+                    return Err(Error::corrupt(
+                        object,
+                        format!("zstd frame declares {declared} bytes, expected {n}"),
+                    ))
+                }
+                Len::Exact(n) => decompress(payload, n).map_err(zstd_err)?,
+                Len::AtMost(max) if declared > max as u64 => {
+                    return Err(Error::corrupt(
+                        object,
+                        format!("zstd frame declares {declared} bytes, more than its kind allows"),
+                    ))
+                }
+                Len::AtMost(_) => {
+                    decompress_growing(payload, declared as usize).map_err(zstd_err)?
+                }
+            }
         }
         other => {
             return Err(Error::corrupt(
@@ -450,7 +515,7 @@ fn decode_plain(frame: &[u8], expect_len: Option<usize>, object: &str) -> Result
             ))
         }
     };
-    if let Some(n) = expect_len {
+    if let Len::Exact(n) = len {
         if plain.len() != n {
             return Err(Error::corrupt(
                 object,
@@ -487,6 +552,7 @@ pub fn fill_random(buf: &mut [u8]) {
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static STREAM_DECOMPRESSOR: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
 }
 
 /// Compress with a per-thread context and scratch buffer (contexts are costly
@@ -522,6 +588,58 @@ fn decompress(payload: &[u8], cap: usize) -> std::io::Result<Vec<u8>> {
         slot.as_mut().expect("just set").decompress(payload, cap)
     })
 }
+
+/// Decompress one zstd frame that declares `declared` bytes (already
+/// checked against the caller's cap), allocating output as it is produced:
+/// at most twice what the frame really yields, and never more than
+/// `declared` plus one step. Anything after the frame is an error.
+fn decompress_growing(payload: &[u8], declared: usize) -> std::io::Result<Vec<u8>> {
+    use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective};
+    let err = |code: usize| std::io::Error::other(zstd::zstd_safe::get_error_name(code));
+    STREAM_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = slot.get_or_insert_with(DCtx::create);
+        dctx.reset(ResetDirective::SessionOnly).map_err(err)?;
+        // Start small: a lying size costs nothing until bytes come out.
+        let mut out: Vec<u8> = Vec::with_capacity(declared.min(GROW_START));
+        let mut input = InBuffer::around(payload);
+        loop {
+            if out.len() == out.capacity() && out.len() < declared {
+                let more = out.capacity().max(GROW_START).min(declared - out.len());
+                out.reserve_exact(more);
+            }
+            let (at, read) = (out.len(), input.pos());
+            let mut output = OutBuffer::around_pos(&mut out, at);
+            let hint = dctx
+                .decompress_stream(&mut output, &mut input)
+                .map_err(err)?;
+            if hint == 0 {
+                break;
+            }
+            // Each round consumes input or yields output (never beyond
+            // `declared`), so this ends.
+            if output.pos() == at && input.pos() == read {
+                return Err(std::io::Error::other(if out.len() < declared {
+                    "truncated frame"
+                } else {
+                    "more output than the frame declares"
+                }));
+            }
+        }
+        if input.pos() != payload.len() {
+            return Err(std::io::Error::other("bytes after the frame"));
+        }
+        if out.len() != declared {
+            return Err(std::io::Error::other(
+                "frame yields another size than it declares",
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// The first allocation of [`decompress_growing`].
+const GROW_START: usize = 64 << 10;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,8 @@
 //! | 1      | `RWND` `C` version 1 | UTF-8 JSON of [`Config`], in plaintext, with `hash_key` |
 //! | 2      | `RWND` `C` version 2 | one encrypted frame of the JSON, bound to the repository id (from the key file that opened it) |
 //!
-//! `config` is written once by `init` and never changed. A reader *must*
+//! Its JSON is at most [`MAX_JSON`] bytes. `config` is written once by `init`
+//! and never changed. A reader *must*
 //! refuse a `format` it does not know, and a format-2 config is only read
 //! with a key ([`key`](super::key)): its parameters are authenticated like
 //! everything else. Format 1 is the unencrypted format (`init
@@ -23,6 +24,9 @@ pub const FORMAT_ENCRYPTED: u32 = 2;
 
 /// The AEAD of a format-2 repository, as `config` names it.
 pub const ENCRYPTION: &str = "xchacha20poly1305";
+
+/// The longest config JSON a reader accepts.
+pub const MAX_JSON: usize = 64 << 10;
 
 /// Repository-wide parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +176,7 @@ impl Config {
     pub fn decode_sealed(bytes: &[u8], codec: &Codec, id: &str) -> Result<Self> {
         let body = codec.open(bytes, FileKind::Config, "config")?;
         let aad = Aad::whole(FileKind::Config, Self::id_bytes(id)?);
-        let json = codec.decode(body, None, &aad, "config")?;
+        let json = codec.decode_at_most(body, MAX_JSON, &aad, "config")?;
         let cfg = Self::parse(&json, FORMAT_ENCRYPTED)?;
         if cfg.id != id {
             return Err(Error::corrupt(
@@ -184,6 +188,9 @@ impl Config {
     }
 
     fn parse(json: &[u8], expect: u32) -> Result<Self> {
+        if json.len() > MAX_JSON {
+            return Err(Error::corrupt("config", "longer than any config"));
+        }
         let cfg: Config = serde_json::from_slice(json).map_err(|e| Error::corrupt("config", e))?;
         if cfg.format != FORMAT_PLAIN && cfg.format != FORMAT_ENCRYPTED {
             return Err(Error::UnsupportedVersion(format!(

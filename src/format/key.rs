@@ -5,7 +5,8 @@
 //! | envelope | `RWND` `K` version 1                     |
 //! | body     | UTF-8 JSON of [`KeyFile`], in plaintext  |
 //!
-//! A key file's name is 32 random hex digits. Its fields:
+//! A key file's name is 32 random hex digits; it is at most [`MAX_LEN`]
+//! bytes. Its fields:
 //!
 //! | field        | meaning                                                          |
 //! |--------------|------------------------------------------------------------------|
@@ -35,6 +36,9 @@ use crate::error::{Error, Result};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
+
+/// The longest key file a reader accepts.
+pub const MAX_LEN: usize = 64 << 10;
 
 /// The most memory a key file may ask of Argon2id.
 pub const MAX_MEMORY_KIB: u32 = 4 << 20;
@@ -252,6 +256,9 @@ impl KeyFile {
     }
 
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        if bytes.len() > MAX_LEN {
+            return Err(Error::corrupt(object, "longer than any key file"));
+        }
         let (version, body) = open_envelope(bytes, FileKind::Key, object)?;
         if version != 1 {
             return Err(Error::UnsupportedVersion(format!(

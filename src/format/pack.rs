@@ -39,12 +39,20 @@
 //! | 45     | 4    | offset of the blob's plaintext inside the frame's     |
 //! | 49     | 4    | length of the blob's plaintext                        |
 //!
+//! A reader *must* refuse a header whose entries claim frames larger than a
+//! blob of their kind can be (a data frame's plaintext at most
+//! [`MAX_DATA_FRAME`], a tree's at most [`tree::MAX_ENCODED`]; a stored frame
+//! at most its plaintext plus the codec's overhead), as the index does: the
+//! header is what `check` and an index rebuild read.
+//!
 //! Because every pack carries its own header, the index can always be rebuilt
 //! from the packs alone. The writer *must* re-decode its header before it
 //! finishes a pack, and *must* refuse any use after a failed write.
 
 use super::codec::{Aad, Codec, Compressed, FileKind, ENVELOPE_LEN};
 use super::id::BlobId;
+use super::index::MAX_DATA_FRAME;
+use super::tree;
 use crate::error::{Error, Result};
 use std::io::Write;
 
@@ -261,7 +269,7 @@ pub fn decode_header(plain: &[u8], object: &str) -> Result<Vec<PackEntry>> {
         return Err(Error::corrupt(object, "pack header too short"));
     }
     let n = u32::from_le_bytes(plain[..4].try_into().unwrap()) as usize;
-    if plain.len() != 4 + n * ENTRY_LEN {
+    if n.checked_mul(ENTRY_LEN).and_then(|b| b.checked_add(4)) != Some(plain.len()) {
         return Err(Error::corrupt(
             object,
             "pack header length does not match its count",
@@ -287,9 +295,23 @@ pub fn decode_header(plain: &[u8], object: &str) -> Result<Vec<PackEntry>> {
             if e.inner as u64 + e.raw_len as u64 > e.frame.raw_len as u64 {
                 return Err(Error::corrupt(object, "blob lies outside its frame"));
             }
+            if e.frame.raw_len as u64 > max_frame_plain(kind) {
+                return Err(Error::corrupt(
+                    object,
+                    format!("blob {} claims a frame larger than any", e.id.short()),
+                ));
+            }
             Ok(e)
         })
         .collect()
+}
+
+/// The largest plaintext a frame of blobs of `kind` may have.
+pub fn max_frame_plain(kind: BlobKind) -> u64 {
+    match kind {
+        BlobKind::Data => MAX_DATA_FRAME as u64,
+        BlobKind::Tree => tree::MAX_ENCODED as u64,
+    }
 }
 
 /// From the last [`TRAILER_LEN`] bytes of a pack, the length of its header frame.
@@ -335,6 +357,15 @@ pub fn decode_header_frame(
             return Err(Error::corrupt(
                 object,
                 format!("blob {} lies outside the pack body", e.id.short()),
+            ));
+        }
+        if e.frame.stored_len as u64 > codec.max_frame_len(e.frame.raw_len as u64) {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "blob {}: its frame is longer than its plaintext allows",
+                    e.id.short()
+                ),
             ));
         }
     }

@@ -7,7 +7,8 @@
 //!
 //! The file's name ([`SnapshotId`]) is, in format 1, the BLAKE3 of its bytes;
 //! in format 2, the keyed BLAKE3 of the JSON, which the frame's associated data
-//! binds. Every read checks a manifest against its name: one changed byte is
+//! binds. A manifest's JSON is at most [`MAX_PLAIN`] bytes. Every read checks
+//! a manifest against its name: one changed byte is
 //! an error naming the snapshot, never a snapshot with another time or tree.
 //! A snapshot *must* only be written after every blob its tree reaches is in a
 //! durable pack named by a durable index file. Unknown JSON fields are
@@ -18,6 +19,10 @@ use super::id::{file_hash, Hasher, SnapshotId, TreeId};
 use super::tree::Time;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+
+/// The longest manifest JSON a reader accepts (a manifest names a root tree
+/// and the paths given on a command line).
+pub const MAX_PLAIN: usize = 16 << 20;
 
 /// One backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +100,7 @@ impl Snapshot {
         let object = format!("snapshot {}", id.short());
         let body = codec.open(file, FileKind::Snapshot, &object)?;
         let aad = Aad::whole(FileKind::Snapshot, id.0);
-        let json = codec.decode(body, None, &aad, &object)?;
+        let json = codec.decode_at_most(body, MAX_PLAIN, &aad, &object)?;
         let actual = hasher.object(&json).unwrap_or_else(|| file_hash(file));
         if actual != id.0 {
             return Err(Error::corrupt(&object, "content does not match its name"));

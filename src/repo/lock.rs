@@ -5,7 +5,8 @@
 //! command, and what identifies the process beyond doubt (machine id, boot id,
 //! pid namespace and the process's start time). Its holder rewrites it every
 //! heartbeat (a thirtieth of the stale age). Format 1 stores it as bare JSON;
-//! format 2 as a `L` object, one encrypted frame of the JSON.
+//! format 2 as a `L` object, one encrypted frame of the JSON. Either way the
+//! JSON is at most [`MAX_JSON`] bytes.
 //!
 //! # Stale locks
 //!
@@ -42,12 +43,15 @@
 use super::Repository;
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
-use crate::format::codec::{Aad, FileKind};
+use crate::format::codec::{Aad, Codec, FileKind};
 use crate::format::id::to_hex;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The longest lock JSON a reader accepts.
+pub const MAX_JSON: usize = 16 << 10;
 
 /// The default stale age.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -330,30 +334,11 @@ impl Drop for Lock {
 
 impl Repository {
     fn encode_lock(&self, name: &str, info: &LockInfo) -> Result<Vec<u8>> {
-        let json = serde_json::to_vec(info).expect("locks serialize");
-        if !self.codec.is_encrypted() {
-            return Ok(json);
-        }
-        let mut out = self.codec.envelope(FileKind::Lock).to_vec();
-        self.codec
-            .encode_into(&json, &Aad::whole(FileKind::Lock, lock_id(name)?), &mut out);
-        Ok(out)
+        encode_lock(&self.codec, name, info)
     }
 
     fn decode_lock(&self, name: &str, bytes: &[u8]) -> Result<LockInfo> {
-        let object = format!("lock {}", short(name));
-        let json = if self.codec.is_encrypted() {
-            let frame = self.codec.open(bytes, FileKind::Lock, &object)?;
-            self.codec.decode(
-                frame,
-                None,
-                &Aad::whole(FileKind::Lock, lock_id(name)?),
-                &object,
-            )?
-        } else {
-            bytes.to_vec()
-        };
-        serde_json::from_slice(&json).map_err(|e| Error::corrupt(&object, e))
+        decode_lock(&self.codec, name, bytes)
     }
 
     /// Every lock with what it says; unreadable ones are skipped (removed
@@ -483,6 +468,33 @@ fn new_lock_name() -> Result<String> {
     let mut rnd = [0u8; 32];
     crate::format::config::getrandom(&mut rnd)?;
     Ok(to_hex(&rnd))
+}
+
+/// Decode lock object `name` of a repository whose codec is `codec`.
+pub fn decode_lock(codec: &Codec, name: &str, bytes: &[u8]) -> Result<LockInfo> {
+    let object = format!("lock {}", short(name));
+    let json = if codec.is_encrypted() {
+        let frame = codec.open(bytes, FileKind::Lock, &object)?;
+        let aad = Aad::whole(FileKind::Lock, lock_id(name)?);
+        codec.decode_at_most(frame, MAX_JSON, &aad, &object)?
+    } else if bytes.len() > MAX_JSON {
+        return Err(Error::corrupt(&object, "longer than any lock"));
+    } else {
+        bytes.to_vec()
+    };
+    serde_json::from_slice(&json).map_err(|e| Error::corrupt(&object, e))
+}
+
+/// Encode `info` as lock object `name` of a repository whose codec is
+/// `codec` (what [`decode_lock`] reads).
+pub fn encode_lock(codec: &Codec, name: &str, info: &LockInfo) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(info).expect("locks serialize");
+    if !codec.is_encrypted() {
+        return Ok(json);
+    }
+    let mut out = codec.envelope(FileKind::Lock).to_vec();
+    codec.encode_into(&json, &Aad::whole(FileKind::Lock, lock_id(name)?), &mut out);
+    Ok(out)
 }
 
 /// The 32 bytes a lock's frame binds: its name's, zero-padded (format-1

@@ -30,6 +30,8 @@ mod fidelity;
 mod golden;
 // The FUSE mount, for real.
 mod mount;
+// Crafted hostile repositories under tests/data/crafted: check, ls, restore, mount.
+mod crafted;
 // Names and paths: raw bytes, beyond PATH_MAX.
 mod names;
 // A small tree and mutations that change one category each (for diff and verify).
