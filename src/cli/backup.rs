@@ -61,10 +61,12 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     if args.paths.is_empty() && args.stdin_name.is_none() {
         anyhow::bail!("nothing to back up: give one or more paths, or --stdin-name");
     }
-    let path = repo_arg.path()?;
-    if repo_arg.is_default() && !path.join("config").exists() {
-        super::init::create(repo_arg, true, None)?;
-        eprintln!("created encrypted repository at {}", path.display());
+    if repo_arg.is_default() {
+        let path = repo_arg.path()?;
+        if !path.join("config").exists() {
+            super::init::create(repo_arg, true, None)?;
+            eprintln!("created encrypted repository at {}", path.display());
+        }
     }
     let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
     let mut excludes = args.excludes.clone();
@@ -99,6 +101,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
             command: args.stdin_from_command.clone(),
         }),
         threads: args.threads.max(1),
+        connections: repo_arg.connections(),
     };
     let reporter = Reporter::new("read", super::stderr_is_tty() && !args.json);
     let out = backup::backup(Arc::clone(&repo), &opts, &reporter);
@@ -109,6 +112,9 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         let mut v = serde_json::to_value(&out.snapshot)?;
         v["id"] = serde_json::Value::String(out.id.to_hex());
         v["dry_run"] = serde_json::Value::Bool(out.dry_run);
+        if let Some(r) = repo_arg.requests() {
+            v["requests"] = r.to_json();
+        }
         println!("{v}");
     } else {
         let verb = if out.dry_run {

@@ -30,11 +30,15 @@ pub fn options(max_unused: &str, dry_run: bool) -> Result<PruneOptions> {
     Ok(PruneOptions {
         max_unused: pct,
         dry_run,
+        ..PruneOptions::default()
     })
 }
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
-    let opts = options(&args.max_unused, args.dry_run)?;
+    let opts = PruneOptions {
+        connections: repo_arg.connections(),
+        ..options(&args.max_unused, args.dry_run)?
+    };
     let (repo, _lock) = repo_arg.open_locked(true, "prune")?;
     let report = prune::prune(&repo, &opts, &crate::progress::Silent).context("prune failed")?;
     print(&report, args.json);
