@@ -18,6 +18,8 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
+// Off-site repositories: S3 and SFTP on real servers on loopback, faults.
+mod remote;
 // scripts/restore-test.sh: restore or mount, verify, SQLite, PostgreSQL and MariaDB dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.
