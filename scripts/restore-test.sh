@@ -201,17 +201,15 @@ mkdir "$scratch/logs"
 # Pin the snapshot: a backup finishing meanwhile must not change `latest` between steps.
 snap_id=
 resolve() {
-  local list
-  list=$("$rewind_bin" snapshots --json ${filters[@]+"${filters[@]}"}) || return 1
-  local ids
-  ids=$(grep -o '"id": *"[0-9a-f]\{64\}"' <<<"$list" | grep -o '[0-9a-f]\{64\}') || true
-  if [ "$snapshot" = latest ]; then
-    snap_id=$(tail -n 1 <<<"$ids")
-  else
-    snap_id=$(grep "^${snapshot,,}" <<<"$ids" || true)
-    [ "$(grep -c . <<<"$snap_id")" -le 1 ] || { echo "snapshot prefix $snapshot is ambiguous"; return 1; }
-  fi
-  [ -n "$snap_id" ] || { echo "no snapshot $snapshot ${filters[*]:-} in $repo"; return 1; }
+  # rewind resolves the spec as every command does: `latest:PATH` is the
+  # newest snapshot (of --host/--tag) that holds PATH, so a database dump
+  # backed up after the files does not hide them.
+  # A whole-snapshot test of a dump looks for the newest snapshot holding it.
+  local list holding=$path
+  if [ "$path" = / ] && [ -n "$db_dump" ]; then holding=$db_dump; fi
+  list=$("$rewind_bin" snapshots --json ${filters[@]+"${filters[@]}"} "$snapshot:$holding") || return 1
+  snap_id=$(grep -o '"id": *"[0-9a-f]\{64\}"' <<<"$list" | grep -o '[0-9a-f]\{64\}' | tail -n 1) || true
+  [ -n "$snap_id" ] || { echo "no snapshot $snapshot:$holding ${filters[*]:-} in $repo"; return 1; }
   echo "snapshot $snap_id"
 }
 step snapshot resolve || verdict

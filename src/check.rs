@@ -92,6 +92,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
     };
     let none = Vec::new();
     for pack in to_read {
+        crate::interrupt::check()?;
         report.packs_read += 1;
         let indexed = by_pack.get(&pack).unwrap_or(&none);
         read_pack(repo, &pack, indexed, &mut bad_blobs, &mut report, progress);
@@ -313,6 +314,7 @@ fn walk_snapshots(
         let sid = sid.short();
         let mut stack = vec![Step::Enter(snap.tree, PathBuf::from("/"))];
         while let Some(step) = stack.pop() {
+            crate::interrupt::check()?;
             let (tree_id, path) = match step {
                 Step::Leave(id, damage) => {
                     if report.damaged_files.len() == damage {

@@ -30,25 +30,35 @@ pub fn stamp(t: Time, sep: char) -> String {
     }
 }
 
-/// RFC 3339 in local time with its offset, to the nanosecond when there is
-/// one: `2026-12-04T02:15:01.123456789+01:00`.
+/// RFC 3339 in local time with its offset: `2026-11-23T02:15:04+01:00`,
+/// with nanoseconds when the time has them
+/// (`2026-11-23T02:15:04.000000123+01:00`). Every time in JSON output is
+/// written by this function. A time the C library cannot place is given in
+/// UTC.
 pub fn rfc3339(t: Time) -> String {
-    let Some(tm) = local(t.sec) else {
-        return format!("@{}", t.sec);
-    };
+    let offset = local(t.sec).map_or(0, |tm| tm.tm_gmtoff);
+    rfc3339_at(t, offset)
+}
+
+/// [`rfc3339`] at a fixed offset from UTC (seconds east).
+pub fn rfc3339_at(t: Time, offset: i64) -> String {
+    let wall = t.sec.saturating_add(offset);
+    let (y, mo, d) = crate::forget::civil_from_days(wall.div_euclid(86400));
+    let s = wall.rem_euclid(86400);
     let frac = if t.nsec == 0 {
         String::new()
     } else {
         format!(".{:09}", t.nsec)
     };
-    let off = tm.tm_gmtoff;
-    let sign = if off < 0 { '-' } else { '+' };
-    let off = off.unsigned_abs();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.unsigned_abs();
     format!(
-        "{}{frac}{sign}{:02}:{:02}",
-        stamp(t, 'T'),
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}{sign}{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
         off / 3600,
-        off % 3600 / 60
+        off / 60 % 60
     )
 }
 
@@ -79,6 +89,32 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_keeps_the_offset_and_nanoseconds() {
+        let t = |sec, nsec| Time { sec, nsec };
+        assert_eq!(
+            rfc3339_at(t(1_700_000_000, 0), 3600),
+            "2023-11-14T23:13:20+01:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(1_690_000_000, 5), 7200),
+            "2023-07-22T06:26:40.000000005+02:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(1_700_000_000, 987_654_321), 0),
+            "2023-11-14T22:13:20.987654321+00:00"
+        );
+        assert_eq!(
+            rfc3339_at(t(0, 0), -(9 * 3600 + 30 * 60)),
+            "1969-12-31T14:30:00-09:30"
+        );
+        assert_eq!(rfc3339_at(t(-1, 0), 0), "1969-12-31T23:59:59+00:00");
+        // The offset of the moment: a local time read back gives the same instant.
+        let now = t(1_750_000_000, 0);
+        let s = rfc3339(now);
+        assert_eq!(s.len(), 25, "{s}");
+    }
 
     #[test]
     fn stamps_have_the_right_shape() {

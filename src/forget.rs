@@ -51,7 +51,16 @@ pub struct Policy {
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
-        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(|&n| n == 0)
             && self.within.is_none()
             && self.tags.is_empty()
     }
@@ -105,7 +114,7 @@ pub fn apply(
             }
         }
         if let (Some(w), Some(n)) = (policy.within, newest) {
-            if time.sec >= n - w {
+            if time.sec >= n.saturating_sub(w) {
                 d.reasons.push("within".into());
             }
         }
@@ -144,7 +153,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -268,6 +277,25 @@ mod tests {
         assert_eq!(parse_duration("7"), None);
         assert_eq!(parse_duration("7x"), None);
         assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+        assert_eq!(parse_duration("300000000000y"), None);
+    }
+
+    /// Counts that would overflow a sum, and a period longer than all time.
+    #[test]
+    fn huge_rules_neither_wrap_nor_panic() {
+        let p = Policy {
+            last: u32::MAX,
+            hourly: 1,
+            ..Default::default()
+        };
+        assert!(!p.is_empty());
+        let snaps = vec![(at(1900, 1, 1, 0), vec![]), (at(2026, 1, 1, 0), vec![])];
+        let p = Policy {
+            within: Some(i64::MAX),
+            ..Default::default()
+        };
+        assert!(apply(&snaps, &p, &utc).iter().all(|d| d.keep));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 use crate::error::Error;
 use crate::format::tree::{Kind, Time};
-use crate::vfs::{attr, mountpoint, Attr, DirItem, Vfs, Whence};
+use crate::vfs::{attr, mountpoint, Attr, Caller, DirItem, Vfs, Whence};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags,
@@ -236,6 +236,16 @@ fn file_attr(a: &Attr) -> FileAttr {
         rdev: a.rdev,
         blksize: a.blksize,
         flags: 0,
+    }
+}
+
+/// Who a request comes from, for extended attributes: the request carries no
+/// capabilities, and uid 0 is the caller that has `CAP_SYS_ADMIN` in practice.
+fn caller(req: &Request) -> Caller {
+    if req.uid() == 0 {
+        Caller::Privileged
+    } else {
+        Caller::Unprivileged
     }
 }
 
@@ -477,16 +487,16 @@ impl Filesystem for Adapter {
         reply.statfs(0, 0, 0, self.vfs.inodes() as u64, 0, 4096, 255, 4096);
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.vfs.getxattr(ino.0, name.as_bytes()) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name.as_bytes(), caller(req)) {
             Ok(Some(v)) => reply_xattr(reply, size, &v),
             Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(self.errno(&e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.vfs.listxattr(ino.0) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0, caller(req)) {
             Ok(names) => reply_xattr(reply, size, &names),
             Err(e) => reply.error(self.errno(&e)),
         }

@@ -12,11 +12,12 @@
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
 //! - [`check`]: proves the repository is whole.
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
+//! - [`copy`]: snapshots from one repository into another.
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`progress`]: how the library reports without printing.
 //! - [`interrupt`]: SIGINT and SIGTERM as a request to stop cleanly.
-//! - [`clock`]: local time for names and retention periods.
+//! - [`clock`]: local time for names and retention periods, and RFC 3339 for JSON.
 //! - [`vfs`]: the mount's logic without fuser: layout, inodes, reads.
 //! - [`fuse`]: the thin fuser adapter over [`vfs`].
 //! - [`cli`]: the command line (the only user of clap).
@@ -58,6 +59,7 @@ pub mod chunker;
 pub mod cli;
 pub mod clock;
 pub mod compare;
+pub mod copy;
 pub mod error;
 pub mod forget;
 pub mod format;

@@ -1,6 +1,9 @@
 //! The `rewind` command: parse, run, turn the outcome into an exit code.
+//!
+//! Writes to a closed stdout fail with EPIPE (Rust ignores SIGPIPE) and end
+//! the command quietly; [`rewind::cli::Failure`] decides the exit code.
 
-use std::io::ErrorKind;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,17 +19,11 @@ fn main() -> ExitCode {
     }
     match rewind::cli::run() {
         Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            // A closed pipe (`rewind ls … | head`) is not worth a message.
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
-            });
-            if broken_pipe {
-                return ExitCode::from(0);
+        Err(failure) => {
+            if let Some(message) = failure.message() {
+                let _ = writeln!(std::io::stderr(), "{message}");
             }
-            eprintln!("rewind: error: {err:#}");
-            ExitCode::from(rewind::cli::EXIT_FAILURE)
+            ExitCode::from(failure.exit_code())
         }
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! Every path operation here is relative to an open directory, so names are raw
 //! bytes and paths may be longer than `PATH_MAX`. Extended attributes are
-//! reached as `/proc/self/fd/<dirfd>/<name>`, which is short whatever the depth
+//! read as `/proc/self/fd/<dirfd>/<name>`, which is short whatever the depth
 //! and works for symlinks (`l*xattr` do not follow the last component).
+//!
+//! Metadata is *set* only through a descriptor ([`Handle`]) of the file
+//! itself, never by name: a name can be swapped for a symlink between the
+//! call that made the file and the one that sets its mode.
 
 use crate::format::tree::{Entry, Kind, Time, Xattr};
 use std::collections::HashMap;
@@ -243,22 +247,6 @@ pub fn xattrs_at(dir: RawFd, name: &[u8]) -> io::Result<Vec<Xattr>> {
     Ok(out)
 }
 
-/// Set one extended attribute on `name` in `dir` (not following a symlink).
-pub fn set_xattr_at(dir: RawFd, name: &[u8], x: &Xattr) -> io::Result<()> {
-    let path = proc_path(dir, name)?;
-    let cname = cstr(&x.name)?;
-    cvt(unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            cname.as_ptr(),
-            x.value.as_ptr().cast(),
-            x.value.len(),
-            0,
-        )
-    })
-    .map(drop)
-}
-
 /// The kind of a `st_mode`, or `None` for something unknown.
 pub fn kind_of(mode: u32) -> Option<Kind> {
     Some(match mode & libc::S_IFMT {
@@ -325,31 +313,134 @@ pub fn fill_from_stat(e: &mut Entry, st: &libc::stat64) {
     };
 }
 
-/// Set access and modification times of `name` in `dir` (not following a symlink).
-pub fn set_times_at(dir: RawFd, name: &CStr, atime: Time, mtime: Time) -> io::Result<()> {
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.sec,
-            tv_nsec: atime.nsec as i64,
-        },
-        libc::timespec {
-            tv_sec: mtime.sec,
-            tv_nsec: mtime.nsec as i64,
-        },
-    ];
-    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
-        .map(drop)
+/// An open file that metadata is set through: never a name, so nothing can
+/// be swapped in between the check and the change.
+#[derive(Clone, Copy, Debug)]
+pub enum Handle {
+    /// A regular file or directory opened for I/O (`fchown`, `fchmod`,
+    /// `fsetxattr`, `futimens`).
+    Open(RawFd),
+    /// An `O_PATH | O_NOFOLLOW` descriptor of a symlink, FIFO, socket or
+    /// device, which cannot (or must not) be opened for I/O: calls with
+    /// `AT_EMPTY_PATH`, else through `/proc/self/fd/N`, whose last step
+    /// lands on the descriptor's own inode and follows nothing further.
+    Path(RawFd),
 }
 
-/// Set owner of `name` in `dir` (not following a symlink).
-pub fn set_owner_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-        .map(drop)
+impl Handle {
+    fn fd(self) -> RawFd {
+        match self {
+            Handle::Open(fd) | Handle::Path(fd) => fd,
+        }
+    }
+
+    /// `/proc/self/fd/N` of the descriptor.
+    fn proc(self) -> io::Result<CString> {
+        cstr(format!("/proc/self/fd/{}", self.fd()).as_bytes())
+    }
 }
 
-/// Set the permission bits of `name` in `dir` (never called for symlinks).
-pub fn set_mode_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchmodat(dir, name.as_ptr(), mode, 0) }).map(drop)
+/// Open `name` in `dir` as `O_PATH | O_NOFOLLOW`: a handle on the entry itself
+/// (a symlink is not followed) that reads and writes nothing.
+pub fn open_path_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let fd = cvt(unsafe { libc::openat(dir, name.as_ptr(), flags) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Set the owner of the file behind `h`.
+pub fn set_owner(h: Handle, uid: u32, gid: u32) -> io::Result<()> {
+    let r = match h {
+        Handle::Open(fd) => unsafe { libc::fchown(fd, uid, gid) },
+        Handle::Path(fd) => unsafe {
+            libc::fchownat(
+                fd,
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        },
+    };
+    cvt(r).map(drop)
+}
+
+/// Set the permission bits of the file behind `h`. A symlink's are set only
+/// where the kernel and file system can (`fchmodat2`, Linux 6.6, and few
+/// file systems): `Ok` otherwise, as Linux ignores them.
+pub fn set_mode(h: Handle, mode: u32, symlink: bool) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    const SYS_FCHMODAT2: libc::c_long = 452;
+    static NO_FCHMODAT2: AtomicBool = AtomicBool::new(false);
+    let fd = match h {
+        Handle::Open(fd) => return cvt(unsafe { libc::fchmod(fd, mode) }).map(drop),
+        Handle::Path(fd) => fd,
+    };
+    if !NO_FCHMODAT2.load(Relaxed) {
+        let nofollow = if symlink {
+            libc::AT_SYMLINK_NOFOLLOW
+        } else {
+            0
+        };
+        let flags = libc::AT_EMPTY_PATH | nofollow;
+        let r = unsafe { libc::syscall(SYS_FCHMODAT2, fd, c"".as_ptr(), mode, flags) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSYS) => NO_FCHMODAT2.store(true, Relaxed),
+            // A kernel whose fchmodat2 does not take AT_EMPTY_PATH.
+            Some(libc::EINVAL) => {}
+            Some(libc::EOPNOTSUPP) if symlink => return Ok(()),
+            _ => return Err(e),
+        }
+    }
+    if symlink {
+        return Ok(());
+    }
+    cvt(unsafe { libc::chmod(h.proc()?.as_ptr(), mode) }).map(drop)
+}
+
+/// Set access and modification times of the file behind `h`.
+pub fn set_times(h: Handle, atime: Time, mtime: Time) -> io::Result<()> {
+    let ts = [timespec(atime), timespec(mtime)];
+    let fd = match h {
+        Handle::Open(fd) => return cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map(drop),
+        Handle::Path(fd) => fd,
+    };
+    // AT_EMPTY_PATH since Linux 5.8; before, EINVAL.
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    if unsafe { libc::utimensat(fd, c"".as_ptr(), ts.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Err(e);
+    }
+    let path = h.proc()?;
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), ts.as_ptr(), 0) }).map(drop)
+}
+
+/// Set one extended attribute of the file behind `h`.
+pub fn set_xattr(h: Handle, x: &Xattr) -> io::Result<()> {
+    let name = cstr(&x.name)?;
+    let (value, len) = (x.value.as_ptr().cast(), x.value.len());
+    let r = match h {
+        Handle::Open(fd) => unsafe { libc::fsetxattr(fd, name.as_ptr(), value, len, 0) },
+        Handle::Path(_) => unsafe {
+            libc::setxattr(h.proc()?.as_ptr(), name.as_ptr(), value, len, 0)
+        },
+    };
+    cvt(r).map(drop)
+}
+
+/// A tree time as a `timespec`.
+pub fn timespec(t: Time) -> libc::timespec {
+    libc::timespec {
+        tv_sec: t.sec,
+        tv_nsec: t.nsec as i64,
+    }
 }
 
 /// Cached uid/gid to name lookups, and back.
@@ -420,4 +511,59 @@ impl Names {
 /// The raw fd of anything that has one.
 pub fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn metadata_is_set_through_a_path_handle_on_the_entry_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = open_dir_path(t.path()).unwrap();
+        let d = dir.as_raw_fd();
+        std::fs::write(t.path().join("target"), b"x").unwrap();
+        std::os::unix::fs::symlink("target", t.path().join("link")).unwrap();
+        let fifo = t.path().join("fifo");
+        assert_eq!(
+            unsafe { libc::mkfifo(cstr(fifo.as_os_str().as_bytes()).unwrap().as_ptr(), 0o600) },
+            0
+        );
+        let (atime, mtime) = (
+            Time {
+                sec: 1_000,
+                nsec: 1,
+            },
+            Time {
+                sec: 2_000,
+                nsec: 2,
+            },
+        );
+        let x = Xattr {
+            name: b"trusted.t".to_vec(),
+            value: b"v".to_vec(),
+        };
+        for (name, symlink) in [("link", true), ("fifo", false)] {
+            let fd = open_path_at(d, &cstr(name.as_bytes()).unwrap()).unwrap();
+            let h = Handle::Path(fd.as_raw_fd());
+            set_owner(h, 1234, 5678).unwrap();
+            set_mode(h, 0o751, symlink).unwrap();
+            set_xattr(h, &x).unwrap();
+            set_times(h, atime, mtime).unwrap();
+            let md = std::fs::symlink_metadata(t.path().join(name)).unwrap();
+            assert_eq!((md.uid(), md.gid()), (1234, 5678), "{name}");
+            assert_eq!((md.mtime(), md.mtime_nsec()), (2_000, 2), "{name}");
+            assert_eq!((md.atime(), md.atime_nsec()), (1_000, 1), "{name}");
+            if !symlink {
+                assert_eq!(md.mode() & 0o7777, 0o751);
+            }
+            let got = xattrs_at(d, name.as_bytes()).unwrap();
+            assert_eq!(got, vec![x.clone()], "{name}");
+        }
+        // The symlink's target was not touched.
+        let target = std::fs::metadata(t.path().join("target")).unwrap();
+        assert_eq!((target.uid(), target.mode() & 0o777 != 0o751), (0, true));
+        assert!(xattrs_at(d, b"target").unwrap().is_empty());
+    }
 }

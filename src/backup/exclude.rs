@@ -1,8 +1,13 @@
-//! Exclude patterns.
+//! Exclude patterns, with restic's rules.
 //!
-//! A pattern without `/` matches an entry's name anywhere (`*.log`,
-//! `node_modules`). A pattern with `/` matches the entry's absolute path
-//! (`/var/cache/*`, `/srv/**/tmp`); `*` does not cross `/`, `**` does.
+//! - A pattern without `/` matches an entry's name anywhere (`*.log`,
+//!   `node_modules`).
+//! - A pattern starting with `/` matches the entry's absolute path
+//!   (`/var/cache/*`, `/srv/**/tmp`).
+//! - A pattern with `/` that does not start with `/` matches the end of the
+//!   path at any depth: `cache/*.tmp` excludes `/srv/www/cache/x.tmp` and
+//!   `/home/a/cache/y.tmp`.
+//! - `*` does not cross `/`, `**` does; a trailing `/` is ignored.
 
 use crate::error::{Error, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -21,12 +26,23 @@ impl Excludes {
         let mut names = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
         for p in patterns {
-            let glob = GlobBuilder::new(p.trim_end_matches('/'))
+            let trimmed = p.trim_end_matches('/');
+            if trimmed.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "exclude pattern {p:?} would exclude everything"
+                )));
+            }
+            let anchored = if trimmed.contains('/') && !trimmed.starts_with('/') {
+                format!("/**/{trimmed}")
+            } else {
+                trimmed.to_string()
+            };
+            let glob = GlobBuilder::new(&anchored)
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| Error::InvalidInput(format!("exclude pattern {p:?}: {e}")))?;
-            if p.trim_end_matches('/').contains('/') {
+            if anchored.contains('/') {
                 paths.add(glob);
             } else {
                 names.add(glob);
@@ -80,5 +96,18 @@ mod tests {
         assert!(!ex.matches(Path::new("/srv/www"), b"cache"));
         assert!(!ex.matches(Path::new("/a"), b"x.logs"));
         assert!(Excludes::new(&["[".into()]).is_err());
+        assert!(Excludes::new(&["/".into()]).is_err());
+    }
+
+    /// A pattern with `/` that does not start with `/` matches at any depth.
+    #[test]
+    fn relative_patterns_match_at_any_depth() {
+        let ex = Excludes::new(&["cache/*.tmp".into(), "a/**/z".into()]).unwrap();
+        assert!(ex.matches(Path::new("/srv/www/cache"), b"x.tmp"));
+        assert!(ex.matches(Path::new("/cache"), b"y.tmp"));
+        assert!(!ex.matches(Path::new("/srv/mycache"), b"x.tmp"));
+        assert!(!ex.matches(Path::new("/srv/cache/sub"), b"x.tmp"));
+        assert!(ex.matches(Path::new("/h/a/b/c"), b"z"));
+        assert!(ex.matches(Path::new("/a"), b"z"));
     }
 }

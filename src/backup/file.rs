@@ -171,7 +171,8 @@ pub(super) enum ChunkError {
 }
 
 /// Fill `buf` from `read` (which returns 0 at the end), cut it into chunks,
-/// store them and append their extents. Returns bytes read.
+/// store them and append their extents. Returns bytes read. A stop request
+/// ([`crate::interrupt`]) ends it between reads with `Store(Interrupted)`.
 pub(super) fn chunk_source(
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
     buf: &mut Vec<u8>,
@@ -190,10 +191,13 @@ pub(super) fn chunk_source(
     let mut eof = false;
     loop {
         while !eof && len < chunker.max_size() {
+            crate::interrupt::check().map_err(ChunkError::Store)?;
             let n = loop {
                 match read(&mut buf[len..len + READ_SIZE]) {
                     Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        crate::interrupt::check().map_err(ChunkError::Store)?;
+                    }
                     Err(e) => return Err(ChunkError::Read(e)),
                 }
             };

@@ -16,20 +16,21 @@
 
 mod exclude;
 mod file;
+mod lists;
+mod stream;
 mod walk;
 
 pub use exclude::Excludes;
+pub use lists::read_files_from;
 
-use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Entry, Extent, Kind, Time, Tree};
+use crate::format::tree::{Time, Tree};
 use crate::meta::Names;
 use crate::progress::Progress;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{Repository, SnapshotFilter};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -65,6 +66,12 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     pub excludes: Vec<String>,
     pub exclude_caches: bool,
+    /// Skip the contents of a directory holding a file of one of these
+    /// names (the directory and the file itself are kept, as with
+    /// CACHEDIR.TAG).
+    pub exclude_if_present: Vec<Vec<u8>>,
+    /// Skip regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
     pub one_file_system: bool,
     pub parent: ParentChoice,
     /// zstd level; `None` takes the repository's default.
@@ -85,6 +92,8 @@ impl Default for BackupOptions {
             tags: Vec::new(),
             excludes: Vec::new(),
             exclude_caches: false,
+            exclude_if_present: Vec::new(),
+            exclude_larger_than: None,
             one_file_system: false,
             parent: ParentChoice::Auto,
             compression: None,
@@ -118,6 +127,12 @@ pub(crate) struct Counters {
 }
 
 /// Back up `opts.paths` (and a stdin file) into `repo` as one new snapshot.
+///
+/// A path that cannot be found is warned about and counted as an error, and
+/// the rest is backed up; if none can be, the backup fails. A stop request
+/// ([`crate::interrupt`]) ends it with [`Error::Interrupted`] and no
+/// snapshot; the blobs stored so far are made durable and indexed first, so
+/// the next backup need not store them again.
 pub fn backup(
     repo: Arc<Repository>,
     opts: &BackupOptions,
@@ -125,11 +140,20 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = std::time::Instant::now();
     let time = now();
-    let paths = absolute_paths(&opts.paths)?;
+    let (paths, missing) = absolute_paths(&opts.paths)?;
     if paths.is_empty() && opts.stdin.is_none() {
-        return Err(Error::InvalidInput(
-            "nothing to back up: give a path or --stdin-name".into(),
-        ));
+        return Err(match missing.len() {
+            0 => Error::InvalidInput("nothing to back up: give a path or --stdin-name".into()),
+            1 => missing.into_iter().next().expect("one"),
+            _ => Error::InvalidInput(format!(
+                "none of the paths to back up can be found: {}",
+                missing
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        });
     }
     let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if let Some(s) = &opts.stdin {
@@ -152,13 +176,20 @@ pub fn backup(
     let writer = RepoWriter::with_connections(repo.clone(), level, opts.dry_run, opts.connections)?;
     let chunker = repo.chunker();
     let counters = Counters::default();
+    for e in missing {
+        counters.errors.fetch_add(1, Relaxed);
+        progress.warn(&e);
+    }
 
     let mut root = Selection::Partial(Default::default());
     for p in &paths {
         root.insert(&components(p), Selection::Whole);
     }
     if let Some(s) = &opts.stdin {
-        let entry = read_stdin(s, &writer, &chunker, &counters, progress)?;
+        let entry = keep_on_interrupt(
+            &writer,
+            stream::read_stdin(s, &writer, &chunker, &counters, progress),
+        )?;
         root.insert(
             &components(&snapshot_path(&s.path)?),
             Selection::Synthetic(Box::new(entry)),
@@ -174,7 +205,7 @@ pub fn backup(
         counters,
         fatal: Mutex::new(None),
     };
-    let tree = walk.run(root, parent_root, opts.threads.max(1))?;
+    let tree = keep_on_interrupt(&writer, walk.run(root, parent_root, opts.threads.max(1)))?;
     // Everything but the snapshot is written now, so the summary counts
     // what the repository grew by.
     writer.flush()?;
@@ -207,6 +238,7 @@ pub fn backup(
             duration_ms: 0,
             errors: c.errors.load(Relaxed),
         },
+        original: None,
     };
     snapshot.summary.duration_ms = started.elapsed().as_millis() as u64;
     let id = writer.commit(&snapshot)?;
@@ -215,6 +247,17 @@ pub fn backup(
         snapshot,
         dry_run: opts.dry_run,
     })
+}
+
+/// On a stop request, make what was stored durable and indexed (a snapshot
+/// is never written), then pass the error on.
+fn keep_on_interrupt<T>(writer: &RepoWriter, res: Result<T>) -> Result<T> {
+    if let Err(Error::Interrupted(_)) = &res {
+        // A failed flush leaves unindexed packs, which prune removes; the
+        // stop request is what the caller must hear about.
+        let _ = writer.flush();
+    }
+    res
 }
 
 /// The parent snapshot and its root tree.
@@ -249,20 +292,28 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// Absolute, normalized paths that exist; nested ones dropped.
-fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Absolute, normalized paths that exist, nested ones dropped; and an
+/// error for each path that cannot be found.
+fn absolute_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Error>)> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
     let mut out: Vec<PathBuf> = Vec::new();
+    let mut missing = Vec::new();
     for p in paths {
-        std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            missing.push(Error::io(p, e));
+            continue;
+        }
         let abs = normalize(&cwd.join(p));
         // Resolve symlinks in the parent so the snapshot holds the real path;
         // the last component stays as it is (a symlink is stored as one).
         let abs = match (abs.parent(), abs.file_name()) {
-            (Some(parent), Some(name)) => parent
-                .canonicalize()
-                .map_err(|e| Error::io(parent, e))?
-                .join(name),
+            (Some(parent), Some(name)) => match parent.canonicalize() {
+                Ok(parent) => parent.join(name),
+                Err(e) => {
+                    missing.push(Error::io(parent, e));
+                    continue;
+                }
+            },
             _ => abs,
         };
         out.push(abs);
@@ -271,7 +322,7 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.dedup();
     let all = out.clone();
     out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
-    Ok(out)
+    Ok((out, missing))
 }
 
 /// Remove `.` and resolve `..` lexically.
@@ -321,89 +372,6 @@ fn components(p: &Path) -> Vec<Vec<u8>> {
             _ => None,
         })
         .collect()
-}
-
-/// Read standard input or a command's output into a file entry. A command
-/// that exits non-zero fails the backup: a failed dump must never look like a
-/// good backup.
-fn read_stdin(
-    src: &StdinSource,
-    writer: &RepoWriter,
-    chunker: &Chunker,
-    counters: &Counters,
-    progress: &dyn Progress,
-) -> Result<Entry> {
-    let name = src
-        .path
-        .file_name()
-        .map(|n| n.as_bytes().to_vec())
-        .unwrap_or_default();
-    let mut entry = Entry::new(name, Kind::File);
-    let t = now();
-    (entry.mtime, entry.atime, entry.ctime) = (t, t, t);
-    entry.mode = 0o600;
-    entry.uid = unsafe { libc::getuid() };
-    entry.gid = unsafe { libc::getgid() };
-    let names = Names::default();
-    entry.user = names.user(entry.uid);
-    entry.group = names.group(entry.gid);
-    let label = src.path.display().to_string();
-    let (extents, size) = match &src.command {
-        None => chunk_stream(std::io::stdin().lock(), chunker, writer, &label, progress)?,
-        Some(cmd) => {
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
-            let out = child.stdout.take().expect("piped");
-            let res = chunk_stream(out, chunker, writer, &label, progress);
-            let status = child
-                .wait()
-                .map_err(|e| Error::io(format!("command {cmd:?}"), e))?;
-            if !status.success() {
-                writer.flush()?;
-                return Err(Error::InvalidInput(format!(
-                    "command {cmd:?} failed ({status}); no snapshot was written"
-                )));
-            }
-            res?
-        }
-    };
-    entry.size = size;
-    entry.extents = extents;
-    counters.files_new.fetch_add(1, Relaxed);
-    counters.bytes_read.fetch_add(size, Relaxed);
-    counters.total_bytes.fetch_add(size, Relaxed);
-    Ok(entry)
-}
-
-/// Chunk a stream into data blobs.
-fn chunk_stream(
-    mut r: impl Read,
-    chunker: &Chunker,
-    writer: &RepoWriter,
-    label: &str,
-    progress: &dyn Progress,
-) -> Result<(Vec<Extent>, u64)> {
-    let mut buf = Vec::with_capacity(chunker.max_size() * 2);
-    let mut extents = Vec::new();
-    let on_read = |n| progress.bytes_read(n);
-    let total = file::chunk_source(
-        |dst| r.read(dst),
-        &mut buf,
-        chunker,
-        writer,
-        &mut extents,
-        &on_read,
-    )
-    .map_err(|e| match e {
-        file::ChunkError::Read(e) => Error::io(label, e),
-        file::ChunkError::Store(e) => e,
-    })?;
-    Ok((extents, total))
 }
 
 /// The current time.

@@ -339,7 +339,14 @@ impl Walk<'_> {
         if self.opts.exclude_caches && self.is_cache_dir(&dir, &names) {
             names.retain(|n| n.name == b"CACHEDIR.TAG");
         }
+        let markers = &self.opts.exclude_if_present;
+        if names.iter().any(|n| markers.contains(&n.name)) {
+            names.retain(|n| markers.contains(&n.name));
+        }
         for n in names {
+            if let Err(e) = crate::interrupt::check() {
+                return self.fail(e);
+            }
             if self.failed() {
                 return;
             }
@@ -454,11 +461,14 @@ impl Walk<'_> {
 
     /// Pool side: stat, compare with the previous snapshot, read if needed.
     fn file_job(&self, job: Job) {
+        if let Err(e) = crate::interrupt::check() {
+            self.fail(e);
+        }
         let entry = if self.failed() {
             None
         } else {
             match self.file_entry(&job) {
-                Ok(e) => Some(e),
+                Ok(e) => e,
                 Err(e) => {
                     if self.writer.has_failed() {
                         // The repository, not this file, failed: end the backup
@@ -477,11 +487,20 @@ impl Walk<'_> {
         self.release(&job.node);
     }
 
-    fn file_entry(&self, job: &Job) -> Result<Entry> {
+    /// The file's entry; `None` when it is larger than `--exclude-larger-than`.
+    fn file_entry(&self, job: &Job) -> Result<Option<Entry>> {
         let dirfd = job.dir.as_raw_fd();
         let io_err = |e| Error::io(&job.path, e);
         let c = cstr(&job.name).map_err(io_err)?;
         let st = meta::stat_at(dirfd, &c).map_err(io_err)?;
+        if self
+            .opts
+            .exclude_larger_than
+            .is_some_and(|max| st.st_size as u64 > max)
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        {
+            return Ok(None);
+        }
         let mut entry = self.entry(dirfd, job.name.clone(), &st, &job.path)?;
         if entry.kind != Kind::File {
             return Err(Error::io(
@@ -496,7 +515,7 @@ impl Walk<'_> {
                 entry.extents = prev.extents.clone();
                 c.files_unchanged.fetch_add(1, Relaxed);
                 self.progress.file_done(&job.path, 0);
-                return Ok(entry);
+                return Ok(Some(entry));
             }
         }
         let fd = meta::open_at(dirfd, &c_name(&job.name)?, libc::O_RDONLY).map_err(io_err)?;
@@ -535,7 +554,7 @@ impl Walk<'_> {
         };
         counter.fetch_add(1, Relaxed);
         self.progress.file_done(&job.path, content.bytes_read);
-        Ok(entry)
+        Ok(Some(entry))
     }
 
     fn blobs_present(&self, prev: &Entry) -> Result<bool> {
@@ -600,7 +619,11 @@ pub(super) fn synthetic_dir(name: Vec<u8>) -> Entry {
     e.mtime = now;
     e.atime = now;
     e.ctime = now;
+    // SAFETY: getuid and getgid cannot fail.
     e.uid = unsafe { libc::getuid() };
     e.gid = unsafe { libc::getgid() };
+    let names = Names::default();
+    e.user = names.user(e.uid);
+    e.group = names.group(e.gid);
     e
 }

@@ -1,25 +1,32 @@
 //! `rewind backup`.
 
-use super::output::{bytes, Reporter};
-use super::RepoArg;
+use super::output::{self, bytes, Reporter};
+use super::{json, select, RepoArg};
 use crate::backup::{self, BackupOptions, Excludes, ParentChoice, StdinSource};
 use crate::repo::SnapshotFilter;
 use anyhow::{Context, Result};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files and directories to back up
-    #[arg(required_unless_present = "stdin_name")]
+    /// Files and directories to back up (one that cannot be found is named, the rest backed up: exit 3)
+    #[arg(required_unless_present_any = ["stdin_name", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
-    /// Tag the snapshot (repeatable)
-    #[arg(long = "tag")]
+    /// Also back up the paths listed in this file, one per line; `#` comments and blank lines skipped; `-` is stdin (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, separated by NUL bytes (`find -print0`) (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Tag the snapshot (`a,b` or repeated for several)
+    #[arg(long = "tag", value_delimiter = ',', value_parser = super::parse::tag)]
     pub tags: Vec<String>,
     /// Host name recorded in the snapshot [default: this machine's]
     #[arg(long)]
     pub host: Option<String>,
-    /// Skip entries matching this glob: without `/` it matches names, with `/` absolute paths (repeatable)
+    /// Skip entries matching this glob (repeatable): without `/` it matches names anywhere, starting with `/` absolute paths, with `/` inside path ends at any depth
     #[arg(long = "exclude", short = 'e')]
     pub excludes: Vec<String>,
     /// Read exclude patterns from a file, one per line (repeatable)
@@ -28,6 +35,12 @@ pub struct Args {
     /// Skip the contents of directories holding a valid CACHEDIR.TAG
     #[arg(long)]
     pub exclude_caches: bool,
+    /// Skip the contents of directories holding a file of this name (the directory and the file are kept) (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<PathBuf>,
+    /// Skip regular files larger than this (e.g. 500M, 2G)
+    #[arg(long, value_name = "SIZE", value_parser = super::parse::size)]
+    pub exclude_larger_than: Option<u64>,
     /// Do not cross into other file systems
     #[arg(long, short = 'x')]
     pub one_file_system: bool,
@@ -50,7 +63,7 @@ pub struct Args {
     #[arg(long, requires = "stdin_name")]
     pub stdin_from_command: Option<String>,
     /// Reader threads
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::threads)]
     pub threads: usize,
     /// Print the result as JSON
     #[arg(long)]
@@ -58,14 +71,34 @@ pub struct Args {
 }
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
-    if args.paths.is_empty() && args.stdin_name.is_none() {
-        anyhow::bail!("nothing to back up: give one or more paths, or --stdin-name");
+    let mut paths = args.paths.clone();
+    let stdin_lists = args
+        .files_from
+        .iter()
+        .chain(&args.files_from_raw)
+        .filter(|f| f.as_os_str() == "-")
+        .count();
+    if stdin_lists > 0 && (stdin_lists > 1 || args.stdin_name.is_some()) {
+        usage!("standard input can be read only once: by one --files-from - or by --stdin-name");
+    }
+    for (list, raw) in args
+        .files_from
+        .iter()
+        .map(|f| (f, false))
+        .chain(args.files_from_raw.iter().map(|f| (f, true)))
+    {
+        let listed = backup::read_files_from(list, raw)
+            .with_context(|| format!("reading the list of paths {}", list.display()))?;
+        paths.extend(listed);
+    }
+    if paths.is_empty() && args.stdin_name.is_none() {
+        anyhow::bail!("nothing to back up: the lists of paths are empty, and no --stdin-name");
     }
     if repo_arg.is_default() {
         let path = repo_arg.path()?;
         if !path.join("config").exists() {
             super::init::create(repo_arg, true, None)?;
-            eprintln!("created encrypted repository at {}", path.display());
+            errln!("created encrypted repository at {}", path.display());
         }
     }
     let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
@@ -79,19 +112,24 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let parent = match (&args.parent, args.force) {
         (_, true) => ParentChoice::None,
         (Some(spec), _) => {
-            let (id, _) = repo
-                .find_snapshot(spec, &SnapshotFilter::default())
+            let (id, _) = select::find(&repo, spec, &SnapshotFilter::default(), None)
                 .with_context(|| format!("finding parent snapshot {spec}"))?;
             ParentChoice::Snapshot(id)
         }
         (None, false) => ParentChoice::Auto,
     };
     let opts = BackupOptions {
-        paths: args.paths.clone(),
+        paths,
         host: args.host.clone().unwrap_or_else(backup::hostname),
         tags: args.tags.clone(),
         excludes,
         exclude_caches: args.exclude_caches,
+        exclude_if_present: args
+            .exclude_if_present
+            .iter()
+            .map(|n| n.as_os_str().as_bytes().to_vec())
+            .collect(),
+        exclude_larger_than: args.exclude_larger_than,
         one_file_system: args.one_file_system,
         parent,
         compression: args.compression,
@@ -100,7 +138,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
             path: p,
             command: args.stdin_from_command.clone(),
         }),
-        threads: args.threads.max(1),
+        threads: args.threads,
         connections: repo_arg.connections(),
     };
     let reporter = Reporter::new("read", super::stderr_is_tty() && !args.json);
@@ -109,37 +147,40 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let out = out.context("backup failed")?;
     let s = &out.snapshot.summary;
     if args.json {
-        let mut v = serde_json::to_value(&out.snapshot)?;
-        v["id"] = serde_json::Value::String(out.id.to_hex());
-        v["dry_run"] = serde_json::Value::Bool(out.dry_run);
+        let mut v = json::snapshot(&out.id, &out.snapshot);
+        v["dry_run"] = out.dry_run.into();
         if let Some(r) = repo_arg.requests() {
             v["requests"] = r.to_json();
         }
-        println!("{v}");
-    } else {
+        outln!("{v}")?;
+    } else if output::chatty() {
         let verb = if out.dry_run {
             "would be saved (dry run)"
         } else {
             "saved"
         };
-        println!("snapshot {} {verb}", out.id.short());
-        println!(
-            "files: {} new, {} changed, {} unchanged; {} directories, {} other",
-            s.files_new, s.files_changed, s.files_unchanged, s.dirs, s.other_entries
-        );
-        println!(
+        outln!("snapshot {} {verb}", out.id.short())?;
+        outln!(
+            "files: {} new, {} changed, {} unchanged; {}, {} other",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            output::count(s.dirs, "directory", "directories"),
+            s.other_entries
+        )?;
+        outln!(
             "read {} of {}; added {} to the repository ({} before compression)",
             bytes(s.bytes_read),
             bytes(s.total_bytes),
             bytes(s.bytes_added_stored),
             bytes(s.bytes_added_raw)
-        );
-        println!("took {:.2}s", s.duration_ms as f64 / 1000.0);
+        )?;
+        outln!("took {:.2}s", s.duration_ms as f64 / 1000.0)?;
     }
     if s.errors > 0 {
-        eprintln!(
-            "warning: {} entries could not be read (named above); the snapshot holds the rest",
-            s.errors
+        errln!(
+            "warning: {} could not be read (named above); the snapshot holds the rest",
+            output::count(s.errors, "entry", "entries")
         );
         return Ok(super::EXIT_PARTIAL);
     }

@@ -1,6 +1,6 @@
 //! `rewind check`.
 
-use super::output::bytes;
+use super::output::{self, bytes};
 use super::RepoArg;
 use crate::check::{self, ReadData};
 use anyhow::Result;
@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long)]
     pub read_data: bool,
     /// Read and verify a random N% of packs (e.g. 10%)
-    #[arg(long, value_name = "N%", conflicts_with = "read_data", value_parser = percentage)]
+    #[arg(long, value_name = "N%", conflicts_with = "read_data", value_parser = super::parse::percent)]
     pub read_data_subset: Option<f64>,
     /// Print the report as JSON
     #[arg(long)]
@@ -27,7 +27,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let (repo, _lock) = repo.open_locked(false, "check")?;
     let report = check::check(&repo, read, &crate::progress::Silent)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "ok": report.ok(), "snapshots": report.snapshots, "trees": report.trees,
@@ -36,61 +36,57 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 "damaged_packs": report.damaged_packs.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
                 "damaged_files": report.damaged_files, "errors": report.errors,
             })
-        );
+        )?;
     } else {
         for e in &report.errors {
-            println!("error: {e}");
+            outln!("error: {e}")?;
         }
-        println!(
-            "{} snapshots, {} trees, {} packs ({} read, {})",
-            report.snapshots,
-            report.trees,
-            report.packs,
-            report.packs_read,
-            bytes(report.bytes_read)
-        );
+        if output::chatty() {
+            outln!(
+                "{}, {}, {} ({} read, {})",
+                output::count(report.snapshots as u64, "snapshot", "snapshots"),
+                output::count(report.trees as u64, "tree", "trees"),
+                output::count(report.packs as u64, "pack", "packs"),
+                report.packs_read,
+                bytes(report.bytes_read)
+            )?;
+        }
         if !report.unreferenced_packs.is_empty() {
-            println!(
-                "{} packs are not in any index (left by an interrupted backup; harmless, prune removes them)",
-                report.unreferenced_packs.len()
-            );
+            outln!(
+                "{} in no index (left by an interrupted backup; harmless, prune removes them)",
+                output::count(
+                    report.unreferenced_packs.len() as u64,
+                    "pack is",
+                    "packs are"
+                )
+            )?;
         }
         if !report.damaged_packs.is_empty() {
-            println!("damaged packs:");
+            outln!("damaged packs:")?;
             for p in &report.damaged_packs {
-                println!("  {p}");
+                outln!("  {p}")?;
             }
         }
         if !report.damaged_files.is_empty() {
-            println!("files and directories that need damaged data (snapshot:path):");
+            outln!("files and directories that need damaged data (snapshot:path):")?;
             for f in &report.damaged_files {
-                println!("  {f}");
+                outln!("  {f}")?;
             }
         }
-        println!(
-            "{}",
-            if report.ok() {
-                "no errors found"
-            } else {
-                "the repository is damaged"
-            }
-        );
+        if output::chatty() || !report.ok() {
+            outln!(
+                "{}",
+                if report.ok() {
+                    "no errors found"
+                } else {
+                    "the repository is damaged"
+                }
+            )?;
+        }
     }
     Ok(if report.ok() {
         super::EXIT_OK
     } else {
         super::EXIT_FAILURE
     })
-}
-
-/// `10%` or `10`: a percentage from 0 to 100. A bad one is a usage error (exit 2).
-fn percentage(s: &str) -> std::result::Result<f64, String> {
-    let pct: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| "expected a percentage like 10%".to_string())?;
-    if !(0.0..=100.0).contains(&pct) {
-        return Err("must be between 0% and 100%".into());
-    }
-    Ok(pct)
 }

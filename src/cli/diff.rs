@@ -5,17 +5,17 @@
 //! `rewind diff latest .` and `rewind diff latest /srv/www` compare with the
 //! live tree; a directory called `latest` or `1a2b` is `./latest`, `./1a2b`.
 
-use super::output::Reporter;
-use super::{split_snap_path, FilterArgs, RepoArg};
+use super::output::{self, quote, Reporter};
+use super::{json, select, FilterArgs, RepoArg};
 use crate::compare::{
     self, Category, CategorySet, Change, ContentCheck, DiffOptions, LiveOptions, Report, Status,
 };
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::Repository;
-use anyhow::{bail, Context, Result};
-use std::borrow::Cow;
+use anyhow::{Context, Result};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, short = 'l')]
     pub long: bool,
     /// Live: reader threads
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::threads)]
     pub threads: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -83,8 +83,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
             let opts = DiffOptions { ignore };
             let report = compare::diff_snapshots(&repo, &ea, &eb, path.as_bytes(), &opts)
                 .context("comparing snapshots")?;
-            let side =
-                |id: &SnapshotId| serde_json::json!({ "snapshot": id.to_hex(), "path": path });
+            let side = |id: &SnapshotId| serde_json::json!({ "snapshot": id.to_hex(), "short_id": id.short(), "path": path });
             (report, side(&a.0), side(&b.0))
         }
         Plan::Live { snap, path, live } => {
@@ -112,17 +111,38 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
                 compare::compare_live(&repo, &entry, path.as_bytes(), live, &opts, &progress);
             progress.finish();
             let report = report.with_context(|| format!("comparing with {}", live.display()))?;
-            let a = serde_json::json!({ "snapshot": snap.0.to_hex(), "path": path });
-            (report, a, serde_json::json!({ "live": live }))
+            let a = serde_json::json!({
+                "snapshot": snap.0.to_hex(), "short_id": snap.0.short(), "path": path,
+            });
+            let mut b = serde_json::json!({});
+            json::name(&mut b, "live", live.as_os_str().as_bytes());
+            (report, a, b)
         }
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let code = if report.changes.is_empty() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    };
+    let mut out = output::stdout();
+    let printed = print(&mut out, &report, &args, a_json, b_json);
+    output::finish(code, printed)
+}
+
+/// The report on stdout: lines (`-q`: no summary) or JSON.
+fn print(
+    out: &mut impl Write,
+    report: &Report,
+    args: &Args,
+    a_json: serde_json::Value,
+    b_json: serde_json::Value,
+) -> Result<()> {
     if args.json {
         let v = serde_json::json!({
             "a": a_json, "b": b_json,
             "identical": report.changes.is_empty(),
             "changes": report.changes.iter().map(change_json).collect::<Vec<_>>(),
-            "summary": summary_json(&report),
+            "summary": summary_json(report),
             "stats": {
                 "entries": report.entries, "trees_read": report.trees_read,
                 "files_hashed": report.files_hashed, "bytes_hashed": report.bytes_hashed,
@@ -131,52 +151,57 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         writeln!(out, "{v}")?;
     } else {
         for c in &report.changes {
-            print_change(&mut out, c, args.long)?;
+            print_change(out, c, args.long)?;
         }
-        writeln!(out, "{}", summary(&report))?;
+        if output::chatty() {
+            writeln!(out, "{}", summary(report))?;
+        }
     }
     out.flush()?;
-    Ok(if report.changes.is_empty() {
-        super::EXIT_OK
-    } else {
-        super::EXIT_FAILURE
-    })
+    Ok(())
 }
 
 fn plan(repo: &Repository, args: &Args) -> Result<Plan> {
     let filter = args.filter.filter();
-    let (spec, sub) = split_snap_path(&args.a);
-    let find = |spec: &str| {
-        repo.find_snapshot(spec, &filter)
+    let (spec, sub) = select::split(&args.a);
+    // `latest` is the newest snapshot that holds the compared path.
+    let find = |spec: &str, path: &str| {
+        let holding = (path != "/").then_some(path);
+        select::find(repo, spec, &filter, holding)
             .with_context(|| format!("finding snapshot {spec}"))
     };
-    let a = find(spec)?;
     let is_path = args.b.contains('/')
         || (Path::new(&args.b).symlink_metadata().is_ok()
-            && repo.find_snapshot(&args.b, &filter).is_err());
+            && select::find(repo, &args.b, &filter, None).is_err());
     if !is_path {
-        let path = args.path.as_deref().or(sub).unwrap_or("/").to_string();
+        let path = match (args.path.as_deref(), sub) {
+            (Some(_), Some(_)) => {
+                usage!("give the path once: as SNAP_A:PATH or as the third argument")
+            }
+            (Some(p), None) | (None, Some(p)) => select::absolute(p),
+            (None, None) => "/".to_string(),
+        };
         return Ok(Plan::Snapshots {
-            a: Box::new(a),
-            b: Box::new(find(&args.b)?),
+            a: Box::new(find(spec, &path)?),
+            b: Box::new(find(&args.b, &path)?),
             path,
         });
     }
     if args.path.is_some() {
-        bail!(
+        usage!(
             "a third argument (PATH) only goes with two snapshots; with a live path use SNAP:PATH"
         );
     }
     let live = absolute(Path::new(&args.b))?;
     let path = match sub {
-        Some(p) => p.to_string(),
+        Some(p) => select::absolute(p),
         None => live
             .to_str()
             .context("the live path is not UTF-8; name its snapshot path with SNAP:PATH")?
             .to_string(),
     };
     Ok(Plan::Live {
-        snap: Box::new(a),
+        snap: Box::new(find(spec, &path)?),
         path,
         live,
     })
@@ -277,52 +302,8 @@ fn change_json(c: &Change) -> serde_json::Value {
             "category": d.category.name(), "item": d.item, "a": d.a, "b": d.b,
         })).collect::<Vec<_>>(),
     });
-    add_path(&mut v, &c.path);
+    json::name(&mut v, "path", &c.path);
     v
-}
-
-/// `path` as a string, plus `path_hex` (the exact bytes) when it is not UTF-8.
-pub(super) fn add_path(v: &mut serde_json::Value, path: &[u8]) {
-    v["path"] = String::from_utf8_lossy(path).into();
-    if std::str::from_utf8(path).is_err() {
-        v["path_hex"] = crate::format::id::to_hex(path).into();
-    }
-}
-
-/// A path for one line of output: as it is when it is printable UTF-8, else
-/// in double quotes with C escapes (`\n`, `\t`, `\"`, `\\`, `\ooo` for other
-/// bytes), as git quotes names.
-pub(super) fn quote(path: &[u8]) -> Cow<'_, str> {
-    let plain = |s: &str| !s.chars().any(|c| c.is_control() || c == '"' || c == '\\');
-    if let Ok(s) = std::str::from_utf8(path) {
-        if plain(s) {
-            return Cow::Borrowed(s);
-        }
-    }
-    let mut out = String::from("\"");
-    for chunk in path.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut b = [0u8; 4];
-                    for byte in c.encode_utf8(&mut b).as_bytes() {
-                        out.push_str(&format!("\\{byte:03o}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\{byte:03o}"));
-        }
-    }
-    out.push('"');
-    Cow::Owned(out)
 }
 
 /// A category that may be ignored.
@@ -343,13 +324,6 @@ pub(super) fn ignorable(s: &str) -> std::result::Result<Category, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_are_quoted_only_when_needed() {
-        assert_eq!(quote(b"/srv/www/caf\xc3\xa9 x"), "/srv/www/café x");
-        assert_eq!(quote(b"/a\nb\t\"c\\"), r#""/a\nb\t\"c\\""#);
-        assert_eq!(quote(b"/caf\xe9\x01"), r#""/caf\351\001""#);
-    }
 
     #[test]
     fn only_ignorable_categories_parse() {

@@ -26,7 +26,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         None => None,
     };
     let r = create(repo, !args.insecure_no_encryption, source.as_deref())?;
-    println!(
+    outln!(
         "created {} repository {} at {}",
         if r.is_encrypted() {
             "encrypted"
@@ -35,11 +35,11 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         },
         short(&r.config().id),
         repo.location()
-    );
+    )?;
     if r.is_encrypted() {
-        println!(
+        outln!(
             "keep the password safe: without it the backups cannot be read (see `rewind key add`)"
-        );
+        )?;
     }
     Ok(super::EXIT_OK)
 }

@@ -58,25 +58,25 @@ pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
         Command::List { json } => {
             let keys = repo.keys()?;
             if json {
-                println!("{}", serde_json::to_string(&keys)?);
+                outln!("{}", serde_json::to_string(&keys)?)?;
             } else {
-                println!("{:<3}{:<34}{:<27}{:<20}user", "", "id", "created", "host");
+                outln!("{:<3}{:<34}{:<27}{:<20}user", "", "id", "created", "host")?;
                 for k in &keys {
-                    println!(
+                    outln!(
                         "{:<3}{:<34}{:<27}{:<20}{}",
                         if k.current { "*" } else { "" },
                         k.id,
                         k.created,
                         k.host,
                         k.username
-                    );
+                    )?;
                 }
             }
         }
         Command::Add(new) => {
             let password = new.read()?;
             let id = repo.add_key(password.bytes(), repo_arg.kdf)?;
-            println!("added key {id}");
+            outln!("added key {id}")?;
         }
         Command::Passwd(new) => {
             let password = new.read()?;
@@ -88,7 +88,7 @@ pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
             repo.remove_old_key(&old).with_context(|| {
                 format!("the new key {id} was added, but the old key {old} could not be removed")
             })?;
-            println!("changed the password: key {id} replaces key {old}");
+            outln!("changed the password: key {id} replaces key {old}")?;
         }
         Command::Remove { id } => {
             let keys = repo.keys()?;
@@ -102,7 +102,7 @@ pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
                 ),
             };
             repo.remove_key(&key)?;
-            println!("removed key {key}");
+            outln!("removed key {key}")?;
         }
     }
     Ok(super::EXIT_OK)

@@ -1,7 +1,12 @@
 //! `rewind ls`.
+//!
+//! Names go out as raw bytes to a pipe or file, and quoted with C escapes
+//! (as `diff` quotes them) on a terminal, so a name holding a newline or an
+//! escape sequence can neither split a line nor drive the terminal. `--json`
+//! gives every name exactly (see [`super::json`]).
 
-use super::output::{mode, time};
-use super::{FilterArgs, RepoArg};
+use super::output::{self, mode, quote, time};
+use super::{json, select, FilterArgs, RepoArg};
 use crate::format::tree::{Entry, Kind};
 use crate::repo::Repository;
 use anyhow::{Context, Result};
@@ -9,9 +14,9 @@ use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot: id, id prefix or `latest`
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`: the newest holding PATH), optionally a path in it
     pub snapshot: String,
-    /// List below this path of the snapshot [default: /]
+    /// List below this path of the snapshot (or give it as SNAP:PATH) [default: /]
     pub path: Option<String>,
     /// Long listing: mode, owner, size, mtime
     #[arg(short = 'l', long)]
@@ -28,19 +33,22 @@ pub struct Args {
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let repo = repo.open()?;
-    let (_, snap) = repo
-        .find_snapshot(&args.snapshot, &args.filter.filter())
-        .with_context(|| format!("finding snapshot {}", args.snapshot))?;
-    let path = args.path.clone().unwrap_or_else(|| "/".into());
+    let (id, snap, path) = select::find_with_path(
+        &repo,
+        &args.snapshot,
+        args.path.as_deref(),
+        &args.filter.filter(),
+    )?;
     let entry = repo
         .entry_at(&snap.tree, path.as_bytes())
-        .with_context(|| format!("snapshot {}", args.snapshot))?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        .with_context(|| format!("snapshot {}", id.short()))?;
+    let mut out = output::stdout();
     let base = path.trim_end_matches('/').as_bytes().to_vec();
+    let quoted = output::stdout_is_tty();
     if entry.kind == Kind::Dir {
-        list(&repo, &entry, &base, &args, &mut out)?;
+        list(&repo, &entry, &base, &args, quoted, &mut out)?;
     } else {
-        print(&entry, &base, &args, &mut out)?;
+        print(&entry, &base, &args, quoted, &mut out)?;
     }
     out.flush()?;
     Ok(super::EXIT_OK)
@@ -51,6 +59,7 @@ fn list(
     dir: &Entry,
     path: &[u8],
     args: &Args,
+    quoted: bool,
     out: &mut impl Write,
 ) -> Result<()> {
     let Some(sub) = dir.subtree else {
@@ -58,31 +67,35 @@ fn list(
     };
     let tree = repo
         .load_tree(&sub)
-        .with_context(|| format!("reading directory {}", String::from_utf8_lossy(path)))?;
+        .with_context(|| format!("reading directory {}", quote(path)))?;
     for e in &tree.entries {
         let mut p = path.to_vec();
         p.push(b'/');
         p.extend_from_slice(&e.name);
-        print(e, &p, args, out)?;
+        print(e, &p, args, quoted, out)?;
         if e.kind == Kind::Dir && !args.no_recursive {
-            list(repo, e, &p, args, out)?;
+            list(repo, e, &p, args, quoted, out)?;
         }
     }
     Ok(())
 }
 
-fn print(e: &Entry, path: &[u8], args: &Args, out: &mut impl Write) -> Result<()> {
+fn print(e: &Entry, path: &[u8], args: &Args, quoted: bool, out: &mut impl Write) -> Result<()> {
     if args.json {
-        let v = serde_json::json!({
-            "path": String::from_utf8_lossy(path),
-            "type": format!("{:?}", e.kind).to_lowercase(),
+        let mut v = serde_json::json!({
+            "type": crate::compare::kind_name(e.kind),
             "mode": format!("{:04o}", e.mode),
             "uid": e.uid, "gid": e.gid, "user": e.user, "group": e.group,
             "size": e.size,
-            "mtime": format!("{}.{:09}", e.mtime.sec, e.mtime.nsec),
+            "mtime": json::time(e.mtime),
+            "atime": json::time(e.atime),
+            "ctime": json::time(e.ctime),
             "nlink": e.nlink,
-            "target": (e.kind == Kind::Symlink).then(|| String::from_utf8_lossy(&e.target).into_owned()),
         });
+        json::name(&mut v, "path", path);
+        if e.kind == Kind::Symlink {
+            json::name(&mut v, "target", &e.target);
+        }
         writeln!(out, "{v}")?;
         return Ok(());
     }
@@ -104,10 +117,17 @@ fn print(e: &Entry, path: &[u8], args: &Args, out: &mut impl Write) -> Result<()
             time(e.mtime)
         )?;
     }
-    out.write_all(path)?;
+    let name = |out: &mut dyn Write, bytes: &[u8]| -> std::io::Result<()> {
+        if quoted {
+            out.write_all(quote(bytes).as_bytes())
+        } else {
+            out.write_all(bytes)
+        }
+    };
+    name(out, path)?;
     if args.long && e.kind == Kind::Symlink {
         out.write_all(b" -> ")?;
-        out.write_all(&e.target)?;
+        name(out, &e.target)?;
     }
     out.write_all(b"\n")?;
     Ok(())

@@ -2,25 +2,60 @@
 //! then call the library. The only module that uses clap, and with `main.rs`
 //! the only one that uses anyhow.
 //!
-//! Exit codes: 0 success; 1 failure; 2 usage error; 3 finished, but some files
-//! could not be read or restored (each named on stderr).
+//! Exit codes: 0 success; 1 failure; 2 usage error (and, for `diff` and
+//! `verify`, any trouble: 1 means "different" there, as in diff(1)); 3
+//! finished, but some files could not be read or restored (each named on
+//! stderr); 130 stopped by SIGINT or SIGTERM.
+//!
+//! Output goes through writers that return errors: a closed stdout (`rewind
+//! ls … | head`) ends a listing quietly with 0, and a command whose outcome
+//! is known before it prints (`diff`, `verify`, `check`, `backup`, `forget`)
+//! keeps that outcome's exit code. Nothing here panics on a write.
+
+/// A line on stderr; a closed stderr is ignored (there is nowhere left to say it).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// A line of a report on stdout ([`output::report`]): `outln!(…)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::report(format_args!($($arg)*))
+    };
+}
+
+/// Return a usage error (exit 2) from the enclosing function.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::Usage(format!($($arg)*))))
+    };
+}
 
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod forget;
 mod init;
+mod json;
 mod key;
 mod ls;
+mod manual;
 mod mount;
 mod output;
+mod parse;
 mod password;
 mod prune;
 mod repair;
 mod restore;
+mod select;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 mod verify;
 
@@ -35,7 +70,9 @@ use std::sync::Arc;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Permission-exact, deduplicated snapshots of directory trees.
 #[derive(Parser, Debug)]
@@ -55,9 +92,17 @@ pub struct Cli {
     #[arg(long, global = true, env = "REWIND_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: Option<u16>,
 
-    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h) [default: 0, fail at once]
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub lock_wait: Option<String>,
+    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h, 1h30m) [default: 0, fail at once]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse::wait)]
+    pub lock_wait: Option<std::time::Duration>,
+
+    /// Print only warnings and errors (and what a listing or --json asks for)
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: `backup` and `restore` name each file they read or write
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 
     #[command(flatten)]
     pub password: password::PasswordArgs,
@@ -104,8 +149,10 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount a rewind mount (also a dead one)
     Umount(mount::UmountArgs),
-    /// Remove snapshots by a retention policy
+    /// Remove snapshots: by id, or by a retention policy
     Forget(forget::Args),
+    /// Add, remove or replace the tags of snapshots
+    Tag(tag::Args),
     /// Delete data no snapshot needs, repack partly used packs, merge the index
     Prune(prune::Args),
     /// Remove stale locks
@@ -116,23 +163,119 @@ pub enum Command {
     /// List, add, change and remove the passwords of an encrypted repository
     #[command(subcommand)]
     Key(key::Command),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(manual::CompletionArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(manual::ManArgs),
 }
 
+/// Commands that never open a repository: their help leaves out the
+/// repository options.
+const NO_REPOSITORY: [&str; 3] = ["umount", "completion", "man"];
+
+/// The clap command, with the global repository options hidden from the help
+/// of commands that do not use them.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    for name in NO_REPOSITORY {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            // In place: the built command's keys point at argument positions.
+            sub.mut_args(|a| {
+                let repository =
+                    a.is_global_set() && !matches!(a.get_id().as_str(), "quiet" | "verbose");
+                let hidden = repository || a.is_hide_set();
+                a.hide(hidden)
+            })
+        });
+    }
+    cmd
+}
+
+/// An error and the exit code it ends the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: anyhow::Error,
+    code: u8,
+}
+
+impl Failure {
+    /// The exit code; a closed stdout is a quiet success (the reader left).
+    pub fn exit_code(&self) -> u8 {
+        if self.is_broken_pipe() {
+            EXIT_OK
+        } else if self.interrupted() {
+            EXIT_INTERRUPTED
+        } else if self.error.chain().any(|e| e.is::<Usage>()) {
+            EXIT_USAGE
+        } else {
+            self.code
+        }
+    }
+
+    /// What to print on stderr: nothing for a closed stdout.
+    pub fn message(&self) -> Option<String> {
+        if self.is_broken_pipe() {
+            None
+        } else if self.interrupted() {
+            Some("rewind: interrupted".into())
+        } else {
+            Some(format!("rewind: error: {:#}", self.error))
+        }
+    }
+
+    fn is_broken_pipe(&self) -> bool {
+        output::is_broken_pipe(&self.error)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.error.chain().any(|e| {
+            matches!(
+                e.downcast_ref::<crate::error::Error>(),
+                Some(crate::error::Error::Interrupted(_))
+            )
+        })
+    }
+}
+
+/// A usage error found after parsing: exit 2, as clap's own.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// Parse the command line and run it. Returns the exit code.
-pub fn run() -> Result<u8> {
-    let cli = Cli::parse();
+pub fn run() -> Result<u8, Failure> {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    output::set_level(if cli.quiet {
+        output::Level::Quiet
+    } else if cli.verbose {
+        output::Level::Verbose
+    } else {
+        output::Level::Normal
+    });
     raise_fd_limit();
-    let lock_wait = match &cli.lock_wait {
-        None => std::time::Duration::ZERO,
-        Some(s) => parse_wait(s)?,
-    };
     let kdf = match &cli.kdf_params {
         None => crate::format::key::KdfParams::default(),
-        Some(s) => crate::format::key::KdfParams::parse(s)?,
+        Some(s) => crate::format::key::KdfParams::parse(s).map_err(|e| Failure {
+            error: anyhow::anyhow!("--kdf-params {s:?}: {e}"),
+            code: EXIT_USAGE,
+        })?,
     };
     let repo = RepoArg {
         explicit: cli.repo.clone(),
-        lock_wait,
+        lock_wait: cli.lock_wait.unwrap_or_default(),
         password: cli.password.clone(),
         cache_dir: cli.cache_dir.clone(),
         no_cache: cli.no_cache,
@@ -141,45 +284,65 @@ pub fn run() -> Result<u8> {
         connections: cli.connections.map(usize::from),
         counter: Counter::default(),
     };
-    let result = dispatch(&repo, cli.command);
+    // These stop cleanly on SIGINT and SIGTERM (also while waiting for a
+    // lock): they look at the stop request where stopping is safe.
+    if matches!(
+        cli.command,
+        Command::Backup(_)
+            | Command::Check(_)
+            | Command::Prune(_)
+            | Command::Forget(_)
+            | Command::Tag(_)
+    ) {
+        crate::interrupt::install();
+    }
+    // `diff` and `verify` say "different" with 1, so trouble is 2 (diff(1)).
+    let trouble = match cli.command {
+        Command::Diff(_) | Command::Verify(_) => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    };
+    let res = match cli.command {
+        Command::Init(a) => init::run(&repo, a),
+        Command::Backup(a) => backup::run(&repo, a),
+        Command::Snapshots(a) => snapshots::run(&repo, a),
+        Command::Ls(a) => ls::run(&repo, a),
+        Command::Cat(a) => cat::run(&repo, a),
+        Command::Restore(a) => restore::run(&repo, a),
+        Command::Check(a) => check::run(&repo, a),
+        Command::Diff(a) => diff::run(&repo, a),
+        Command::Verify(a) => verify::run(&repo, a),
+        Command::Stats(a) => stats::run(&repo, a),
+        Command::Mount(a) => mount::run(&repo, a),
+        Command::Umount(a) => mount::umount(a),
+        Command::Forget(a) => forget::run(&repo, a),
+        Command::Tag(a) => tag::run(&repo, a),
+        Command::Prune(a) => prune::run(&repo, a),
+        Command::Unlock(a) => unlock::run(&repo, a),
+        Command::Repair(c) => repair::run(&repo, c),
+        Command::Key(c) => key::run(&repo, c),
+        Command::Copy(a) => copy::run(&repo, a),
+        Command::Completion(a) => manual::completion(a),
+        Command::Man(a) => manual::man(a),
+    };
     if std::env::var_os("REWIND_REQUEST_STATS").is_some_and(|v| !v.is_empty() && v != "0") {
         report_requests();
     }
-    result
+    res.map_err(|error| Failure {
+        error: hint(error, &repo),
+        code: trouble,
+    })
 }
 
 /// Print the request counts of every remote repository this process used
 /// (`REWIND_REQUEST_STATS`).
 fn report_requests() {
     for (location, counter) in COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        eprintln!("{location}: {}", counter.snapshot().summary());
+        errln!("{location}: {}", counter.snapshot().summary());
     }
 }
 
 /// The counters of the remote repositories opened, by location.
 static COUNTERS: std::sync::Mutex<Vec<(String, Counter)>> = std::sync::Mutex::new(Vec::new());
-
-fn dispatch(repo: &RepoArg, command: Command) -> Result<u8> {
-    match command {
-        Command::Init(a) => init::run(repo, a),
-        Command::Backup(a) => backup::run(repo, a),
-        Command::Snapshots(a) => snapshots::run(repo, a),
-        Command::Ls(a) => ls::run(repo, a),
-        Command::Cat(a) => cat::run(repo, a),
-        Command::Restore(a) => restore::run(repo, a),
-        Command::Check(a) => check::run(repo, a),
-        Command::Diff(a) => diff::run(repo, a),
-        Command::Verify(a) => verify::run(repo, a),
-        Command::Stats(a) => stats::run(repo, a),
-        Command::Mount(a) => mount::run(repo, a),
-        Command::Umount(a) => mount::umount(a),
-        Command::Forget(a) => forget::run(repo, a),
-        Command::Prune(a) => prune::run(repo, a),
-        Command::Unlock(a) => unlock::run(repo, a),
-        Command::Repair(c) => repair::run(repo, c),
-        Command::Key(c) => key::run(repo, c),
-    }
-}
 
 /// Where the repository is, and how to open it.
 #[derive(Clone)]
@@ -463,8 +626,8 @@ pub struct FilterArgs {
     /// Only snapshots that include this path
     #[arg(long = "path")]
     pub paths: Vec<String>,
-    /// Only snapshots with this tag
-    #[arg(long = "tag")]
+    /// Only snapshots with this tag (`a,b` or repeated: every one given)
+    #[arg(long = "tag", value_delimiter = ',', value_parser = parse::tag)]
     pub tags: Vec<String>,
 }
 
@@ -478,11 +641,19 @@ impl FilterArgs {
     }
 }
 
-/// Split `SNAP[:PATH]`.
-pub fn split_snap_path(spec: &str) -> (&str, Option<&str>) {
-    match spec.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
-        None => (spec, None),
+/// The error, with a hint when the repository does not exist.
+fn hint(error: anyhow::Error, repo: &RepoArg) -> anyhow::Error {
+    let missing = error.chain().any(|e| {
+        matches!(e.downcast_ref::<crate::error::Error>(),
+            Some(crate::error::Error::NotFound(what)) if what.starts_with("repository "))
+    });
+    match repo.path() {
+        Ok(path) if missing && !path.exists() => error.context(format!(
+            "there is no repository at {} (create one with `rewind --repo {} init`, or name another with --repo or REWIND_REPO)",
+            path.display(),
+            path.display()
+        )),
+        _ => error,
     }
 }
 
@@ -494,22 +665,6 @@ pub fn stderr_is_tty() -> bool {
 /// Whether stdin is a terminal.
 pub fn stdin_is_tty() -> bool {
     unsafe { libc::isatty(0) == 1 }
-}
-
-/// `30s`, `10m`, `2h`, `1d` or plain seconds.
-fn parse_wait(s: &str) -> Result<std::time::Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("--lock-wait {s:?}: expected e.g. 30s, 10m, 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => anyhow::bail!("--lock-wait {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
-    };
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Restores keep a directory open per hard-link group and mounts keep packs

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     pub allow_other: bool,
     /// Memory for decompressed chunks, in bytes (suffixes K, M, G)
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    #[arg(long, default_value = "256M", value_parser = super::parse::size)]
     pub cache_size: u64,
     /// Return once the mount is ready, leaving it served in the background
     #[arg(long)]
@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     pub log_file: Option<PathBuf>,
     /// Threads serving requests
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::parse::threads)]
     pub threads: usize,
     /// Take no shared lock, so `prune` is not held up by a long-lived mount
     /// (and may delete data the mount shows)
@@ -78,7 +78,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
         redirect(log, 2)?;
     }
     serve(repo, plan, &args, |mnt, what| {
-        eprintln!(
+        errln!(
             "rewind: mounted {what} on {}; unmount with `rewind umount {}` or Ctrl-C",
             mnt.display(),
             mnt.display()
@@ -145,8 +145,7 @@ fn open_in_background(
 fn root(repo: &Repository, repo_path: &Path, args: &Args) -> Result<(Root, String)> {
     Ok(match &args.snapshot {
         Some(spec) => {
-            let (id, snap) = repo
-                .find_snapshot(spec, &args.filter.filter())
+            let (id, snap) = super::select::find(repo, spec, &args.filter.filter(), None)
                 .with_context(|| format!("finding snapshot {spec}"))?;
             (
                 Root::Snapshot {
@@ -247,7 +246,7 @@ fn watch_signals(set: SigSet, mnt: PathBuf) {
             if detached || mountpoint::detach(&mnt).is_err() {
                 std::process::exit(super::EXIT_OK as i32);
             }
-            eprintln!(
+            errln!(
                 "rewind: unmounting {}; the mount ends when no process uses it (signal again to stop now)",
                 mnt.display()
             );
@@ -271,7 +270,7 @@ fn daemon(repo_arg: &RepoArg, plan: Plan, args: &Args) -> Result<u8> {
                 .context("waiting for the mount")?;
             match msg.strip_prefix("ok\n") {
                 Some(what) => {
-                    eprintln!(
+                    errln!(
                         "rewind: mounted {what} on {} (process {child})",
                         plan.mountpoint.display()
                     );
@@ -317,7 +316,7 @@ fn daemon_child(repo_arg: &RepoArg, plan: Plan, args: &Args, tx: OwnedFd) -> i32
             if let Some(mut p) = pipe.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = write!(p, "{e:#}");
             }
-            eprintln!("rewind: error: {e:#}");
+            errln!("rewind: error: {e:#}");
             super::EXIT_FAILURE as i32
         }
     }
@@ -331,51 +330,4 @@ fn redirect(file: &File, fd: i32) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("redirecting output");
     }
     Ok(())
-}
-
-/// `256M`, `1G`, `4096`, `64KiB`: bytes, with binary suffixes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (like 256M)"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        for (s, want) in [
-            ("4096", 4096),
-            ("256M", 256 << 20),
-            ("1g", 1 << 30),
-            ("64KiB", 64 << 10),
-            ("2MB", 2 << 20),
-            ("0", 0),
-        ] {
-            assert_eq!(parse_size(s), Ok(want), "{s}");
-        }
-        for bad in ["", "M", "12Q", "99999999999999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -19,16 +19,19 @@ pub fn run(repo_arg: &RepoArg, cmd: Command) -> Result<u8> {
     let report = crate::prune::repair_index(&repo, &super::output::Reporter::new("read", false))
         .context("rebuilding the index")?;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        outln!(
             "indexed {} blobs in {} packs: {} index files written, {} old ones removed",
-            report.blobs, report.packs, report.index_files_written, report.index_files_removed
-        );
+            report.blobs,
+            report.packs,
+            report.index_files_written,
+            report.index_files_removed
+        )?;
         for u in &report.unreadable {
-            println!(
+            outln!(
                 "unreadable pack header (old index files kept, so its blobs stay indexed): {u}"
-            );
+            )?;
         }
     }
     Ok(if report.unreadable.is_empty() {

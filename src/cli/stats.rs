@@ -1,16 +1,17 @@
 //! `rewind stats`.
 
-use super::output::bytes;
-use super::{FilterArgs, RepoArg};
+use super::output::{self, bytes};
+use super::{select, FilterArgs, RepoArg};
 use crate::format::id::{BlobId, TreeId};
 use crate::format::tree::{Extent, Kind};
 use crate::repo::Repository;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::HashSet;
+use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// One snapshot (id, prefix or `latest`) [default: all]
+    /// One snapshot (id, prefix, `latest` or `latest:PATH`) [default: all]
     pub snapshot: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -33,9 +34,10 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let repo = repo.open()?;
     let filter = args.filter.filter();
     let snaps = match &args.snapshot {
-        Some(spec) => vec![repo
-            .find_snapshot(spec, &filter)
-            .with_context(|| format!("finding snapshot {spec}"))?],
+        Some(spec) => {
+            let (id, s, _) = select::find_with_path(&repo, spec, None, &filter)?;
+            vec![(id, s)]
+        }
         None => repo
             .snapshots()?
             .0
@@ -51,36 +53,52 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     }
     let repo_bytes: u64 = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let mut out = output::stdout();
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "snapshots": t.snapshots, "files": t.files, "logical_bytes": t.logical,
                 "unique_blobs": t.blobs, "unique_raw_bytes": t.unique_raw, "unique_stored_bytes": t.unique_stored,
                 "dedup_ratio": ratio(t.logical, t.unique_raw), "compression_ratio": ratio(t.unique_raw, t.unique_stored),
                 "repository_pack_bytes": repo_bytes,
+                "encrypted": repo.is_encrypted(), "format": repo.config().format,
             })
-        );
+        )?;
     } else {
-        println!("snapshots:           {}", t.snapshots);
-        println!("files:               {}", t.files);
-        println!("logical size:        {}", bytes(t.logical));
-        println!(
+        writeln!(
+            out,
+            "repository:          {}",
+            if repo.is_encrypted() {
+                "encrypted (format 2)"
+            } else {
+                "UNENCRYPTED (format 1): anyone who can read its files can read the backups"
+            }
+        )?;
+        writeln!(out, "snapshots:           {}", t.snapshots)?;
+        writeln!(out, "files:               {}", t.files)?;
+        writeln!(out, "logical size:        {}", bytes(t.logical))?;
+        writeln!(
+            out,
             "unique data:         {} in {} blobs",
             bytes(t.unique_raw),
             t.blobs
-        );
-        println!("stored size:         {}", bytes(t.unique_stored));
-        println!(
+        )?;
+        writeln!(out, "stored size:         {}", bytes(t.unique_stored))?;
+        writeln!(
+            out,
             "deduplication ratio: {:.2}x",
             ratio(t.logical, t.unique_raw)
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "compression ratio:   {:.2}x",
             ratio(t.unique_raw, t.unique_stored)
-        );
-        println!("repository packs:    {}", bytes(repo_bytes));
+        )?;
+        writeln!(out, "repository packs:    {}", bytes(repo_bytes))?;
     }
+    out.flush()?;
     Ok(super::EXIT_OK)
 }
 

@@ -14,12 +14,16 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let repo = repo_arg.open()?;
     let removed = repo.unlock(args.all)?;
     for l in &removed {
-        println!("removed {}", l.describe());
+        outln!("removed {}", l.describe())?;
     }
     let left = repo.locks()?;
     for l in &left {
-        println!("still held: {}", l.info.describe());
+        outln!("still held: {}", l.info.describe())?;
     }
-    println!("{} locks removed, {} remain", removed.len(), left.len());
+    outln!(
+        "{} removed, {} remain",
+        super::output::count(removed.len() as u64, "lock", "locks"),
+        left.len()
+    )?;
     Ok(super::EXIT_OK)
 }

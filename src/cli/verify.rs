@@ -1,9 +1,10 @@
 //! `rewind verify`: prove that a directory is exactly a snapshot.
 
-use super::diff::{add_path, ignorable, quote};
-use super::output::{bytes, Reporter};
-use super::{split_snap_path, FilterArgs, RepoArg};
+use super::diff::ignorable;
+use super::output::{self, bytes, quote, Reporter};
+use super::{json, select, FilterArgs, RepoArg};
 use crate::compare::{self, Category, CategorySet, Change, ContentCheck, LiveOptions, Status};
+use crate::format::id::SnapshotId;
 use crate::format::tree::Kind;
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
@@ -13,18 +14,22 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`) and optionally a path in it [default: /]
+    /// SNAP[:PATH]: a snapshot (id, id prefix or `latest`: the newest holding PATH) and optionally a path in it [default: /]
     pub snapshot: String,
     /// The directory to prove: a restore (as `restore SNAP[:PATH] --target DIR` made it), a copy, a mount, a live tree
     pub dir: PathBuf,
     /// Do not compare a category (repeatable): mode, owner, mtime, atime, xattr, acl, links, holes, content
     #[arg(long = "ignore", value_name = "CATEGORY", value_parser = ignorable)]
     pub ignore: Vec<Category>,
+    /// Also compare access times (left out by default: reading a tree, as a
+    /// restore test does, changes them)
+    #[arg(long)]
+    pub atime: bool,
     /// Owners match by uid/gid only, not also by user and group name
     #[arg(long)]
     pub numeric_owner: bool,
     /// Reader threads
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::parse::threads)]
     pub threads: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -36,11 +41,9 @@ pub struct Args {
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let started = std::time::Instant::now();
     let (repo, _lock) = repo_arg.open_locked(false, "verify")?;
-    let (spec, sub) = split_snap_path(&args.snapshot);
-    let (id, snap) = repo
-        .find_snapshot(spec, &args.filter.filter())
-        .with_context(|| format!("finding snapshot {spec}"))?;
-    let sub = sub.unwrap_or("/");
+    let (id, snap, sub) =
+        select::find_with_path(&repo, &args.snapshot, None, &args.filter.filter())?;
+    let sub = sub.as_str();
     let entry = repo
         .entry_at(&snap.tree, sub.as_bytes())
         .with_context(|| format!("snapshot {}", id.short()))?;
@@ -52,7 +55,10 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     } else {
         (args.dir.join(OsStr::from_bytes(&entry.name)), true)
     };
-    let ignore = CategorySet::of(&args.ignore);
+    let mut ignore = CategorySet::of(&args.ignore);
+    if !args.atime {
+        ignore.insert(Category::Atime);
+    }
     let opts = LiveOptions {
         ignore,
         content: ContentCheck::Always,
@@ -74,58 +80,94 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     let report = report.with_context(|| format!("verifying {}", args.dir.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let lines: Vec<Line> = report.changes.iter().flat_map(lines).collect();
-    let what = format!("snapshot {}:{}", id.short(), snap_path.display());
-    let ignored: Vec<&str> = args.ignore.iter().map(|c| c.name()).collect();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
-        let v = serde_json::json!({
-            "ok": lines.is_empty(),
-            "snapshot": id.to_hex(), "path": snap_path, "dir": args.dir,
-            "ignored": ignored,
-            "differences": lines.iter().map(Line::json).collect::<Vec<_>>(),
-            "counts": counts(&lines).into_iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>(),
-            "entries": report.entries, "files_hashed": report.files_hashed,
-            "bytes_hashed": report.bytes_hashed, "seconds": secs,
-        });
-        writeln!(out, "{v}")?;
-    } else {
-        for l in &lines {
-            writeln!(out, "{}\t{}\t{}", l.category, quote(&l.path), l.text)?;
-        }
-        let rate = report.bytes_hashed as f64 / secs.max(1e-9) / 1e6;
-        writeln!(
-            out,
-            "verified {} entries, {} hashed in {secs:.1} s ({rate:.0} MB/s){}",
-            report.entries,
-            bytes(report.bytes_hashed),
-            if ignored.is_empty() {
-                String::new()
-            } else {
-                format!(", ignoring {}", ignored.join(", "))
-            }
-        )?;
-        if lines.is_empty() {
-            writeln!(out, "OK: {} is exactly {what}", args.dir.display())?;
-        } else {
-            let per: Vec<String> = counts(&lines)
-                .iter()
-                .map(|(c, n)| format!("{c} {n}"))
-                .collect();
-            writeln!(
-                out,
-                "DIFFERENT: {} differences ({}) between {} and {what}",
-                lines.len(),
-                per.join(", "),
-                args.dir.display()
-            )?;
-        }
+    let mut ignored: Vec<&str> = args.ignore.iter().map(|c| c.name()).collect();
+    if !args.atime && !ignored.contains(&"atime") {
+        ignored.push("atime");
     }
-    out.flush()?;
-    Ok(if lines.is_empty() {
+    let code = if lines.is_empty() {
         super::EXIT_OK
     } else {
         super::EXIT_FAILURE
-    })
+    };
+    let outcome = Outcome {
+        id,
+        snap_path,
+        ignored,
+        secs,
+        lines,
+        report,
+    };
+    let mut out = output::stdout();
+    let printed = print(&mut out, &args, &outcome);
+    output::finish(code, printed)
+}
+
+/// What verify found, for [`print`].
+struct Outcome<'a> {
+    id: SnapshotId,
+    snap_path: PathBuf,
+    ignored: Vec<&'a str>,
+    secs: f64,
+    lines: Vec<Line>,
+    report: crate::compare::Report,
+}
+
+/// The differences and a verdict (`-q`: only the differences), or JSON.
+fn print(out: &mut impl Write, args: &Args, o: &Outcome) -> Result<()> {
+    let (id, lines, report) = (&o.id, &o.lines, &o.report);
+    let what = format!("snapshot {}:{}", id.short(), o.snap_path.display());
+    if args.json {
+        let mut v = serde_json::json!({
+            "ok": lines.is_empty(),
+            "snapshot": id.to_hex(), "short_id": id.short(), "path": o.snap_path,
+            "ignored": o.ignored,
+            "differences": lines.iter().map(Line::json).collect::<Vec<_>>(),
+            "counts": counts(lines).into_iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>(),
+            "entries": report.entries, "files_hashed": report.files_hashed,
+            "bytes_hashed": report.bytes_hashed, "seconds": o.secs,
+        });
+        json::name(&mut v, "dir", args.dir.as_os_str().as_bytes());
+        writeln!(out, "{v}")?;
+        out.flush()?;
+        return Ok(());
+    }
+    for l in lines {
+        writeln!(out, "{}\t{}\t{}", l.category, quote(&l.path), l.text)?;
+    }
+    if output::chatty() {
+        let rate = report.bytes_hashed as f64 / o.secs.max(1e-9) / 1e6;
+        let ignoring = if o.ignored.is_empty() {
+            String::new()
+        } else {
+            format!(", ignoring {}", o.ignored.join(", "))
+        };
+        writeln!(
+            out,
+            "verified {} entries, {} hashed in {:.1} s ({rate:.0} MB/s){ignoring}",
+            report.entries,
+            bytes(report.bytes_hashed),
+            o.secs
+        )?;
+    }
+    if lines.is_empty() {
+        if output::chatty() {
+            writeln!(out, "OK: {} is exactly {what}", args.dir.display())?;
+        }
+    } else {
+        let per: Vec<String> = counts(lines)
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "DIFFERENT: {} ({}) between {} and {what}",
+            output::count(lines.len() as u64, "difference", "differences"),
+            per.join(", "),
+            args.dir.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// One difference, as verify reports it.
@@ -138,7 +180,7 @@ struct Line {
 impl Line {
     fn json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({ "category": self.category.name(), "detail": self.text });
-        add_path(&mut v, &self.path);
+        json::name(&mut v, "path", &self.path);
         v
     }
 }

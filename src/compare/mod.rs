@@ -364,27 +364,10 @@ pub fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-/// A time as UTC `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+/// A time as RFC 3339 in local time with its offset, as every output gives
+/// times ([`crate::clock::rfc3339`]).
 pub fn fmt_time(t: Time) -> String {
-    let days = t.sec.div_euclid(86_400);
-    let secs = t.sec.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        t.nsec
-    )
+    crate::clock::rfc3339(t)
 }
 
 #[cfg(test)]
@@ -453,17 +436,5 @@ mod tests {
         r.finish();
         assert_eq!(r.changes.len(), 2);
         assert_eq!(r.changes[1].categories(), [Category::Mode, Category::Links]);
-    }
-
-    #[test]
-    fn times_print_as_utc() {
-        let t = |sec, nsec| fmt_time(Time { sec, nsec });
-        assert_eq!(t(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            t(1_500_000_000, 987_654_321),
-            "2017-07-14T02:40:00.987654321Z"
-        );
-        assert_eq!(t(-86_400, 999_999_999), "1969-12-31T00:00:00.999999999Z");
-        assert_eq!(t(4_102_444_800, 1), "2100-01-01T00:00:00.000000001Z");
     }
 }

@@ -37,6 +37,10 @@ pub struct Snapshot {
     pub program: String,
     #[serde(default)]
     pub summary: Summary,
+    /// For a snapshot `rewind copy` made: the source snapshot's id (in the
+    /// repository it was first written to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
 }
 
 /// What a backup did.
@@ -120,6 +124,7 @@ mod tests {
             parent: None,
             program: "rewind test".into(),
             summary: Summary::default(),
+            original: None,
         };
         let keys = Subkeys::derive(&MasterKey([2; MASTER_LEN]));
         let plain = (Codec::new(0), Hasher::new([1; 32]));

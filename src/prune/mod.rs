@@ -220,6 +220,7 @@ fn used_blobs(repo: &Repository) -> Result<Membership> {
     for (sid, snap) in &snaps {
         let mut stack = vec![snap.tree];
         while let Some(tid) = stack.pop() {
+            crate::interrupt::check()?;
             if recent.len() >= 1 << 16 {
                 recent.clear();
             }
@@ -330,6 +331,7 @@ fn repack(
     let mut used = used_blobs(repo)?;
     let mut prev: Option<BlobId> = None;
     for rec in merged_index(repo) {
+        crate::interrupt::check()?;
         let (id, loc) = rec?;
         if prev == Some(id) || !fates.contains_key(&loc.pack) {
             continue; // a duplicate, or a record of a missing pack

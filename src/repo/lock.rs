@@ -437,10 +437,15 @@ impl Repository {
         Ok(name)
     }
 
-    /// Fail when a lock this process holds on the repository was lost or
-    /// went unrefreshed (see the module docs).
+    /// Fail when a lock this process holds on the repository was removed
+    /// (looked up now, not at the last heartbeat) or went unrefreshed (see
+    /// the module docs).
     pub fn check_locks_held(&self) -> Result<()> {
-        for h in self.held.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let held: Vec<Arc<Held>> = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for h in held {
+            if let Err(Error::NotFound(_)) = self.backend.stat(FileType::Lock, &h.name) {
+                h.lost.store(true, Ordering::SeqCst);
+            }
             h.check()?;
         }
         Ok(())
@@ -508,6 +513,7 @@ pub fn acquire(
     let deadline = Instant::now().checked_add(wait);
     let mut pause = Duration::from_millis(100);
     loop {
+        crate::interrupt::check()?;
         repo.backend
             .put(FileType::Lock, &name, &repo.encode_lock(&name, &info)?)?;
         // Storage whose listings lag shows ours to others only after this.
@@ -727,8 +733,10 @@ mod tests {
         lock.check().unwrap();
         r.check_locks_held().unwrap();
         r.unlock(true).unwrap();
-        lock.held.lost.store(true, Ordering::SeqCst); // what the next heartbeat finds
-        assert!(r.check_locks_held().is_err());
+        // Found at once, not at the next heartbeat.
+        let e = r.check_locks_held().unwrap_err().to_string();
+        assert!(e.contains("was removed"), "{e}");
+        drop(lock);
         let lock2 = acquire(&r, false, "backup", Duration::ZERO).unwrap();
         lock2.held.last_ok_ms.store(0, Ordering::SeqCst);
         let e = lock2.check().unwrap_err().to_string();

@@ -718,6 +718,56 @@ mod tests {
         }
     }
 
+    /// A prune that deleted what a backup deduplicated against (one that
+    /// did not see its lock) makes the backup fail and keeps no snapshot,
+    /// however the locks looked.
+    #[test]
+    fn a_snapshot_referencing_deleted_data_is_not_kept() {
+        for (mem, repo) in repos() {
+            // Data of an earlier backup, in its own pack and index file.
+            let w = RepoWriter::new(repo.clone(), 0, false).unwrap();
+            let old = w.add_data(&vec![1u8; 100_000]).unwrap();
+            w.flush().unwrap();
+            drop(w);
+            // A backup deduplicates against it...
+            let w = RepoWriter::new(repo.clone(), 0, false).unwrap();
+            assert_eq!(w.add_data(&vec![1u8; 100_000]).unwrap(), old);
+            let mut root = crate::format::tree::Entry::new(b"f".to_vec(), Kind::File);
+            root.size = 100_000;
+            root.extents = vec![Extent::Data {
+                id: old,
+                len: 100_000,
+            }];
+            let tree = w
+                .add_tree(&crate::format::tree::Tree::new(vec![root]).encode())
+                .unwrap();
+            w.flush().unwrap();
+            // ...while a prune replaces the index and deletes the pack.
+            let loc = repo.lookup(&old).unwrap().unwrap();
+            for (t, n) in mem.names() {
+                if t == FileType::Index && !w.made().1.contains(&n) {
+                    mem.delete(t, &n).unwrap();
+                }
+            }
+            mem.delete(FileType::Pack, &loc.pack.to_hex()).unwrap();
+            let snap = Snapshot {
+                time: Default::default(),
+                host: "h".into(),
+                username: "u".into(),
+                paths: vec!["/f".into()],
+                tags: vec![],
+                tree,
+                parent: None,
+                program: "test".into(),
+                summary: Default::default(),
+                original: None,
+            };
+            let e = w.commit(&snap).unwrap_err().to_string();
+            assert!(e.contains("was deleted while it ran"), "{e}");
+            assert!(repo.snapshot_ids().unwrap().is_empty(), "no snapshot kept");
+        }
+    }
+
     /// A blob whose pack is gone is stored again, not referenced.
     #[test]
     fn blobs_of_lost_packs_are_stored_again() {

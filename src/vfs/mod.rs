@@ -105,6 +105,24 @@ impl Default for Options {
     }
 }
 
+/// Who asks for extended attributes. Linux shows `trusted.*` attributes
+/// only to callers with `CAP_SYS_ADMIN`; local file systems filter the names
+/// themselves, and FUSE leaves it to the file system, so the mount must too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// May see `trusted.*` (the adapter: a request from uid 0).
+    Privileged,
+    /// Sees every namespace but `trusted.*`.
+    Unprivileged,
+}
+
+impl Caller {
+    /// Whether this caller may see the attribute `name`.
+    pub fn sees(self, name: &[u8]) -> bool {
+        self == Caller::Privileged || !name.starts_with(b"trusted.")
+    }
+}
+
 /// One name in a directory listing.
 #[derive(Clone, Copy, Debug)]
 pub struct DirItem<'a> {
@@ -379,20 +397,22 @@ impl Vfs {
         Ok(self.file(ino)?.seek(offset, whence))
     }
 
-    /// The value of extended attribute `name` of `ino`, if it has one.
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// The value of extended attribute `name` of `ino`, if it has one and
+    /// `caller` may see it.
+    pub fn getxattr(&self, ino: Ino, name: &[u8], caller: Caller) -> Result<Option<Vec<u8>>> {
         let slot = self.nodes.get(ino)?;
         let Some(e) = slot.node.entry() else {
             return Ok(None);
         };
         Ok(e.xattrs
             .iter()
-            .find(|x| x.name == name)
+            .find(|x| x.name == name && caller.sees(&x.name))
             .map(|x| x.value.clone()))
     }
 
-    /// The names of `ino`'s extended attributes, each followed by a NUL.
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+    /// The names of `ino`'s extended attributes that `caller` may see, each
+    /// followed by a NUL.
+    pub fn listxattr(&self, ino: Ino, caller: Caller) -> Result<Vec<u8>> {
         let slot = self.nodes.get(ino)?;
         let mut out = Vec::new();
         for x in slot
@@ -400,6 +420,8 @@ impl Vfs {
             .entry()
             .map(|e| e.xattrs.as_slice())
             .unwrap_or_default()
+            .iter()
+            .filter(|x| caller.sees(&x.name))
         {
             out.extend_from_slice(&x.name);
             out.push(0);

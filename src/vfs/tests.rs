@@ -72,6 +72,10 @@ fn fixture() -> Fixture {
     let (mut big, big_blobs) = file("big", &w, &refs, 0);
     big.xattrs = vec![
         Xattr {
+            name: b"trusted.t".to_vec(),
+            value: b"root only".to_vec(),
+        },
+        Xattr {
             name: b"user.a".to_vec(),
             value: b"1".to_vec(),
         },
@@ -120,6 +124,7 @@ fn snapshot(tree: TreeId, sec: i64, host: &str) -> Snapshot {
         parent: None,
         program: "test".into(),
         summary: Summary::default(),
+        original: None,
     }
 }
 
@@ -323,10 +328,28 @@ fn xattrs_are_listed_and_read() {
     let f = fixture();
     let v = one(&f);
     let big = walk(&v, "srv/www/big");
-    assert_eq!(v.listxattr(big.ino).unwrap(), b"user.a\0user.b\0");
-    assert_eq!(v.getxattr(big.ino, b"user.b").unwrap(), Some(vec![0, 255]));
-    assert_eq!(v.getxattr(big.ino, b"user.c").unwrap(), None);
-    assert_eq!(v.listxattr(ROOT).unwrap(), b"");
+    let (root, user) = (Caller::Privileged, Caller::Unprivileged);
+    assert_eq!(
+        v.listxattr(big.ino, root).unwrap(),
+        b"trusted.t\0user.a\0user.b\0"
+    );
+    assert_eq!(
+        v.getxattr(big.ino, b"user.b", root).unwrap(),
+        Some(vec![0, 255])
+    );
+    assert_eq!(v.getxattr(big.ino, b"user.c", root).unwrap(), None);
+    assert_eq!(v.listxattr(ROOT, root).unwrap(), b"");
+    // trusted.* is root's alone, as on a local file system.
+    assert_eq!(
+        v.getxattr(big.ino, b"trusted.t", root).unwrap(),
+        Some(b"root only".to_vec())
+    );
+    assert_eq!(v.listxattr(big.ino, user).unwrap(), b"user.a\0user.b\0");
+    assert_eq!(v.getxattr(big.ino, b"trusted.t", user).unwrap(), None);
+    assert_eq!(
+        v.getxattr(big.ino, b"user.b", user).unwrap(),
+        Some(vec![0, 255])
+    );
 }
 
 #[test]

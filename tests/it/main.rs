@@ -4,12 +4,26 @@ mod common;
 
 // Backup options and commands: stdin, excludes, parents, ls, cat, stats.
 mod backup_cli;
+// copy: snapshots between repositories with their own keys and formats.
+mod copy;
+// Backup options for cron: path lists, marker files, size limits, tags, missing paths.
+mod cli_backup;
+// A closed stdout ends every command quietly, keeping its outcome's exit code.
+mod cli_pipes;
+// Scripting: JSON times and names, tag, forget by id, dry runs beside a mount, usage errors.
+mod cli_scripting;
+// Which snapshot a command line names: latest:PATH, filters, ambiguous prefixes.
+mod cli_select;
+// SIGINT and SIGTERM stop backup and check cleanly.
+mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
 mod fidelity;
+// Golden repositories of each format: read, restored, mounted, written.
+mod golden;
 // The FUSE mount, for real.
 mod mount;
 // Names and paths: raw bytes, beyond PATH_MAX.
@@ -20,6 +34,13 @@ mod one_change;
 mod prune;
 // Off-site repositories: S3 and SFTP on real servers on loopback, faults.
 mod remote;
+// A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
+mod races;
+// Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
+mod restore;
+// An encrypted repository tampered with: every object kind flipped, cut,
+// swapped; foreign and damaged keys; wrong passwords.
+mod tamper;
 // scripts/restore-test.sh: restore or mount, verify, SQLite, PostgreSQL and MariaDB dumps, smoke.
 mod restore_script;
 // verify: a restore proven exact; each kind of difference found alone.

@@ -264,7 +264,7 @@ fn stale_locks_are_ignored_and_unlock_removes_them() {
     tree::file(&src.join("f"), b"x");
     t.ok([OsStr::new("backup"), src.as_os_str()]);
     let out = t.ok(["unlock"]);
-    assert!(out.contains("1 locks removed"), "{out}");
+    assert!(out.contains("1 lock removed"), "{out}");
     assert!(!t.repo().join("locks").join(&name).exists());
 }
 
@@ -290,8 +290,8 @@ fn forget_refuses_an_empty_policy_and_dry_run_keeps_everything() {
     fs::create_dir_all(&src).unwrap();
     backup_days(&t, &src, 0..3);
     let out = t.rewind(["forget"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no policy"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("give a policy"), "{}", stderr(&out));
     let dry = t.ok(["forget", "--keep-last", "1", "--dry-run"]);
     assert!(dry.contains("2 snapshots would be removed"), "{dry}");
     assert_eq!(

@@ -25,7 +25,8 @@ fn script_cmd(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Command {
         .arg("--work")
         .arg(t.join("work"))
         .args(args)
-        .env("REWIND_BIN", bin());
+        .env("REWIND_BIN", bin())
+        .env_remove("REWIND_REPO");
     crate::common::test_env(&mut c);
     for (k, v) in env {
         c.env(k, v);
@@ -46,7 +47,7 @@ fn assert_no_scratch_left(t: &TempRepo, out: &Output) {
 }
 
 /// Run the script on `t`'s repository with scratch space in `t/work`.
-fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
+pub(crate) fn restore_test(t: &TempRepo, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let out = script_cmd(t, args, env)
         .output()
         .expect("run restore-test.sh");

@@ -37,6 +37,20 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
 }
 
 /// Owner, without following symlinks.
+/// A uid and a gid that no user and no group has on this machine (from 1001
+/// and 1002 up), so listings show them as numbers.
+pub fn unnamed_ids() -> (u32, u32) {
+    // SAFETY: getpwuid and getgrgid return pointers into static storage,
+    // only compared with null here.
+    let uid = (1001..)
+        .find(|&u| unsafe { libc::getpwuid(u) }.is_null())
+        .expect("a free uid");
+    let gid = (1002..)
+        .find(|&g| unsafe { libc::getgrgid(g) }.is_null())
+        .expect("a free gid");
+    (uid, gid)
+}
+
 pub fn chown(p: &Path, uid: u32, gid: u32) {
     check(
         unsafe { libc::lchown(c(p).as_ptr(), uid, gid) },
@@ -89,7 +103,7 @@ pub fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-const NO_ID: u32 = u32::MAX;
+pub const NO_ID: u32 = u32::MAX;
 
 /// A deterministic pseudo-random buffer.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -108,8 +122,11 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Write a file with `content`.
+/// Write a file with `content` (its missing parent directories created).
 pub fn file(p: &Path, content: &[u8]) -> PathBuf {
+    if let Some(parent) = p.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
     fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
     p.to_path_buf()
 }
@@ -168,7 +185,8 @@ pub fn full(root: &Path) {
     symlink("/etc/passwd", p("abslink")).unwrap();
     symlink("does/not/exist", p("dangling")).unwrap();
     symlink(std::ffi::OsStr::from_bytes(b"caf\xe9\xff"), p("weirdlink")).unwrap();
-    chown(&p("link"), 1001, 1002);
+    let (uid, gid) = unnamed_ids();
+    chown(&p("link"), uid, gid);
 
     // Hard links: a group of three across directories, and a pair.
     file(&p("hl1"), b"linked content");
@@ -263,4 +281,41 @@ pub fn wide(dir: &Path, n: usize) {
     for i in 0..n {
         fs::write(dir.join(format!("f{i:06}")), format!("{i}")).unwrap();
     }
+}
+
+/// Build, under `root` (which must not exist), one hard-link pair of every
+/// type that can be hard-linked: a regular file, a symlink, a FIFO, a
+/// socket, a character and a block device; each pair has one name at the
+/// top and one in `sub/`, and its own owner, mode and times. Needs root.
+pub fn linked(root: &Path) {
+    fs::create_dir_all(root.join("sub")).unwrap();
+    let p = |s: &str| root.join(s);
+    file(&p("file"), b"linked content");
+    symlink("file", p("symlink")).unwrap();
+    mknod(&p("fifo"), libc::S_IFIFO | 0o640, 0);
+    mknod(&p("socket"), libc::S_IFSOCK | 0o750, 0);
+    mknod(&p("chardev"), libc::S_IFCHR | 0o620, libc::makedev(1, 5));
+    mknod(&p("blockdev"), libc::S_IFBLK | 0o600, libc::makedev(7, 201));
+    for (i, name) in ["file", "symlink", "fifo", "socket", "chardev", "blockdev"]
+        .iter()
+        .enumerate()
+    {
+        let i = i as u32;
+        chown(&p(name), 2000 + i, 3000 + i);
+        let second = p(&format!("sub/{name}2"));
+        // linkat without AT_SYMLINK_FOLLOW: a symlink is linked, not its target.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                c(&p(name)).as_ptr(),
+                libc::AT_FDCWD,
+                c(&second).as_ptr(),
+                0,
+            )
+        };
+        check(r, "linkat", &second);
+        let t = 1_500_000_000 + i64::from(i);
+        set_times(&p(name), (t, 7), (t, 9));
+    }
+    set_times(&p("sub"), (1_600_000_000, 0), (1_600_000_000, 1));
 }

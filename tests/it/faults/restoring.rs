@@ -1,6 +1,6 @@
 //! Restore targets: a non-empty one is refused, symlinks in it are replaced,
 //! names in a snapshot cannot escape it, and a non-root restore does what it
-//! may and names the rest.
+//! may (no setuid bit on a file it could not give its owner) and names the rest.
 
 use super::{check, expect_code, restore, strings};
 use crate::common::fault::{self, as_nobody, NOBODY};
@@ -146,6 +146,7 @@ fn names_that_would_escape_the_target_are_rejected() {
         parent: None,
         program: "faults test".into(),
         summary: Default::default(),
+        original: None,
     };
     w.commit(&snapshot).unwrap();
 
@@ -202,6 +203,9 @@ fn non_root_restore_restores_what_it_may_and_names_the_rest() {
     tree::chmod(&src.join("theirs"), 0o750);
     tree::file(&src.join("tool"), b"#!/bin/sh\n");
     tree::chmod(&src.join("tool"), 0o4755);
+    tree::file(&src.join("group-tool"), b"#!/bin/sh\n");
+    tree::chown(&src.join("group-tool"), NOBODY, 0);
+    tree::chmod(&src.join("group-tool"), 0o6755);
     tree::file(&src.join("nothing"), b"mode 000");
     tree::chmod(&src.join("nothing"), 0o000);
     tree::file(&src.join("tagged"), b"with a user xattr");
@@ -213,6 +217,8 @@ fn non_root_restore_restores_what_it_may_and_names_the_rest() {
         libc::S_IFCHR | 0o666,
         libc::makedev(1, 3),
     );
+    fs::create_dir_all(src.join("dirs-keep-setgid")).unwrap();
+    tree::chmod(&src.join("dirs-keep-setgid"), 0o2750);
     fs::create_dir_all(src.join("ro")).unwrap();
     tree::file(&src.join("ro/inside"), b"in a read-only directory");
     tree::chmod(&src.join("ro"), 0o555);
@@ -241,6 +247,10 @@ fn non_root_restore_restores_what_it_may_and_names_the_rest() {
         "the device is not named:\n{err}"
     );
     assert!(err.contains("could not set the owner of"), "{err}");
+    assert!(
+        err.contains("2 files restored without their setuid/setgid bit"),
+        "{err}"
+    );
     assert!(err.contains("extended attributes"), "{err}");
     assert!(err.contains("1 entries could not be restored"), "{err}");
 
@@ -254,8 +264,20 @@ fn non_root_restore_restores_what_it_may_and_names_the_rest() {
             ..Default::default()
         },
     );
-    let unexpected: Vec<&String> = diffs.iter().filter(|d| !d.starts_with("null")).collect();
+    // No setuid or setgid bit on a file whose owner or group is not the
+    // stored one: nobody must not end up with a setuid root program of its own.
+    let setid = [
+        "tool: mode differs: 4755 vs 755",
+        "group-tool: mode differs: 6755 vs 4755",
+    ];
+    let unexpected: Vec<&String> = diffs
+        .iter()
+        .filter(|d| !d.starts_with("null") && !setid.contains(&d.as_str()))
+        .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
+    for d in setid {
+        assert!(diffs.iter().any(|x| x == d), "{d} not found in {diffs:#?}");
+    }
     assert!(!target.join("null").exists());
     assert_eq!(
         fs::symlink_metadata(target.join("theirs/data"))
@@ -263,10 +285,11 @@ fn non_root_restore_restores_what_it_may_and_names_the_rest() {
             .uid(),
         NOBODY
     );
-    assert_eq!(
-        fs::symlink_metadata(target.join("tool")).unwrap().mode() & 0o7777,
-        0o4755
-    );
+    let mode = |name: &str| fs::symlink_metadata(target.join(name)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("tool"), 0o755);
+    // Its own uid, so setuid stays; group root is not nobody's to give.
+    assert_eq!(mode("group-tool"), 0o4755);
+    assert_eq!(mode("dirs-keep-setgid"), 0o2750);
     let v = xattr(&target.join("tagged"), "user.note");
     assert_eq!(v.as_deref(), Some(&b"kept"[..]));
 }

@@ -28,12 +28,24 @@ impl MountGuard {
     /// Mount on `given` (an existing directory, or a symlink to one) and
     /// wait until the mount is up where it leads.
     pub fn start_via(t: &TempRepo, given: &Path, args: &[&str]) -> MountGuard {
+        Self::start_full(t, given, args, &[])
+    }
+
+    /// [`MountGuard::start`] with extra environment variables.
+    pub fn start_env(t: &TempRepo, name: &str, args: &[&str], env: &[(&str, &str)]) -> MountGuard {
+        let mnt = t.join(name);
+        fs::create_dir_all(&mnt).unwrap();
+        Self::start_full(t, &mnt, args, env)
+    }
+
+    fn start_full(t: &TempRepo, given: &Path, args: &[&str], env: &[(&str, &str)]) -> MountGuard {
         let mnt = fs::canonicalize(given).unwrap();
         let name = mnt.file_name().unwrap().to_string_lossy().into_owned();
         let log = t.join(format!("{name}.log"));
         let child = t
             .cmd(["mount".as_ref(), given.as_os_str()])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())

@@ -1,0 +1,180 @@
+//! The pool: file contents, then metadata, through the descriptor the walk
+//! created each file with; files that failed or were cut short, removed.
+
+use super::dirs::DirNode;
+use super::{cvt, with_path, Restorer};
+use crate::error::Error;
+use crate::format::tree::{Entry, Extent};
+use crate::meta::{self, cstr, Handle};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// A file whose content the pool writes.
+pub struct Job {
+    /// Created empty by the walk, open for writing.
+    pub fd: OwnedFd,
+    /// The directory it is in.
+    pub dir: Arc<DirNode>,
+    pub entry: Entry,
+    pub path: PathBuf,
+    /// The first member of a hard-link group: others may be linked to it.
+    pub first_link: bool,
+}
+
+/// Why a file is not finished.
+enum Stop {
+    Failed(Error),
+    Interrupted,
+}
+
+impl Restorer<'_> {
+    /// Content, then metadata through the descriptor; a file that is not
+    /// complete is removed (at the end), with the links made to it.
+    pub(super) fn write_file(&self, job: Job) {
+        match self.write_content(&job) {
+            Ok(n) => {
+                self.counts.files.fetch_add(1, Relaxed);
+                self.counts.bytes.fetch_add(n, Relaxed);
+                self.progress.file_done(&job.path, n);
+                self.apply_meta(Handle::Open(job.fd.as_raw_fd()), &job.entry, &job.path);
+                if let (true, Some(key)) = (job.first_link, job.entry.link_key()) {
+                    self.links.written(key);
+                }
+            }
+            Err(stop) => {
+                // Never leave a file that looks restored but holds wrong bytes.
+                self.defer_unlink(&job.dir, &job.entry.name);
+                match stop {
+                    Stop::Failed(e) => self.warn(with_path(e, &job.path)),
+                    Stop::Interrupted => self.interrupted.store(true, Relaxed),
+                }
+                if let (true, Some(key)) = (job.first_link, job.entry.link_key()) {
+                    self.take_back_links(key, &job);
+                }
+            }
+        }
+    }
+
+    /// The first member of a hard-link group failed: take back the links
+    /// made to it, naming each (unless the restore is being stopped).
+    fn take_back_links(&self, key: (u64, u64), job: &Job) {
+        for (dir, name) in self.links.failed(key) {
+            self.defer_unlink(&dir, &name);
+            self.counts.files.fetch_sub(1, Relaxed);
+            if crate::interrupt::requested() {
+                continue;
+            }
+            let path = dir
+                .path(&self.opts.target)
+                .join(std::ffi::OsStr::from_bytes(&name));
+            let why = format!(
+                "not restored: a hard link of {}, which failed",
+                job.path.display()
+            );
+            self.warn(Error::io(&path, io::Error::other(why)));
+        }
+    }
+
+    fn write_content(&self, job: &Job) -> std::result::Result<u64, Stop> {
+        let fd = job.fd.as_raw_fd();
+        let mut offset = 0u64;
+        let mut written = 0u64;
+        let failed = |e| Stop::Failed(Error::io(&job.path, e));
+        for ext in &job.entry.extents {
+            if crate::interrupt::requested() {
+                return Err(Stop::Interrupted);
+            }
+            if let Extent::Data { id, len } = ext {
+                let data = self.repo.read_data(id, *len).map_err(Stop::Failed)?;
+                write_all_at(fd, &data, offset).map_err(failed)?;
+                written += data.len() as u64;
+                self.progress.bytes_read(data.len() as u64);
+            }
+            offset = offset.checked_add(ext.len()).ok_or_else(|| {
+                Stop::Failed(Error::corrupt(job.path.display(), "extents overflow"))
+            })?;
+        }
+        if crate::interrupt::requested() {
+            return Err(Stop::Interrupted);
+        }
+        let size = i64::try_from(job.entry.size)
+            .map_err(|_| Stop::Failed(Error::corrupt(job.path.display(), "size out of range")))?;
+        cvt(unsafe { libc::ftruncate64(fd, size) }).map_err(failed)?;
+        Ok(written)
+    }
+
+    /// Remove a file once every directory's metadata is in place (the pool
+    /// runs behind the walk, which may already have set the directory's
+    /// times and a read-only mode).
+    pub(super) fn defer_unlink(&self, dir: &Arc<DirNode>, name: &[u8]) {
+        self.doomed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((dir.clone(), name.into()));
+    }
+
+    /// The deferred removals, each directory opened again from `target` and
+    /// keeping its restored mode and times.
+    pub(super) fn unlink_doomed(&self, target: RawFd) {
+        let doomed = std::mem::take(&mut *self.doomed.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut open: HashMap<*const DirNode, Option<OwnedFd>> = HashMap::new();
+        for (dir, name) in &doomed {
+            let fd = open
+                .entry(Arc::as_ptr(dir))
+                .or_insert_with(|| dir.reopen(target).ok());
+            let Some(fd) = fd else {
+                let path = dir.path(&self.opts.target);
+                let e = io::Error::other("could not remove a failed file: directory changed");
+                self.warn(Error::io(path.join(std::ffi::OsStr::from_bytes(name)), e));
+                continue;
+            };
+            if let Ok(name) = cstr(name) {
+                unlink_keeping_times(fd.as_raw_fd(), &name);
+            }
+        }
+    }
+}
+
+/// Remove `name` in `dir`, keeping the directory's mode and times.
+fn unlink_keeping_times(d: RawFd, name: &std::ffi::CStr) {
+    let Ok(st) = meta::stat_fd(d) else { return };
+    if unsafe { libc::unlinkat(d, name.as_ptr(), 0) } < 0 {
+        // A read-only directory of our own: open it up for a moment.
+        unsafe { libc::fchmod(d, (st.st_mode & 0o7777) | 0o300) };
+        unsafe { libc::unlinkat(d, name.as_ptr(), 0) };
+        unsafe { libc::fchmod(d, st.st_mode & 0o7777) };
+    }
+    let ts = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    unsafe { libc::futimens(d, ts.as_ptr()) };
+}
+
+fn write_all_at(fd: RawFd, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        let off = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let n = unsafe { libc::pwrite64(fd, data.as_ptr().cast(), data.len(), off) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
