@@ -6,6 +6,7 @@ use crate::common::servers;
 use crate::common::{compare, restored, stderr, tree, Remote, TempRepo};
 use crate::mount::guard::MountGuard;
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
@@ -259,4 +260,51 @@ fn request_counts_are_printed_on_request() {
         !stderr(&out).contains("requests:"),
         "a local repository makes no requests"
     );
+}
+
+/// `copy --from-repo` between a local repository and a bucket, both ways:
+/// each snapshot once, restored exactly from either side.
+#[test]
+fn copy_between_a_directory_and_a_bucket() {
+    let local = TempRepo::new();
+    let src = local.full_src();
+    local.backup(&src);
+    let (t, _proxy) = s3_repo("copy");
+    let copy_into = |dst: &TempRepo, from: &std::ffi::OsStr, env: &[(String, String)]| {
+        let mut c = dst.cmd([
+            std::ffi::OsStr::new("copy"),
+            std::ffi::OsStr::new("--json"),
+            std::ffi::OsStr::new("--from-repo"),
+            from,
+        ]);
+        c.env("REWIND_FROM_PASSWORD", crate::common::PASSWORD);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        expect_code(&out, 0, "copy");
+        json(&crate::common::stdout(&out))
+    };
+    let report = copy_into(&t, local.repo().as_os_str(), &[]);
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1, "{report}");
+    let again = copy_into(&t, local.repo().as_os_str(), &[]);
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(snapshot_ids(&t).len(), 1);
+    let out = t.join("from-bucket");
+    t.restore("latest", &out);
+    compare::assert_same(&src, &restored(&out, &src), compare::Options::default());
+
+    let back = TempRepo::new();
+    let remote = t.remote.clone().unwrap();
+    let report = copy_into(&back, OsStr::new(&remote.location), &remote.env);
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1, "{report}");
+    let out = back.join("back");
+    back.restore("latest", &out);
+    // The first comparison read the source: its atimes are not the
+    // snapshot's any more.
+    let options = compare::Options {
+        atime: false,
+        ..compare::Options::default()
+    };
+    compare::assert_same(&src, &restored(&out, &src), options);
 }
