@@ -2,7 +2,8 @@
 //! and a place to keep bytes: a local directory ([`local`]), memory (tests),
 //! S3-compatible object storage ([`s3`]), a directory on another server
 //! ([`sftp`]). [`location`] parses what `--repo` names; [`counting`] counts
-//! a backend's requests; [`retry`] is how the remote ones try again.
+//! a backend's requests; [`retry`] is how the remote ones try again;
+//! [`readahead`] turns their small pack reads into reads of whole windows.
 //!
 //! A backend stores whole, write-once objects named by their [`FileType`] and
 //! a name (a hex id, or `config`). It knows nothing of the format: no codec,
@@ -25,6 +26,7 @@ pub mod counting;
 pub mod local;
 pub mod location;
 pub mod memory;
+pub mod readahead;
 pub mod retry;
 mod runtime;
 pub mod s3;

@@ -573,7 +573,9 @@ fn open_backend(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((remote.location(), counter.clone()));
-    Arc::new(Counting::new(remote, counter.clone()))
+    // Counted inside the read-ahead: the counts are the requests made.
+    let counted = Arc::new(Counting::new(remote, counter.clone()));
+    Arc::new(crate::backend::readahead::ReadAhead::new(counted))
 }
 
 /// Another repository (`--copy-chunker-params-from`, `copy --from-repo`):
