@@ -47,6 +47,10 @@ pub struct CheckReport {
     pub damaged_packs: BTreeSet<PackId>,
     /// `snapshot-id:path` of files and directories that need damaged data.
     pub damaged_files: Vec<String>,
+    /// Blobs that reading their packs found damaged (with --read-data).
+    pub damaged_blobs: HashSet<BlobId>,
+    /// Index files that are damaged (`repair index` rebuilds them).
+    pub damaged_index_files: usize,
     /// Every problem, one line each.
     pub errors: Vec<String>,
 }
@@ -62,18 +66,20 @@ impl CheckReport {
     }
 }
 
-/// Where each indexed blob is, as a lookup would find it (later index files win).
+/// Where each indexed blob is, as a reader finds it: in a pack that exists
+/// when some index record says so (a blob stored again after its pack was
+/// lost), else where the later index file says.
 type Blobs = HashMap<BlobId, Location>;
 
 /// Check `repo`.
 pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let blobs = read_indexes(repo, &mut report)?;
+    let on_disk: BTreeSet<PackId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
+    let blobs = read_indexes(repo, &on_disk, &mut report)?;
     let mut by_pack: HashMap<PackId, Vec<(BlobId, Location)>> = HashMap::new();
     for (id, loc) in &blobs {
         by_pack.entry(loc.pack).or_default().push((*id, *loc));
     }
-    let on_disk: BTreeSet<PackId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     report.packs = on_disk.len();
     report.unreferenced_packs = on_disk
         .iter()
@@ -91,28 +97,34 @@ pub fn check(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Resu
         ReadData::Subset(pct) => choose(&on_disk, pct),
     };
     let none = Vec::new();
+    let before_reading = bad_blobs.clone();
     for pack in to_read {
         crate::interrupt::check()?;
         report.packs_read += 1;
         let indexed = by_pack.get(&pack).unwrap_or(&none);
         read_pack(repo, &pack, indexed, &mut bad_blobs, &mut report, progress);
     }
+    report.damaged_blobs = bad_blobs.difference(&before_reading).copied().collect();
     walk_snapshots(repo, &blobs, &bad_blobs, &mut report)?;
     Ok(report)
 }
 
 /// Every record of every intact index file. A damaged index file is reported
 /// and its records ignored: its blobs then count as missing.
-fn read_indexes(repo: &Repository, report: &mut CheckReport) -> Result<Blobs> {
+fn read_indexes(
+    repo: &Repository,
+    on_disk: &BTreeSet<PackId>,
+    report: &mut CheckReport,
+) -> Result<Blobs> {
     let mut blobs = Blobs::new();
     // The objects themselves, not their cached copies: what another host
     // (or this one, with a cold cache) would read.
     let damaged = repo.verify_index_objects()?;
     let errors: Vec<String> = damaged.iter().map(|(_, e)| e.clone()).collect();
     let cached = repo.unreadable_index_files();
-    report
-        .errors
-        .extend(cached.into_iter().filter(|e| !errors.contains(e)));
+    let cached: Vec<String> = cached.into_iter().filter(|e| !errors.contains(e)).collect();
+    report.damaged_index_files += errors.len() + cached.len();
+    report.errors.extend(cached);
     report.errors.extend(errors);
     for file in repo.index_files() {
         if damaged.iter().any(|(n, _)| n == file.name()) {
@@ -120,11 +132,17 @@ fn read_indexes(repo: &Repository, report: &mut CheckReport) -> Result<Blobs> {
         }
         if let Err(e) = file.verify() {
             report.errors.push(e.to_string());
+            report.damaged_index_files += 1;
             continue;
         }
         for rec in file.iter() {
             let (id, loc) = rec?;
-            blobs.insert(id, loc);
+            match blobs.get(&id) {
+                Some(old) if on_disk.contains(&old.pack) && !on_disk.contains(&loc.pack) => {}
+                _ => {
+                    blobs.insert(id, loc);
+                }
+            }
         }
     }
     Ok(blobs)

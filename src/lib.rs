@@ -4,8 +4,10 @@
 //!
 //! - [`error`]: the one error type and its policy.
 //! - [`format`](mod@format): bytes to types and back; its docs are the repository format.
-//! - [`chunker`]: FastCDC over byte slices.
-//! - [`backend`]: where repository files live (local directory, memory).
+//! - [`chunker`]: content-defined chunking over byte slices (FastCDC, or
+//!   keyed for encrypted repositories).
+//! - [`backend`]: where repository objects live, by kind and name (local
+//!   directory, memory).
 //! - [`repo`]: an open repository; [`repo::writer`] owns the write order.
 //! - [`meta`]: file metadata through directory fds and `*at` calls.
 //! - [`backup`]: the snapshot writer, as a pipeline.
@@ -15,6 +17,7 @@
 //! - [`copy`]: snapshots from one repository into another.
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
+//! - [`repair`]: snapshots whose data is lost, rewritten without it.
 //! - [`progress`]: how the library reports without printing.
 //! - [`interrupt`]: SIGINT and SIGTERM as a request to stop cleanly.
 //! - [`clock`]: local time for names and retention periods, and RFC 3339 for JSON.
@@ -33,6 +36,10 @@
 //! ```
 //!
 //! # Example
+//!
+//! An encrypted repository opens with the password in `REWIND_PASSWORD` or
+//! the file `REWIND_PASSWORD_FILE` names ([`repo::Repository::open`] takes
+//! [`repo::OpenOptions`] for anything else).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -69,6 +76,7 @@ pub mod math;
 pub mod meta;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod vfs;

@@ -648,13 +648,15 @@ fn hint(error: anyhow::Error, repo: &RepoArg) -> anyhow::Error {
     let missing = error.chain().any(|e| {
         matches!(e.downcast_ref::<crate::error::Error>(),
             Some(crate::error::Error::NotFound(what)) if what.starts_with("repository "))
+            || matches!(e.downcast_ref::<crate::error::Error>(),
+            Some(crate::error::Error::InvalidInput(what)) if what.contains("it has no config file"))
     });
     match repo.path() {
-        Ok(path) if missing && !path.exists() => error.context(format!(
+        Ok(path) if missing && !path.exists() => anyhow::anyhow!(
             "there is no repository at {} (create one with `rewind --repo {} init`, or name another with --repo or REWIND_REPO)",
             path.display(),
             path.display()
-        )),
+        ),
         _ => error,
     }
 }

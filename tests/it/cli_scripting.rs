@@ -113,9 +113,18 @@ fn ls_quotes_control_characters_on_a_terminal() {
     );
     // A pseudo-terminal as stdout (script(1) from util-linux).
     let cmd = t.cmd(["ls", "latest"]);
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
+    // The command's environment (the test password among it) goes on the
+    // line: script(1) runs it through a shell of its own.
+    let envs = cmd.get_envs().filter_map(|(k, v)| {
+        v.map(|v| format!("'{}={}'", k.to_string_lossy(), v.to_string_lossy()))
+    });
+    let line = std::iter::once("env".to_string())
+        .chain(envs)
+        .chain(
+            std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| format!("'{}'", a.to_string_lossy())),
+        )
         .collect::<Vec<_>>()
         .join(" ");
     let out = std::process::Command::new("script")

@@ -144,18 +144,29 @@ fn an_ambiguous_prefix_lists_the_candidates() {
     let src = t.join("src");
     tree::file(&src.join("f"), b"x");
     let id = t.backup(&src);
-    // A second manifest under a name sharing 63 digits (manifests are not
-    // checked against their names when listed).
-    let last = if id.ends_with('0') { "1" } else { "0" };
-    let twin = format!("{}{last}", &id[..63]);
-    let dir = t.repo().join("snapshots");
-    fs::copy(dir.join(&id), dir.join(&twin)).unwrap();
-    let out = t.rewind(["ls", &id[..8]]);
+    // Copies of the manifest at other times, until two ids share their
+    // first four digits (a few hundred, at most: the birthday bound).
+    let repo = crate::common::open_repo(&t.repo());
+    let (_, mut snap) = repo.find_snapshot(&id, &Default::default()).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    seen.insert(id[..4].to_string(), id.clone());
+    let (first, second) = loop {
+        snap.time.sec += 1;
+        let new = repo.save_snapshot(&snap).unwrap().to_hex();
+        if let Some(old) = seen.insert(new[..4].to_string(), new.clone()) {
+            break (old, new);
+        }
+        assert!(seen.len() < 20_000, "no two ids share 4 digits");
+    };
+    drop(repo);
+    let out = t.rewind(["ls", &first[..4]]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("ambiguous: 2 snapshots match"), "{err}");
-    assert!(err.contains(&id), "{err}");
-    assert!(err.contains(&twin), "{err}");
+    assert!(err.contains(&first), "{err}");
+    assert!(err.contains(&second), "{err}");
+    let (id, twin) = (first, second);
+    t.ok(["ls", &twin]);
     // The full id is not ambiguous.
     t.ok(["ls", &id]);
 }

@@ -220,17 +220,10 @@ fn commands_waiting_for_a_lock_stop_on_sigint() {
     let src = t.join("src");
     tree::file(&src.join("f"), b"x");
     t.backup(&src);
-    // An exclusive lock of a live process on this host (init), fresh.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let held = t.repo().join("locks/0123456789abcdef");
-    let lock = serde_json::json!({
-        "exclusive": true, "host": rewind::backup::hostname(), "pid": 1,
-        "command": "prune", "created": now, "heartbeat": now,
-    });
-    fs::write(&held, lock.to_string()).unwrap();
+    // An exclusive lock of a live process (this test's), fresh.
+    let repo = crate::common::open_repo(&t.repo());
+    let held = repo.write_lock(&repo.lock_info(true, "prune")).unwrap();
+    drop(repo);
     let s = src.to_str().unwrap();
     for args in [
         vec!["--lock-wait", "30s", "backup", s],
@@ -264,6 +257,6 @@ fn commands_waiting_for_a_lock_stop_on_sigint() {
             "{args:?}: its lock was left"
         );
     }
-    fs::remove_file(&held).unwrap();
+    fs::remove_file(t.repo().join("locks").join(&held)).unwrap();
     assert_eq!(count(&t.repo().join("snapshots")), 1);
 }

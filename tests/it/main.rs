@@ -36,6 +36,8 @@ mod prune;
 mod remote;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
+// repair snapshots: lost and damaged data cut out, the rest kept, prune runs again.
+mod repair;
 // Restore: hard links, --delete, --exclude, --dry-run, a changing target, depth, signals.
 mod restore;
 // An encrypted repository tampered with: every object kind flipped, cut,
