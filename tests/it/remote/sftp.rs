@@ -86,9 +86,10 @@ fn sftp_failures_are_clean_and_named() {
         .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp"))
     {
         assert!(start.elapsed().as_secs() < 60, "no upload started");
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before an upload was seen under a temporary name"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap();
