@@ -130,6 +130,36 @@ mod tests {
         assert!(stamp(Time { sec: 0, nsec: 0 }, ' ').starts_with("19"));
     }
 
+    /// Seconds since the epoch of an RFC 3339 time (whole seconds).
+    fn parse(s: &str) -> i64 {
+        let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+        let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+        let tz = s.len() - 6;
+        let sign = if &s[tz..tz + 1] == "-" { -1 } else { 1 };
+        let off = sign * (n(tz + 1..tz + 3) * 3600 + n(tz + 4..tz + 6) * 60);
+        days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19) - off
+    }
+
+    #[test]
+    fn rfc3339_is_local_time_with_its_offset() {
+        let at = |sec, nsec| rfc3339(Time { sec, nsec });
+        for sec in [0, 1_700_000_000, 1_719_000_000, -86_401, 4_102_444_800] {
+            let s = at(sec, 0);
+            assert_eq!(s.len(), "2023-11-14T22:13:20+00:00".len(), "{s}");
+            assert_eq!((&s[10..11], &s[22..23]), ("T", ":"), "{s}");
+            assert_eq!(parse(&s), sec, "{s}");
+        }
+        let n = at(1_700_000_000, 5);
+        assert_eq!(&n[19..29], ".000000005", "{n}");
+        assert_eq!(at(1_700_000_000, 0)[..19], n[..19]);
+    }
+
     #[test]
     fn rfc3339_has_an_offset() {
         let s = rfc3339(Time {

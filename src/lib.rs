@@ -8,14 +8,17 @@
 //!   keyed for encrypted repositories).
 //! - [`backend`]: where repository objects live, by kind and name (local
 //!   directory, memory).
-//! - [`repo`]: an open repository; [`repo::writer`] owns the write order.
+//! - [`repo`]: an open repository; [`repo::writer`] owns the write order,
+//!   [`repo::content`] reads file content (ordered, read ahead).
 //! - [`meta`]: file metadata through directory fds and `*at` calls.
 //! - [`backup`]: the snapshot writer, as a pipeline.
 //! - [`restore`]: a snapshot (or part of it) back onto disk.
+//! - [`dump`]: a file's bytes, or a snapshot as a tar stream (pax, GNU sparse).
 //! - [`check`]: proves the repository is whole.
 //! - [`compare`]: a snapshot against another or a live tree (`diff`, `verify`).
 //! - [`copy`]: snapshots from one repository into another.
 //! - [`forget`]: the retention policy, a pure function over snapshot times.
+//! - [`history`]: a path across snapshots: what counts as a change, and `find`.
 //! - [`prune`]: removes what no snapshot needs, never a kept byte.
 //! - [`repair`]: snapshots whose data is lost, rewritten without it.
 //! - [`progress`]: how the library reports without printing.
@@ -32,6 +35,7 @@
 //! backup:  walk -> parent? -> read (holes skipped) -> chunk -> hash -> dedup -> compress -> pack
 //!          RepoWriter: packs, then index, then snapshot
 //! restore: snapshot -> trees -> files created by one thread, content written by a pool
+//! dump:    snapshot -> trees (walked ahead) -> content decoded ahead by a pool -> tar -> stdout
 //! check:   config, index, snapshots, trees, blobs present; --read-data: every byte
 //! ```
 //!
@@ -67,10 +71,12 @@ pub mod cli;
 pub mod clock;
 pub mod compare;
 pub mod copy;
+pub mod dump;
 pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fuse;
+pub mod history;
 pub mod interrupt;
 pub mod math;
 pub mod meta;

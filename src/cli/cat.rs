@@ -1,9 +1,11 @@
 //! `rewind cat`.
 
 use super::{select, FilterArgs, RepoArg};
-use crate::format::tree::{Extent, Kind};
+use crate::format::tree::Kind;
+use crate::repo::content::ReadAhead;
 use anyhow::{bail, Context, Result};
-use std::io::Write;
+use std::io::BufWriter;
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,7 +18,8 @@ pub struct Args {
 }
 
 pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
-    let repo = repo.open()?;
+    crate::interrupt::install();
+    let (repo, _lock) = repo.open_locked(false, "cat")?;
     let (id, snap, path) = select::find_with_path(
         &repo,
         &args.snapshot,
@@ -33,26 +36,9 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
             crate::compare::kind_name(entry.kind)
         );
     }
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-    let zeros = vec![0u8; 1 << 16];
-    for ext in &entry.extents {
-        match ext {
-            Extent::Data { id, len } => {
-                let data = repo
-                    .read_data(id, *len)
-                    .with_context(|| format!("reading {path}"))?;
-                out.write_all(&data)?;
-            }
-            Extent::Hole { len } => {
-                let mut left = *len;
-                while left > 0 {
-                    let n = left.min(zeros.len() as u64) as usize;
-                    out.write_all(&zeros[..n])?;
-                    left -= n as u64;
-                }
-            }
-        }
-    }
-    out.flush()?;
+    let stdout = super::dump::raw_stdout()?;
+    let out = BufWriter::with_capacity(1 << 20, &*stdout);
+    crate::dump::write_content(&repo, &entry, Path::new(&path), out, ReadAhead::default())
+        .with_context(|| format!("snapshot {}", id.short()))?;
     Ok(super::EXIT_OK)
 }

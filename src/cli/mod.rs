@@ -39,6 +39,8 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod dump;
+mod find;
 mod forget;
 mod init;
 mod json;
@@ -135,6 +137,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Write a file of a snapshot to standard output
     Cat(cat::Args),
+    /// Write a file's bytes, or a directory as a tar archive, to standard output
+    Dump(dump::Args),
     /// Restore a snapshot, or a path in it, into a directory
     Restore(restore::Args),
     /// Check the repository's integrity
@@ -145,6 +149,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Show sizes, deduplication and compression
     Stats(stats::Args),
+    /// Find paths across snapshots: which snapshots hold them, and when they changed
+    Find(find::Args),
     /// Mount the repository, or one snapshot, read-only through FUSE
     Mount(mount::Args),
     /// Unmount a rewind mount (also a dead one)
@@ -307,11 +313,13 @@ pub fn run() -> Result<u8, Failure> {
         Command::Snapshots(a) => snapshots::run(&repo, a),
         Command::Ls(a) => ls::run(&repo, a),
         Command::Cat(a) => cat::run(&repo, a),
+        Command::Dump(a) => dump::run(&repo, a),
         Command::Restore(a) => restore::run(&repo, a),
         Command::Check(a) => check::run(&repo, a),
         Command::Diff(a) => diff::run(&repo, a),
         Command::Verify(a) => verify::run(&repo, a),
         Command::Stats(a) => stats::run(&repo, a),
+        Command::Find(a) => find::run(&repo, a),
         Command::Mount(a) => mount::run(&repo, a),
         Command::Umount(a) => mount::umount(a),
         Command::Forget(a) => forget::run(&repo, a),

@@ -13,6 +13,7 @@
 //! - [`lock`]: locks, and the checks that make a prune racing a backup harmless.
 
 mod blobs;
+pub mod content;
 mod disk_cache;
 mod frames;
 mod indexes;

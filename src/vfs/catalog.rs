@@ -7,8 +7,12 @@
 //! looked at, so snapshots written while mounted appear within about a second
 //! and an idle mount costs nothing. New snapshots come with new index files,
 //! which are mapped at the same moment.
+//!
+//! Whose snapshots `history/` shows (one host's right there, or each host's
+//! under its name) is decided by the first list that holds a snapshot and
+//! kept for the life of the mount ([`HistoryHosts`]).
 
-use super::layout::{local_time_name, Layout, SnapInfo};
+use super::layout::{local_time_name, HistoryHosts, Layout, SnapInfo};
 use crate::error::Result;
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
@@ -22,6 +26,9 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 
 struct State {
     known: HashMap<SnapshotId, SnapInfo>,
+    /// Whose snapshots `history/` shows: decided at the first list that
+    /// holds a snapshot, then kept.
+    history: HistoryHosts,
     /// Manifests that could not be read: not read again while they stay
     /// (`rewind check` names them).
     unreadable: HashSet<SnapshotId>,
@@ -43,7 +50,12 @@ impl Catalog {
             state: Mutex::new(State {
                 known: HashMap::new(),
                 unreadable: HashSet::new(),
-                layout: Arc::new(Layout::build(Vec::new(), local_time_name)),
+                history: HistoryHosts::Undecided,
+                layout: Arc::new(Layout::build(
+                    Vec::new(),
+                    local_time_name,
+                    &HistoryHosts::Undecided,
+                )),
                 checked: Instant::now(),
             }),
         };
@@ -99,10 +111,11 @@ impl Catalog {
         }
         if changed {
             self.repo.reload_index()?;
-            st.layout = Arc::new(Layout::build(
-                st.known.values().cloned().collect(),
-                local_time_name,
-            ));
+            let snaps: Vec<SnapInfo> = st.known.values().cloned().collect();
+            if st.history == HistoryHosts::Undecided {
+                st.history = HistoryHosts::of(&snaps);
+            }
+            st.layout = Arc::new(Layout::build(snaps, local_time_name, &st.history));
         }
         Ok(())
     }

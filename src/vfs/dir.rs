@@ -2,7 +2,7 @@
 //! attributes of virtual directories. Trees load here, on first look.
 
 use super::attr::{self, Attr};
-use super::inode::{entry_key, layout_key, snapshot_key, Ino, Key, Node};
+use super::inode::{entry_key, history_key, layout_key, snapshot_key, Ino, Key, Node};
 use super::layout::{join, Item};
 use super::read::read_blob;
 use super::{subtree_of, DirItem, Vfs};
@@ -18,6 +18,8 @@ impl Vfs {
             Node::Layout { path } => self.layout_child(path, name),
             Node::SnapRoot { tree, .. } => self.tree_child(parent, parent, tree, name),
             Node::Entry { view, .. } => self.tree_child(*view, parent, &subtree_of(node)?, name),
+            Node::History { top, path } => self.history_child(parent, top, path, name),
+            Node::Version { .. } => Err(Error::InvalidInput("not a directory".into())),
         }
     }
 
@@ -26,6 +28,13 @@ impl Vfs {
         let path = join(dir, name);
         match layout.get(dir, name) {
             Some(Item::Dir) | Some(Item::Link(_)) => Ok((layout_key(&path), Node::Layout { path })),
+            Some(Item::History) => Ok((
+                history_key(&path, b""),
+                Node::History {
+                    top: path,
+                    path: Vec::new(),
+                },
+            )),
             Some(Item::Snapshot(id)) => {
                 let info = layout.snapshot(id).ok_or_else(|| not_found(&path))?;
                 let key = snapshot_key(&path, id);
@@ -105,6 +114,7 @@ impl Vfs {
                 Item::Dir => (layout_key(&child).ino, Kind::Dir),
                 Item::Link(_) => (layout_key(&child).ino, Kind::Symlink),
                 Item::Snapshot(id) => (snapshot_key(&child, id).ino, Kind::Dir),
+                Item::History => (history_key(&child, b"").ino, Kind::Dir),
             };
             if add(DirItem {
                 ino,
@@ -147,7 +157,7 @@ impl Vfs {
                 ))
             }
             Some(Item::Link(t)) => Ok(attr::synthetic_link(ino, t.len(), self.owner, time)),
-            Some(Item::Snapshot(_)) | None => Err(not_found(path)),
+            Some(Item::Snapshot(_)) | Some(Item::History) | None => Err(not_found(path)),
         }
     }
 }

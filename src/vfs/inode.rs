@@ -11,6 +11,8 @@
 //! | a snapshot's root             | its path and the snapshot id                 |
 //! | an entry in a snapshot        | its parent's number and its name             |
 //! | a hard-linked entry           | the snapshot root's number and the source `(dev, ino)`, so every link of the group shares it |
+//! | a directory of `history/`     | the layout path of its history's top and its path below it |
+//! | a version in `history/`       | its directory's number and its name                          |
 //!
 //! Each number is 64 bits of a BLAKE3 hash; 64 more bits are kept as a check,
 //! and the rare number that collides with a different inode moves to the next
@@ -88,6 +90,17 @@ pub fn entry_key(view: Ino, parent: Ino, e: &Entry) -> Key {
     }
 }
 
+/// A directory of a history: `path` (below the snapshots' roots) in the
+/// history whose top is at layout path `top`.
+pub fn history_key(top: &[u8], path: &[u8]) -> Key {
+    key(b"history", &[top, path])
+}
+
+/// Version `name` listed in history directory `dir`.
+pub fn version_key(dir: Ino, name: &[u8]) -> Key {
+    key(b"version", &[&dir.to_le_bytes(), name])
+}
+
 /// What an inode is.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -106,13 +119,26 @@ pub enum Node {
         dir: Arc<Tree>,
         index: usize,
     },
+    /// A directory of `history/`: `path` (below the snapshots' roots, `""`
+    /// for the top) across the snapshots of the history whose top is at
+    /// layout path `top`. What it holds is asked of the history when looked at.
+    History { top: Vec<u8>, path: Vec<u8> },
+    /// One version of a path in `history/`: a stored entry (in its
+    /// directory's tree), shown under `name`.
+    Version {
+        name: Vec<u8>,
+        dir: Arc<Tree>,
+        index: usize,
+    },
 }
 
 impl Node {
     /// The stored entry, for inodes inside a snapshot.
     pub fn entry(&self) -> Option<&Entry> {
         match self {
-            Node::Entry { dir, index, .. } => dir.entries.get(*index),
+            Node::Entry { dir, index, .. } | Node::Version { dir, index, .. } => {
+                dir.entries.get(*index)
+            }
             _ => None,
         }
     }
@@ -269,6 +295,16 @@ mod tests {
             snapshot_key(b"ids/x", &SnapshotId([1; 32])),
             snapshot_key(b"ids/x", &SnapshotId([2; 32]))
         );
+        assert_ne!(
+            history_key(b"history", b"srv").ino,
+            history_key(b"history/web1", b"srv").ino
+        );
+        assert_ne!(
+            history_key(b"history", b"a/b").ino,
+            history_key(b"history/a", b"b").ino,
+            "parts are length-prefixed"
+        );
+        assert_ne!(version_key(5, b"v").ino, version_key(6, b"v").ino);
     }
 
     #[test]

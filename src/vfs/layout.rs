@@ -8,7 +8,14 @@
 //! ids/<short id>/…            8 hex digits (all 64 where two share the first 8)
 //! hosts/<host>/<time>/…       hosts/<host>/latest -> <time>
 //! tags/<tag>/<time>/…         tags/<tag>/latest -> <time>
+//! history/…                   every path of the snapshots of one host, a file's versions side by side
+//! history/<host>/…            the same per host, when the repository held several at mount time
 //! ```
+//!
+//! Below `history/` the directories are not laid out here: [`super::history`]
+//! merges them from the snapshots' trees when looked at. The layout says
+//! where each history starts ([`Item::History`]) and which snapshots it
+//! covers ([`Layout::history`]).
 //!
 //! A [`Layout`] is plain data built from the snapshot list by one pure function
 //! ([`Layout::build`]); the mount rebuilds it when the list changes, and the
@@ -41,6 +48,43 @@ pub enum Item {
     Snapshot(SnapshotId),
     /// A symlink (`latest`) with this target.
     Link(Vec<u8>),
+    /// The top of a history (`history/`, or `history/<host>/`).
+    History,
+}
+
+/// Whose snapshots `history/` shows: decided once per mount, from the hosts
+/// in the repository then ([`HistoryHosts::of`]), so that paths below
+/// `history/` do not move while mounted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryHosts {
+    /// No snapshot yet: `history/` is empty until there is one.
+    Undecided,
+    /// One host: its paths right in `history/`. Snapshots of other hosts
+    /// written while mounted are not in it (they are in `hosts/`).
+    One(String),
+    /// Several: `history/<host>/…`, a host that appears while mounted included.
+    Each,
+}
+
+impl HistoryHosts {
+    /// The choice for `snaps`.
+    pub fn of(snaps: &[SnapInfo]) -> HistoryHosts {
+        let mut hosts = snaps.iter().map(|s| &s.host);
+        match hosts.next() {
+            None => HistoryHosts::Undecided,
+            Some(h) if snaps.iter().all(|s| &s.host == h) => HistoryHosts::One(h.clone()),
+            Some(_) => HistoryHosts::Each,
+        }
+    }
+}
+
+/// The snapshots one history covers, oldest first.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub snaps: Vec<SnapInfo>,
+    /// Differs whenever the snapshots do: cached history directories are
+    /// keyed by it, so a new snapshot makes them be merged afresh.
+    pub stamp: [u8; 16],
 }
 
 /// The virtual tree: directory path (`""` is the root, `hosts/web1` …) to its
@@ -49,17 +93,24 @@ pub enum Item {
 pub struct Layout {
     dirs: HashMap<Vec<u8>, Vec<(Vec<u8>, Item)>>,
     snaps: HashMap<SnapshotId, SnapInfo>,
+    /// Layout path of each history's top to its snapshots.
+    histories: HashMap<Vec<u8>, History>,
     newest: Time,
 }
 
 impl Layout {
     /// Lay out `snaps`; `time_name` turns a snapshot time into its directory
-    /// name (local time in the mount, fixed text in tests).
-    pub fn build(mut snaps: Vec<SnapInfo>, time_name: impl Fn(Time) -> String) -> Layout {
+    /// name (local time in the mount, fixed text in tests); `hosts` says
+    /// whose snapshots `history/` shows.
+    pub fn build(
+        mut snaps: Vec<SnapInfo>,
+        time_name: impl Fn(Time) -> String,
+        hosts: &HistoryHosts,
+    ) -> Layout {
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         let names = unique_names(&snaps, &time_name);
         let mut dirs: Dirs = BTreeMap::new();
-        for top in ["hosts", "ids", "snapshots", "tags"] {
+        for top in ["history", "hosts", "ids", "snapshots", "tags"] {
             dirs.entry(Vec::new())
                 .or_default()
                 .insert(top.into(), Item::Dir);
@@ -91,11 +142,13 @@ impl Layout {
             }
         }
         add_latest(&mut dirs, &snaps, &names);
+        let histories = histories(&mut dirs, &snaps, hosts);
         Layout {
             dirs: dirs
                 .into_iter()
                 .map(|(k, v)| (k, v.into_iter().collect()))
                 .collect(),
+            histories,
             newest: snaps.last().map(|s| s.time).unwrap_or_default(),
             snaps: snaps.into_iter().map(|s| (s.id, s)).collect(),
         }
@@ -124,6 +177,11 @@ impl Layout {
         self.snaps.get(id)
     }
 
+    /// The history whose top is at layout path `top`.
+    pub fn history(&self, top: &[u8]) -> Option<&History> {
+        self.histories.get(top)
+    }
+
     /// When the newest snapshot was taken: the time the virtual directories show.
     pub fn newest(&self) -> Time {
         self.newest
@@ -139,12 +197,59 @@ impl Layout {
                     Item::Dir => format!("{path}/"),
                     Item::Snapshot(id) => format!("{path}/ = {}", id.short()),
                     Item::Link(t) => format!("{path} -> {}", String::from_utf8_lossy(t)),
+                    Item::History => {
+                        let h = &self.histories[&join(dir, name)];
+                        let ids: Vec<String> = h.snaps.iter().map(|s| s.id.short()).collect();
+                        format!("{path}/ = history of {}", ids.join(" "))
+                    }
                 });
             }
         }
         out.sort();
         out
     }
+}
+
+/// The histories `hosts` asks for, as items of `dirs`, with their snapshots.
+fn histories(
+    dirs: &mut Dirs,
+    snaps: &[SnapInfo],
+    hosts: &HistoryHosts,
+) -> HashMap<Vec<u8>, History> {
+    let mut tops: BTreeMap<Vec<u8>, Vec<SnapInfo>> = BTreeMap::new();
+    match hosts {
+        HistoryHosts::Undecided => {}
+        HistoryHosts::One(host) => {
+            let mine = snaps.iter().filter(|s| &s.host == host).cloned();
+            tops.insert(b"history".to_vec(), mine.collect());
+            dirs.entry(Vec::new())
+                .or_default()
+                .insert(b"history".to_vec(), Item::History);
+            dirs.remove(b"history".as_slice());
+        }
+        HistoryHosts::Each => {
+            for s in snaps {
+                let name = safe_name(&s.host);
+                dirs.entry(b"history".to_vec())
+                    .or_default()
+                    .insert(name.clone(), Item::History);
+                tops.entry(join(b"history", &name))
+                    .or_default()
+                    .push(s.clone());
+            }
+        }
+    }
+    tops.into_iter()
+        .map(|(top, snaps)| {
+            let mut h = blake3::Hasher::new();
+            h.update(&top);
+            for s in &snaps {
+                h.update(&s.id.0);
+            }
+            let stamp = h.finalize().as_bytes()[..16].try_into().expect("16 bytes");
+            (top, History { snaps, stamp })
+        })
+        .collect()
 }
 
 fn add_snapshot(dirs: &mut Dirs, dir: &[u8], name: &[u8], id: SnapshotId) {
@@ -283,8 +388,14 @@ mod tests {
             snap(0xcc, 20, "db", &["nightly", "a/b"]),
             snap(0xdd, 30, "", &[".."]),
         ];
-        let l = Layout::build(snaps, name);
+        let hosts = HistoryHosts::of(&snaps);
+        assert_eq!(hosts, HistoryHosts::Each);
+        let l = Layout::build(snaps, name, &hosts);
         let want = [
+            "history/",
+            "history/_/ = history of dddddddd",
+            "history/db/ = history of cccccccc",
+            "history/web1/ = history of aaaaaaaa bbbbbbbb",
             "hosts/",
             "hosts/_/",
             "hosts/_/T30/ = dddddddd",
@@ -331,8 +442,11 @@ mod tests {
 
     #[test]
     fn an_empty_repository_has_the_four_directories_and_no_latest() {
-        let l = Layout::build(Vec::new(), name);
-        assert_eq!(l.dump(), ["hosts/", "ids/", "snapshots/", "tags/"]);
+        let l = Layout::build(Vec::new(), name, &HistoryHosts::of(&[]));
+        assert_eq!(
+            l.dump(),
+            ["history/", "hosts/", "ids/", "snapshots/", "tags/"]
+        );
         assert!(l.list(b"snapshots").unwrap().is_empty());
     }
 
@@ -342,7 +456,7 @@ mod tests {
         let mut b = snap(2, 2, "h", &[]);
         a.id.0[..4].copy_from_slice(&[9; 4]);
         b.id.0[..4].copy_from_slice(&[9; 4]);
-        let l = Layout::build(vec![a.clone(), b], name);
+        let l = Layout::build(vec![a.clone(), b], name, &HistoryHosts::Undecided);
         let ids: Vec<_> = l
             .list(b"ids")
             .unwrap()
@@ -358,7 +472,7 @@ mod tests {
 
     #[test]
     fn lookups_and_paths() {
-        let l = Layout::build(vec![snap(1, 5, "h", &[])], name);
+        let l = Layout::build(vec![snap(1, 5, "h", &[])], name, &HistoryHosts::Undecided);
         assert_eq!(l.get(b"", b"snapshots"), Some(&Item::Dir));
         assert_eq!(l.at(b"hosts/h/latest"), Some(&Item::Link(b"T5".to_vec())));
         assert_eq!(
@@ -371,5 +485,39 @@ mod tests {
         assert_eq!(join(b"", b"a"), b"a");
         assert_eq!(join(b"a", b"b"), b"a/b");
         assert_eq!(local_time_name(Time { sec: 0, nsec: 0 }).len(), 19);
+    }
+
+    #[test]
+    fn one_host_has_its_history_right_in_history_and_keeps_it() {
+        let first = vec![snap(1, 10, "web1", &[]), snap(2, 20, "web1", &[])];
+        let hosts = HistoryHosts::of(&first);
+        assert_eq!(hosts, HistoryHosts::One("web1".into()));
+        let l = Layout::build(first.clone(), name, &hosts);
+        let history: Vec<String> = l
+            .dump()
+            .into_iter()
+            .filter(|p| p.starts_with("history"))
+            .collect();
+        assert_eq!(history, ["history/ = history of 01010101 02020202"]);
+        assert_eq!(l.at(b"history"), Some(&Item::History));
+        assert!(l.list(b"history").is_none(), "not a layout directory");
+        // A second host written while mounted: history/ stays web1's.
+        let mut more = first.clone();
+        more.push(snap(3, 30, "db", &[]));
+        more.push(snap(4, 40, "web1", &[]));
+        let l2 = Layout::build(more, name, &hosts);
+        let h2 = l2.history(b"history").unwrap();
+        let ids: Vec<u8> = h2.snaps.iter().map(|s| s.id.0[0]).collect();
+        assert_eq!(ids, [1, 2, 4]);
+        assert_ne!(
+            h2.stamp,
+            l.history(b"history").unwrap().stamp,
+            "a new snapshot, a new stamp"
+        );
+        let again = Layout::build(first, name, &hosts);
+        assert_eq!(
+            again.history(b"history").unwrap().stamp,
+            l.history(b"history").unwrap().stamp
+        );
     }
 }

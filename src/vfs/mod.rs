@@ -7,6 +7,8 @@
 //! - [`layout`]: the virtual directories (`snapshots/`, `ids/`, `hosts/`,
 //!   `tags/`, `latest`) as data built from the snapshot list.
 //! - [`catalog`]: that list, refreshed while mounted.
+//! - [`history`]: `history/`, every path across the snapshots, a file's
+//!   versions side by side; merged from the trees when looked at.
 //! - [`inode`]: inode numbers from pure functions, and the table of inodes the
 //!   kernel holds.
 //! - [`attr`]: what `stat` shows.
@@ -48,6 +50,7 @@ pub mod cache;
 pub mod catalog;
 mod dir;
 pub mod file;
+pub mod history;
 pub mod inode;
 pub mod layout;
 pub mod mountpoint;
@@ -64,6 +67,7 @@ use crate::format::tree::{Kind, Time, Tree};
 use crate::repo::Repository;
 use catalog::Catalog;
 use inode::{entry_key, Node, Table};
+use layout::join;
 use push::{Cursors, Job, Pusher, Sink};
 use read::{Chunks, OpenFile};
 use std::sync::{Arc, OnceLock};
@@ -72,6 +76,10 @@ use std::sync::{Arc, OnceLock};
 const TREE_CACHE_BYTES: u64 = 64 << 20;
 /// Read state (extent maps) of recently read files.
 const FILE_STATE_BYTES: u64 = 4 << 20;
+/// Paths across snapshots ([`history::Trail`]s) kept for `history/`.
+const TRAIL_BYTES: u64 = 8 << 20;
+/// Listings of `history/` directories kept.
+const LISTING_BYTES: u64 = 8 << 20;
 /// Threads pushing files into the kernel's cache.
 const PUSH_THREADS: usize = 2;
 
@@ -143,6 +151,10 @@ pub struct Vfs {
     chunks: Arc<Chunks>,
     /// Read state of recently read files.
     files: cache::Cache<Ino, OpenFile>,
+    /// Paths of `history/` across their snapshots.
+    trails: cache::Cache<history::HistKey, history::Trail>,
+    /// Listings of `history/` directories.
+    listings: cache::Cache<history::HistKey, history::Listing>,
     owner: (u32, u32),
     /// When mounted: the date of the virtual directories of an empty repository.
     mounted: Time,
@@ -179,6 +191,8 @@ impl Vfs {
             nodes: Table::new(Node::Layout { path: Vec::new() }),
             trees: cache::Cache::new(TREE_CACHE_BYTES),
             files: cache::Cache::new(FILE_STATE_BYTES),
+            trails: cache::Cache::new(TRAIL_BYTES),
+            listings: cache::Cache::new(LISTING_BYTES),
             owner: opts.owner,
             mounted: Time {
                 sec: now.as_secs() as i64,
@@ -248,14 +262,21 @@ impl Vfs {
                 Ok(attr::synthetic_dir(ino, 0o755, 1, self.owner, *time, true))
             }
             Node::Entry { .. } => Ok(attr::of_entry(ino, entry_of(&slot.node)?)),
+            Node::History { top, path } => self.history_attr(ino, top, path),
+            // Versions of one path are not links of each other.
+            Node::Version { .. } => Ok(Attr {
+                nlink: 1,
+                ..attr::of_entry(ino, entry_of(&slot.node)?)
+            }),
         }
     }
 
-    /// Whether `ino` never changes (it lies inside a snapshot).
+    /// Whether `ino` never changes (it lies inside a snapshot, or is a
+    /// version in `history/`).
     pub fn is_stable(&self, ino: Ino) -> bool {
         self.nodes
             .get(ino)
-            .is_ok_and(|s| !matches!(s.node, Node::Layout { .. }))
+            .is_ok_and(|s| !matches!(s.node, Node::Layout { .. } | Node::History { .. }))
     }
 
     /// The target of symlink `ino`.
@@ -266,14 +287,16 @@ impl Vfs {
                 Some(layout::Item::Link(t)) => Ok(t.clone()),
                 _ => Err(Error::InvalidInput("not a symlink".into())),
             },
-            Node::Entry { .. } => {
+            Node::Entry { .. } | Node::Version { .. } => {
                 let e = entry_of(&slot.node)?;
                 if e.kind != Kind::Symlink {
                     return Err(Error::InvalidInput("not a symlink".into()));
                 }
                 Ok(e.target.clone())
             }
-            Node::SnapRoot { .. } => Err(Error::InvalidInput("not a symlink".into())),
+            Node::SnapRoot { .. } | Node::History { .. } => {
+                Err(Error::InvalidInput("not a symlink".into()))
+            }
         }
     }
 
@@ -314,6 +337,8 @@ impl Vfs {
                 let sub = subtree_of(&slot.node)?;
                 self.list_tree(*view, ino, &sub, skip, add)
             }
+            Node::History { top, path } => self.list_history(ino, top, path, skip, add),
+            Node::Version { .. } => Err(Error::InvalidInput("not a directory".into())),
         };
         listed.map_err(|e| self.about(ino, e))
     }
@@ -445,6 +470,14 @@ impl Vfs {
                         names.push(path.clone());
                     }
                     break;
+                }
+                Node::History { top, path } => {
+                    names.push(join(top, path));
+                    break;
+                }
+                Node::Version { name, .. } => {
+                    names.push(name.clone());
+                    cur = slot.parent;
                 }
                 Node::Entry { .. } => {
                     names.push(

@@ -162,7 +162,7 @@ fn the_virtual_directories_list_snapshots_by_time_host_and_tag() {
     let v = Vfs::new(f.repo.clone(), Root::Repository, &opts()).unwrap();
     assert_eq!(
         names(&v, ROOT),
-        [".", "..", "hosts", "ids", "snapshots", "tags"]
+        [".", "..", "history", "hosts", "ids", "snapshots", "tags"]
     );
     let snaps = walk(&v, "snapshots");
     let listed = names(&v, snaps.ino);
@@ -568,6 +568,6 @@ fn the_root_is_set_once() {
     assert!(matches!(v.set_root(again), Err(Error::InvalidInput(_))));
     assert_eq!(
         names(&v, ROOT),
-        [".", "..", "hosts", "ids", "snapshots", "tags"]
+        [".", "..", "history", "hosts", "ids", "snapshots", "tags"]
     );
 }

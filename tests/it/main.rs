@@ -18,6 +18,10 @@ mod cli_select;
 mod cli_signals;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
+// dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
+mod dump;
+// find: paths across snapshots, patterns, changed flags, JSON, exit codes.
+mod find;
 // Bad input and faults: unreadable files, damage, full disk, kills.
 mod faults;
 // Backup then restore gives back every kind of entry and metadata.
@@ -32,6 +36,8 @@ mod names;
 mod one_change;
 // Retention, prune, locks and index repair.
 mod prune;
+// One test for each promise of the README's user guide that had none.
+mod promises;
 // Off-site repositories: S3 and SFTP on real servers on loopback, faults.
 mod remote;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.

@@ -1,7 +1,8 @@
 //! `rewind mount`, for real: stat, xattrs, links, devices, contents, EROFS,
-//! permissions for other users, copying out, faults and unmounting.
+//! permissions for other users, copying out, faults, unmounting and `history/`.
 
 pub(crate) mod guard;
+mod history;
 mod lifecycle;
 mod push;
 
@@ -584,7 +585,7 @@ fn the_whole_repository_by_time_id_host_and_tag_with_new_snapshots_appearing() {
         v.sort();
         v
     };
-    assert_eq!(names(""), ["hosts", "ids", "snapshots", "tags"]);
+    assert_eq!(names(""), ["history", "hosts", "ids", "snapshots", "tags"]);
     let (a, b) = shared.expect("no two backups in one second, in 5 tries");
     let listed = names("snapshots");
     assert_eq!(listed.len(), made + 1, "{listed:?}");

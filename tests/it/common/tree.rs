@@ -283,6 +283,34 @@ pub fn wide(dir: &Path, n: usize) {
     }
 }
 
+/// The directory `depth` levels below `top`, opened with `openat` one level
+/// at a time (the path is longer than PATH_MAX from about 20 levels: each
+/// name is 202 bytes); the levels are made first when `make`.
+pub fn deep_chain(top: &Path, depth: usize, make: bool) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let open = |parent: i32, name: &CString| {
+        let fd = unsafe { libc::openat(parent, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut fd = open(libc::AT_FDCWD, &c(top));
+    for i in 0..depth {
+        let name = CString::new(format!("{i:02}{}", "d".repeat(200))).unwrap();
+        if make {
+            unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o750) };
+        }
+        fd = open(fd.as_raw_fd(), &name);
+    }
+    fd
+}
+
+/// A path to the open directory `fd` that a path of any length below it
+/// can be joined to.
+pub fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// Build, under `root` (which must not exist), one hard-link pair of every
 /// type that can be hard-linked: a regular file, a symlink, a FIFO, a
 /// socket, a character and a block device; each pair has one name at the

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `rewind dump` against `rewind restore` on the peers corpus, cold cache:
+#   restore    rewind restore latest:LIVE --target DIR, then sync
+#   dump-null  rewind dump latest:LIVE >/dev/null (decode and tar framing only)
+#   dump-tar   rewind dump latest:LIVE | tar -xpf - -C DIR, then sync
+#   dump-xattr the same with tar --xattrs --xattrs-include='*' --acls
+# Each is run ROUNDS times (caches dropped before each); the median wall time,
+# its MB/s (corpus bytes / s, 10^6) and the largest peak RSS of rewind are
+# printed. Before timing, one dump | tar -x is checked against the corpus
+# itself (diff -r, and the type, mode, size and mtime of every entry).
+#
+#   scripts/bench-dump.sh              # 5 rounds each, after a peers.sh run
+#   ROUNDS=3 scripts/bench-dump.sh
+#
+# It uses the corpus and repository a peers.sh run left in BENCH_WORK
+# (default /tmp/bench-work): repo/rewind, whose latest snapshot is gen2, and
+# corpus-*/gen2. Make them with `TOOLS=rewind BENCH_SMALL=1 scripts/bench-peers.sh`
+# (or the full corpus without BENCH_SMALL). Needs root (drop_caches, owners).
+# REWIND_BIN overrides target/release/rewind.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${BENCH_WORK:-/tmp/bench-work}
+rounds=${ROUNDS:-5}
+bin=${REWIND_BIN:-$root/target/release/rewind}
+# peers.sh's password for the encrypted repository, and its local cache.
+export REWIND_PASSWORD=${REWIND_PASSWORD:-peers-bench-fixed-password}
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$work/cache/rewind}
+repo=$work/repo/rewind
+out=$work/dump-bench
+
+for f in "$bin" "$repo/config"; do
+  [ -e "$f" ] || { echo "bench-dump: $f missing (run TOOLS=rewind scripts/bench-peers.sh first)" >&2; exit 1; }
+done
+command -v /usr/bin/time >/dev/null || { echo "bench-dump: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+
+# The snapshot keeps the absolute path that was backed up (corpus-*/live);
+# peers.sh leaves gen2 under its own name afterwards.
+live=$("$bin" --repo "$repo" snapshots --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["paths"][0])')
+gen2=$(dirname "$live")/gen2
+[ -d "$gen2" ] || gen2=$live
+bytes=$(du -sb --apparent-size "$gen2" | cut -f1)
+files=$(find "$gen2" -type f | wc -l)
+
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+fresh() { rm -rf "$out" && mkdir -p "$out/dir"; }
+
+# One cold run of HOW; prints "seconds peak_rss_kib".
+one() {
+  local rss=$out/rss start
+  fresh
+  drop
+  start=$EPOCHREALTIME
+  case $1 in
+    restore)
+      /usr/bin/time -o "$rss" -f %M "$bin" --repo "$repo" restore "latest:$live" --target "$out/dir" >/dev/null
+      sync ;;
+    dump-null)
+      /usr/bin/time -o "$rss" -f %M "$bin" --repo "$repo" dump "latest:$live" >/dev/null ;;
+    dump-tar)
+      /usr/bin/time -o "$rss" -f %M "$bin" --repo "$repo" dump "latest:$live" | tar -xpf - -C "$out/dir"
+      sync ;;
+    dump-xattr)
+      /usr/bin/time -o "$rss" -f %M "$bin" --repo "$repo" dump "latest:$live" |
+        tar --xattrs --xattrs-include='*' --acls -xpf - -C "$out/dir"
+      sync ;;
+  esac
+  awk -v a="$start" -v b="$EPOCHREALTIME" -v r="$(tail -1 "$rss")" 'BEGIN{printf "%.3f %d\n", b-a, r}'
+}
+
+manifest() { # type, mode, owner, mtime (ns), file size, link target of every entry, sorted
+  (cd "$1" && find . -mindepth 1 \( -type f -printf '%P f %m %U:%G %T@ %s\n' \) \
+    -o -printf '%P %y %m %U:%G %T@ %l\n' | LC_ALL=C sort)
+}
+
+echo "corpus: $gen2 ($files files, $bytes bytes); rewind $("$bin" --version)"
+echo "checking dump | tar -x against the corpus..."
+fresh
+"$bin" --repo "$repo" dump "latest:$live" | tar -xpf - -C "$out/dir"
+top=$out/dir/$(basename "$live")
+diff -r --no-dereference "$gen2" "$top" >/dev/null || { echo "bench-dump: content differs" >&2; exit 1; }
+cmp -s <(manifest "$gen2") <(manifest "$top") || { echo "bench-dump: metadata differs" >&2; exit 1; }
+echo "ok: identical content and metadata"
+
+printf '%-11s %9s %9s %12s\n' how median_s MB/s peak_rss_kib
+for how in restore dump-null dump-tar dump-xattr; do
+  times=() peak=0
+  for _ in $(seq "$rounds"); do
+    read -r s r < <(one "$how")
+    times+=("$s")
+    [ "$r" -gt "$peak" ] && peak=$r
+  done
+  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+  printf '%-11s %9s %9s %12s   (%s)\n' "$how" "$median" \
+    "$(awk -v b="$bytes" -v s="$median" 'BEGIN{printf "%.1f", b/1e6/s}')" "$peak" "${times[*]}"
+done
+rm -rf "$out"

@@ -1,0 +1,13 @@
+//! The README's user guide, promise by promise: each test states the
+//! sentence it holds the binary to.
+
+// Owners mapped by name on restore, in a mount namespace with other
+// /etc/passwd and /etc/group; --numeric-owner; --include.
+mod restoring;
+// Backing up: where the repository is, --parent, --compression, --threads,
+// ** excludes, CACHEDIR.TAG's signature, a changed inode.
+mod backing_up;
+// Retention, prune, locks and check: forget's groups and filters, a gap
+// week, --max-unused, the index merge, prune's memory, unlock --all,
+// --read-data-subset, a killed backup's packs.
+mod retention;
