@@ -51,11 +51,13 @@ fn same_ids(src: &Repository, dst: &Repository) -> bool {
 }
 
 /// Copy `snapshots` (of `src`, oldest first) into `dst`, skipping those it
-/// has. The caller holds a shared lock on each.
+/// has, storing up to `connections` packs at once. The caller holds a
+/// shared lock on each.
 pub fn copy(
     src: &Repository,
     dst: &Arc<Repository>,
     snapshots: &[(SnapshotId, Snapshot)],
+    connections: usize,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let mut report = CopyReport::default();
@@ -63,7 +65,8 @@ pub fn copy(
     let mut have: HashSet<SnapshotId> = present.iter().filter_map(|(_, s)| s.original).collect();
     // A snapshot the destination holds itself (copied back, or shared ids).
     have.extend(present.iter().map(|(id, _)| *id));
-    let writer = RepoWriter::new(dst.clone(), dst.config().compression, false)?;
+    let writer =
+        RepoWriter::with_connections(dst.clone(), dst.config().compression, false, connections)?;
     let mut copier = Copier {
         src,
         dst,

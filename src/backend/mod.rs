@@ -1,6 +1,9 @@
 //! Where repository objects live. One trait, the seam between the repository
-//! and a place to keep bytes: a local directory, memory (tests), object
-//! storage, a directory on another server.
+//! and a place to keep bytes: a local directory ([`local`]), memory (tests),
+//! S3-compatible object storage ([`s3`]), a directory on another server
+//! ([`sftp`]). [`location`] parses what `--repo` names; [`counting`] counts
+//! a backend's requests; [`retry`] is how the remote ones try again;
+//! [`readahead`] turns their small pack reads into reads of whole windows.
 //!
 //! A backend stores whole, write-once objects named by their [`FileType`] and
 //! a name (a hex id, or `config`). It knows nothing of the format: no codec,
@@ -19,8 +22,15 @@
 //! locks/<name>        locks
 //! ```
 
+pub mod counting;
 pub mod local;
+pub mod location;
 pub mod memory;
+pub mod readahead;
+pub mod retry;
+mod runtime;
+pub mod s3;
+pub mod sftp;
 
 use crate::error::{Error, Result};
 use std::time::SystemTime;
@@ -171,6 +181,25 @@ pub trait Backend: Send + Sync {
     fn is_local(&self) -> bool {
         true
     }
+
+    /// How long after a `put` returns a `list` is sure to show the object
+    /// (zero: at once). The lock protocol waits this long between writing
+    /// its lock and listing the others'. Storage whose listings lag sets it
+    /// (`REWIND_LOCK_SETTLE` milliseconds, for the remote backends).
+    fn settle(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// The settle time of remote storage: `REWIND_LOCK_SETTLE` milliseconds,
+/// else zero (S3, Garage, Ceph and MinIO list an object once its `PUT`
+/// returned; a directory over SFTP too).
+pub(crate) fn remote_settle() -> std::time::Duration {
+    std::env::var("REWIND_LOCK_SETTLE")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|ms| std::time::Duration::from_millis(ms.min(60_000)))
+        .unwrap_or_default()
 }
 
 /// An error for a name that is not valid for its type.

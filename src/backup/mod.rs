@@ -80,6 +80,8 @@ pub struct BackupOptions {
     pub stdin: Option<StdinSource>,
     /// Reader threads (more than cores: reads wait on the disk).
     pub threads: usize,
+    /// Packs stored at once.
+    pub connections: usize,
 }
 
 impl Default for BackupOptions {
@@ -98,6 +100,7 @@ impl Default for BackupOptions {
             dry_run: false,
             stdin: None,
             threads: 8,
+            connections: crate::repo::writer::DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -170,7 +173,7 @@ pub fn backup(
     let excludes = Excludes::new(&opts.excludes)?;
     let (parent_id, parent_root) = find_parent(&repo, opts, &names)?;
     let level = opts.compression.unwrap_or(repo.config().compression);
-    let writer = RepoWriter::new(repo.clone(), level, opts.dry_run)?;
+    let writer = RepoWriter::with_connections(repo.clone(), level, opts.dry_run, opts.connections)?;
     let chunker = repo.chunker();
     let counters = Counters::default();
     for e in missing {

@@ -94,10 +94,12 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     if paths.is_empty() && args.stdin_name.is_none() {
         anyhow::bail!("nothing to back up: the lists of paths are empty, and no --stdin-name");
     }
-    let path = repo_arg.path()?;
-    if repo_arg.is_default() && !path.join("config").exists() {
-        super::init::create(repo_arg, true, None)?;
-        errln!("created encrypted repository at {}", path.display());
+    if repo_arg.is_default() {
+        let path = repo_arg.path()?;
+        if !path.join("config").exists() {
+            super::init::create(repo_arg, true, None)?;
+            errln!("created encrypted repository at {}", path.display());
+        }
     }
     let (repo, _lock) = repo_arg.open_locked(false, "backup")?;
     let mut excludes = args.excludes.clone();
@@ -137,6 +139,7 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
             command: args.stdin_from_command.clone(),
         }),
         threads: args.threads,
+        connections: repo_arg.connections(),
     };
     let reporter = Reporter::new("read", super::stderr_is_tty() && !args.json);
     let out = backup::backup(Arc::clone(&repo), &opts, &reporter);
@@ -146,6 +149,9 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
     if args.json {
         let mut v = json::snapshot(&out.id, &out.snapshot);
         v["dry_run"] = out.dry_run.into();
+        if let Some(r) = repo_arg.requests() {
+            v["requests"] = r.to_json();
+        }
         outln!("{v}")?;
     } else if output::chatty() {
         let verb = if out.dry_run {

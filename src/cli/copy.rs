@@ -47,8 +47,14 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         chosen.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         chosen.dedup_by_key(|(id, _)| *id);
     }
-    let report = crate::copy::copy(&src, &dst, &chosen, &crate::progress::Silent)
-        .with_context(|| format!("copying from {} to {}", src.location(), dst.location()))?;
+    let report = crate::copy::copy(
+        &src,
+        &dst,
+        &chosen,
+        repo_arg.connections(),
+        &crate::progress::Silent,
+    )
+    .with_context(|| format!("copying from {} to {}", src.location(), dst.location()))?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {

@@ -143,7 +143,10 @@ pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
         outln!("{} {verb}", output::count(n, "snapshot", "snapshots"))?;
     }
     if args.prune && !args.dry_run {
-        let opts = super::prune::options(args.max_unused, false);
+        let opts = crate::prune::PruneOptions {
+            connections: repo_arg.connections(),
+            ..super::prune::options(args.max_unused, false)
+        };
         let report =
             crate::prune::prune(&repo, &opts, &crate::progress::Silent).context("prune failed")?;
         super::prune::print(&report, args.json)?;

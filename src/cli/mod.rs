@@ -61,6 +61,9 @@ mod tag;
 mod unlock;
 mod verify;
 
+use crate::backend::counting::{Counter, Counting};
+use crate::backend::location::Location;
+use crate::backend::Backend;
 use crate::repo::{Repository, SnapshotFilter};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -77,9 +80,19 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[derive(Parser, Debug)]
 #[command(name = "rewind", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Repository directory [default: $XDG_DATA_HOME/rewind or ~/.local/share/rewind]
-    #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
+    /// Repository: a directory, s3:https://HOST/BUCKET[/PREFIX] or sftp:[USER@]HOST:/PATH [default: $XDG_DATA_HOME/rewind or ~/.local/share/rewind]
+    #[arg(
+        long,
+        short = 'r',
+        env = "REWIND_REPO",
+        global = true,
+        value_name = "LOCATION"
+    )]
     pub repo: Option<PathBuf>,
+
+    /// Requests to a remote repository in flight at once, and packs stored at once by backup, prune and copy [default: 4 for a local repository, 8 for a remote one]
+    #[arg(long, global = true, env = "REWIND_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: Option<u16>,
 
     /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h, 1h30m) [default: 0, fail at once]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse::wait)]
@@ -274,6 +287,8 @@ pub fn run() -> Result<u8, Failure> {
         no_cache: cli.no_cache,
         kdf,
         secret: std::sync::OnceLock::new(),
+        connections: cli.connections.map(usize::from),
+        counter: Counter::default(),
     };
     // These stop cleanly on SIGINT and SIGTERM (also while waiting for a
     // lock): they look at the stop request where stopping is safe.
@@ -317,11 +332,25 @@ pub fn run() -> Result<u8, Failure> {
         Command::Completion(a) => manual::completion(a),
         Command::Man(a) => manual::man(a),
     };
+    if std::env::var_os("REWIND_REQUEST_STATS").is_some_and(|v| !v.is_empty() && v != "0") {
+        report_requests();
+    }
     res.map_err(|error| Failure {
         error: hint(error, &repo),
         code: trouble,
     })
 }
+
+/// Print the request counts of every remote repository this process used
+/// (`REWIND_REQUEST_STATS`).
+fn report_requests() {
+    for (location, counter) in COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        errln!("{location}: {}", counter.snapshot().summary());
+    }
+}
+
+/// The counters of the remote repositories opened, by location.
+static COUNTERS: std::sync::Mutex<Vec<(String, Counter)>> = std::sync::Mutex::new(Vec::new());
 
 /// Where the repository is, and how to open it.
 #[derive(Clone)]
@@ -335,15 +364,28 @@ pub struct RepoArg {
     pub kdf: crate::format::key::KdfParams,
     /// The password, once asked for.
     secret: std::sync::OnceLock<Vec<u8>>,
+    /// `--connections`.
+    connections: Option<usize>,
+    /// The requests to the repository, if it is remote.
+    counter: Counter,
 }
 
 impl RepoArg {
-    /// The repository directory: `--repo`, `REWIND_REPO`, or the default.
-    pub fn path(&self) -> Result<PathBuf> {
-        if let Some(p) = &self.explicit {
-            return Ok(p.clone());
+    /// Where the repository is: `--repo`, `REWIND_REPO`, or the default
+    /// directory.
+    pub fn target(&self) -> Result<Location> {
+        match &self.explicit {
+            Some(p) => Ok(Location::parse(p.as_os_str())?),
+            None => Ok(Location::Local(default_repo()?)),
         }
-        default_repo()
+    }
+
+    /// The repository directory, when the repository is local.
+    pub fn path(&self) -> Result<PathBuf> {
+        match self.target()? {
+            Location::Local(p) => Ok(p),
+            remote => anyhow::bail!("{remote} is not a local directory"),
+        }
     }
 
     pub fn is_default(&self) -> bool {
@@ -355,18 +397,37 @@ impl RepoArg {
         self.explicit = Some(path);
     }
 
-    /// The storage behind the repository.
-    pub fn backend(&self) -> Result<Arc<dyn crate::backend::Backend>> {
-        Ok(Arc::new(crate::backend::local::LocalBackend::new(
-            self.path()?,
-        )))
+    /// The storage behind the repository (a remote one's requests counted).
+    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
+        Ok(open_backend(
+            self.target()?,
+            self.connections,
+            &self.counter,
+        ))
     }
 
-    /// Where it is, for messages.
+    /// Where it is, for messages (never a secret).
     pub fn location(&self) -> String {
-        self.path()
-            .map(|p| p.display().to_string())
+        self.target()
+            .map(|l| l.to_string())
             .unwrap_or_else(|_| "the default repository".into())
+    }
+
+    /// Packs a writer stores at once: `--connections`, else 4 for a local
+    /// repository and 8 for a remote one.
+    pub fn connections(&self) -> usize {
+        let remote = self
+            .target()
+            .is_ok_and(|l| !matches!(l, Location::Local(_)));
+        connections(self.connections, remote)
+    }
+
+    /// The requests made to the repository so far, if it is remote.
+    pub fn requests(&self) -> Option<crate::backend::counting::Requests> {
+        match self.target() {
+            Ok(Location::Local(_)) | Err(_) => None,
+            Ok(_) => Some(self.counter.snapshot()),
+        }
     }
 
     /// The repository's password, asked for once (`confirm`: twice, for a
@@ -476,20 +537,71 @@ impl RepoArg {
     }
 }
 
-/// Another repository (`--copy-chunker-params-from`, `copy --from-repo`),
-/// opened with its own password flags, and its index read.
+/// Packs stored at once: `given`, else 4 for a local repository and 8 for
+/// a remote one.
+fn connections(given: Option<usize>, remote: bool) -> usize {
+    given.unwrap_or(if remote {
+        8
+    } else {
+        crate::repo::writer::DEFAULT_CONNECTIONS
+    })
+}
+
+/// The backend for `location`; a remote one's requests are counted in
+/// `counter` (and reported under its location with `REWIND_REQUEST_STATS`).
+fn open_backend(
+    location: Location,
+    connections: Option<usize>,
+    counter: &Counter,
+) -> Arc<dyn Backend> {
+    let n = self::connections(connections, !matches!(location, Location::Local(_)));
+    let retry = crate::backend::retry::Policy::from_env();
+    let remote: Arc<dyn Backend> = match location {
+        Location::Local(p) => return Arc::new(crate::backend::local::LocalBackend::new(p)),
+        Location::S3(l) => Arc::new(crate::backend::s3::S3Backend::new(
+            l,
+            &crate::backend::s3::S3Options {
+                connections: n,
+                retry,
+                credentials: None,
+            },
+        )),
+        Location::Sftp(l) => Arc::new(crate::backend::sftp::SftpBackend::new(
+            l,
+            &crate::backend::sftp::SftpOptionsArg {
+                connections: n,
+                retry,
+                command: std::env::var("REWIND_SFTP_COMMAND")
+                    .ok()
+                    .map(|c| c.split_whitespace().map(str::to_string).collect()),
+            },
+        )),
+    };
+    COUNTERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((remote.location(), counter.clone()));
+    // Counted inside the read-ahead: the counts are the requests made.
+    let counted = Arc::new(Counting::new(remote, counter.clone()));
+    Arc::new(crate::backend::readahead::ReadAhead::new(counted))
+}
+
+/// Another repository (`--copy-chunker-params-from`, `copy --from-repo`):
+/// a directory or a remote location, opened with its own password flags,
+/// and its index read.
 pub fn open_other(
     path: &std::path::Path,
     from: &password::FromPasswordArgs,
 ) -> Result<Arc<Repository>> {
-    let backend: Arc<dyn crate::backend::Backend> =
-        Arc::new(crate::backend::local::LocalBackend::new(path));
+    let location = Location::parse(path.as_os_str())?;
+    let shown = location.to_string();
+    let backend = open_backend(location, None, &Counter::default());
     let password = || -> crate::error::Result<crate::repo::Secret> {
         password::read(
             from.from_password_file.as_deref(),
             from.from_password_command.as_deref(),
             "REWIND_FROM_PASSWORD",
-            &format!("password for repository {}: ", path.display()),
+            &format!("password for repository {shown}: "),
             false,
         )
         .map_err(|e| crate::error::Error::InvalidInput(format!("{e:#}")))
@@ -498,8 +610,8 @@ pub fn open_other(
         password: &password,
         cache_root: None,
     };
-    let repo = Repository::open(backend, &opts)
-        .with_context(|| format!("opening repository {}", path.display()))?;
+    let repo =
+        Repository::open(backend, &opts).with_context(|| format!("opening repository {shown}"))?;
     repo.reload_index()?;
     Ok(Arc::new(repo))
 }

@@ -22,11 +22,15 @@ pub fn options(max_unused: f64, dry_run: bool) -> PruneOptions {
     PruneOptions {
         max_unused,
         dry_run,
+        ..PruneOptions::default()
     }
 }
 
 pub fn run(repo_arg: &RepoArg, args: Args) -> Result<u8> {
-    let opts = options(args.max_unused, args.dry_run);
+    let opts = PruneOptions {
+        connections: repo_arg.connections(),
+        ..options(args.max_unused, args.dry_run)
+    };
     // A dry run changes nothing: it may run beside backups and mounts.
     let (repo, _lock) = repo_arg.open_locked(!args.dry_run, "prune")?;
     let report = prune::prune(&repo, &opts, &crate::progress::Silent).context("prune failed")?;

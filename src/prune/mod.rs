@@ -39,6 +39,8 @@ pub struct PruneOptions {
     /// Repack a pack when more than this percentage of its bytes is unused.
     pub max_unused: f64,
     pub dry_run: bool,
+    /// Packs stored at once while repacking.
+    pub connections: usize,
 }
 
 impl Default for PruneOptions {
@@ -46,6 +48,7 @@ impl Default for PruneOptions {
         PruneOptions {
             max_unused: 5.0,
             dry_run: false,
+            connections: crate::repo::writer::DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -152,7 +155,7 @@ pub fn prune(
         report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
         return Ok(report);
     }
-    let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression)?;
+    let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression, opts.connections)?;
     if report.packs_repacked > 0 {
         repack(repo, &writer, &fates, progress)?;
     }

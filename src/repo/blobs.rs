@@ -151,6 +151,15 @@ impl Repository {
         )
     }
 
+    /// Keep a tree pack this process stored in the local cache, when the
+    /// repository is remote: the next backup reads its parent's trees
+    /// without downloading them.
+    pub(crate) fn cache_tree_pack(&self, pack: &PackId, bytes: &[u8]) {
+        if let (Some(cache), false) = (&self.cache, self.backend.is_local()) {
+            let _ = cache.put_pack(&pack.to_hex(), bytes);
+        }
+    }
+
     /// Check that `plain` hashes to `id`.
     pub fn verify_blob(
         &self,

@@ -528,6 +528,8 @@ pub fn acquire(
         crate::interrupt::check()?;
         repo.backend
             .put(FileType::Lock, &name, &repo.encode_lock(&name, &info)?)?;
+        // Storage whose listings lag shows ours to others only after this.
+        std::thread::sleep(repo.backend.settle());
         let reference = repo.storage_now(Some(&name));
         let others: Vec<LockEntry> = repo
             .locks()?

@@ -145,10 +145,11 @@ impl RepoWriter {
         Self::with_options(repo, level, dry_run, false, connections)
     }
 
-    /// A writer for prune: it copies blobs that the index lists in packs about
-    /// to be deleted, so it must not skip them as known.
-    pub fn for_repack(repo: Arc<Repository>, level: i32) -> Result<Self> {
-        Self::with_options(repo, level, false, true, DEFAULT_CONNECTIONS)
+    /// A writer for prune, storing up to `connections` packs at once: it
+    /// copies blobs that the index lists in packs about to be deleted, so it
+    /// must not skip them as known.
+    pub fn for_repack(repo: Arc<Repository>, level: i32, connections: usize) -> Result<Self> {
+        Self::with_options(repo, level, false, true, connections)
     }
 
     fn with_options(
@@ -488,6 +489,9 @@ impl Inner {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match res {
             Ok(()) => {
+                if up.entries.first().is_some_and(|e| e.kind == BlobKind::Tree) {
+                    self.repo.cache_tree_pack(&up.id, &up.bytes);
+                }
                 self.repo.note_pack(up.id);
                 st.made.0.push(up.id);
                 st.written_blobs += up.entries.len();

@@ -40,6 +40,8 @@ mod one_change;
 mod prune;
 // One test for each promise of the README's user guide that had none.
 mod promises;
+// Off-site repositories: S3 and SFTP on real servers on loopback, faults.
+mod remote;
 // A prune racing a backup it cannot see: other pid namespaces, suspended, unlocked.
 mod races;
 // repair snapshots: lost and damaged data cut out, the rest kept, prune runs again.

@@ -5,6 +5,8 @@
 
 pub mod compare;
 pub mod fault;
+pub mod proxy;
+pub mod servers;
 pub mod tree;
 
 use std::ffi::OsStr;
@@ -38,6 +40,54 @@ pub fn open_repo(path: &Path) -> rewind::repo::Repository {
     repo
 }
 
+/// `t`'s repository (local or remote), opened through the library with the
+/// test password, its index read.
+pub fn open_at(t: &TempRepo) -> rewind::repo::Repository {
+    use rewind::backend::location::Location;
+    let Some(remote) = &t.remote else {
+        return open_repo(&t.repo());
+    };
+    let env = |k: &str| {
+        remote
+            .env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let backend: std::sync::Arc<dyn rewind::backend::Backend> =
+        match Location::parse(remote.location.as_ref()).expect("a location") {
+            Location::S3(loc) => std::sync::Arc::new(rewind::backend::s3::S3Backend::new(
+                loc,
+                &rewind::backend::s3::S3Options {
+                    connections: 4,
+                    retry: rewind::backend::retry::Policy::default(),
+                    credentials: Some((
+                        env("AWS_ACCESS_KEY_ID").expect("a key"),
+                        env("AWS_SECRET_ACCESS_KEY").expect("a secret"),
+                    )),
+                },
+            )),
+            Location::Sftp(loc) => std::sync::Arc::new(rewind::backend::sftp::SftpBackend::new(
+                loc,
+                &rewind::backend::sftp::SftpOptionsArg {
+                    connections: 4,
+                    retry: rewind::backend::retry::Policy::default(),
+                    command: env("REWIND_SFTP_COMMAND")
+                        .map(|c| c.split_whitespace().map(str::to_string).collect()),
+                },
+            )),
+            Location::Local(p) => return open_repo(&p),
+        };
+    let password = || Ok(rewind::repo::Secret::new(PASSWORD.as_bytes().to_vec()));
+    let opts = rewind::repo::OpenOptions {
+        password: &password,
+        cache_root: None,
+    };
+    let repo = rewind::repo::Repository::open(backend, &opts).expect("open repository");
+    repo.reload_index().expect("read the index");
+    repo
+}
+
 /// The password every test repository has.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -51,11 +101,43 @@ pub fn test_env(c: &mut Command) -> &mut Command {
         .env_remove("REWIND_REPO")
         .env_remove("REWIND_PASSWORD_FILE")
         .env_remove("REWIND_PASSWORD_COMMAND")
+        .env_remove("REWIND_CONNECTIONS")
+        .env_remove("REWIND_REQUEST_STATS")
+        .env_remove("REWIND_SFTP_COMMAND")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
 }
 
-/// A scratch directory with a repository in `repo/` (not yet initialised).
+/// A scratch directory with a repository in `repo/` (not yet initialised),
+/// or at a remote location.
 pub struct TempRepo {
     pub dir: tempfile::TempDir,
+    /// Where the repository is when it is not `repo/`, and the environment
+    /// that reaches it (credentials, the ssh command).
+    pub remote: Option<Remote>,
+}
+
+/// A remote repository's location and what reaches it.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub location: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Remote {
+    /// Bucket `bucket` on the S3 server at `endpoint`, with the test key.
+    pub fn s3(endpoint: &str, bucket: &str) -> Remote {
+        Remote {
+            location: format!("s3:{endpoint}/{bucket}"),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), servers::ACCESS_KEY.into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), servers::SECRET_KEY.into()),
+                ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ],
+        }
+    }
 }
 
 impl TempRepo {
@@ -82,6 +164,23 @@ impl TempRepo {
                 .prefix("rewind-it-")
                 .tempdir()
                 .expect("tempdir"),
+            remote: None,
+        }
+    }
+
+    /// A scratch directory and a repository at `remote` (not yet created).
+    pub fn at(remote: Remote) -> Self {
+        TempRepo {
+            remote: Some(remote),
+            ..Self::uninit()
+        }
+    }
+
+    /// What `--repo` says.
+    pub fn location(&self) -> std::ffi::OsString {
+        match &self.remote {
+            Some(r) => r.location.clone().into(),
+            None => self.repo().into_os_string(),
         }
     }
 
@@ -121,8 +220,11 @@ impl TempRepo {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new(bin());
-        c.arg("--repo").arg(self.repo()).args(args);
+        c.arg("--repo").arg(self.location()).args(args);
         test_env(&mut c).env("REWIND_CACHE_DIR", self.join("cache"));
+        for (k, v) in self.remote.iter().flat_map(|r| &r.env) {
+            c.env(k, v);
+        }
         c
     }
 

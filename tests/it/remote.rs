@@ -1,0 +1,72 @@
+//! Off-site repositories on real servers on loopback: an S3 server
+//! (s3s-fs) behind a fault-injecting proxy, and OpenSSH's sshd for SFTP.
+
+// A repository in a bucket: layout, round trip, cache, requests, mount, check.
+mod s3;
+// Faults: SlowDown, resets, a killed server, a killed backup, bad credentials.
+mod s3_faults;
+// Many hosts and their locks in one bucket.
+mod s3_hosts;
+// A repository over SFTP.
+mod sftp;
+
+use crate::common::proxy::Proxy;
+use crate::common::servers::{self, S3Server};
+use crate::common::{stderr, stdout, Remote, TempRepo};
+use std::ffi::OsStr;
+use std::process::Output;
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Assert the exit code, showing both streams when it differs.
+fn expect_code(o: &Output, want: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "{what}: exit code\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A repository in a new bucket of the shared S3 server, reached through a
+/// proxy of its own (for counting and faults), initialised.
+fn s3_repo(name: &str) -> (TempRepo, Proxy) {
+    let server = servers::shared_s3();
+    let proxy = Proxy::start(server.port);
+    let t = TempRepo::at(Remote::s3(&proxy.endpoint(), &servers::unique_bucket(name)));
+    t.ok(["init"]);
+    (t, proxy)
+}
+
+/// A repository in a new bucket of `server`, through a new proxy, initialised.
+fn s3_repo_on(server: &S3Server, name: &str) -> (TempRepo, Proxy) {
+    let proxy = Proxy::start(server.port);
+    let t = TempRepo::at(Remote::s3(&proxy.endpoint(), &servers::unique_bucket(name)));
+    t.ok(["init"]);
+    (t, proxy)
+}
+
+/// The ids of the snapshots `t` lists.
+fn snapshot_ids(t: &TempRepo) -> Vec<String> {
+    let v = json(&t.ok(["snapshots", "--json"]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `backup --json PATH` with extra environment, returning its JSON.
+fn backup_json(t: &TempRepo, env: &[(&str, &str)], args: &[&OsStr]) -> serde_json::Value {
+    let mut c = t.cmd([OsStr::new("backup"), OsStr::new("--json")]);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    expect_code(&out, 0, "backup");
+    json(&stdout(&out))
+}
