@@ -13,3 +13,5 @@ mod backing_up;
 mod retention;
 // Selecting snapshots: the 4-digit prefix rule on every command; stats SNAP.
 mod selecting;
+// Mounting: the second Ctrl-C on a busy mount, --lock-wait.
+mod mounting;
