@@ -15,3 +15,5 @@ mod retention;
 mod selecting;
 // Mounting: the second Ctrl-C on a busy mount, --lock-wait.
 mod mounting;
+// Scripted restore tests: --host/--tag, pinning, --verify-ignore, --no-verify.
+mod restore_script;
