@@ -44,7 +44,8 @@ fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// A snapshot: its manifest's fields, with `id`, `short_id` and RFC 3339 time.
+/// A snapshot: its manifest's fields, with `id`, `short_id` and RFC 3339 time;
+/// `original` is the source snapshot's id for a copy (`rewind copy`), else null.
 pub fn snapshot(id: &SnapshotId, s: &Snapshot) -> Value {
     json!({
         "id": id.to_hex(),
@@ -56,6 +57,7 @@ pub fn snapshot(id: &SnapshotId, s: &Snapshot) -> Value {
         "tags": s.tags,
         "tree": s.tree.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()),
+        "original": s.original.map(|o| o.to_hex()),
         "program": s.program,
         "summary": s.summary,
     })

@@ -11,3 +11,9 @@ mod backing_up;
 // week, --max-unused, the index merge, prune's memory, unlock --all,
 // --read-data-subset, a killed backup's packs.
 mod retention;
+// Selecting snapshots: the 4-digit prefix rule on every command; stats SNAP.
+mod selecting;
+// Mounting: the second Ctrl-C on a busy mount, --lock-wait.
+mod mounting;
+// Scripted restore tests: --host/--tag, pinning, --verify-ignore, --no-verify.
+mod restore_script;
