@@ -94,7 +94,7 @@ impl Drop for Slot<'_> {
 }
 
 /// What the backend was asked to reach, and how.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Options {
     /// Requests in flight at once.
     pub connections: usize,
@@ -102,6 +102,20 @@ pub struct S3Options {
     /// An access key and its secret, instead of the environment's (for
     /// library users; the command line reads the environment).
     pub credentials: Option<(String, String)>,
+}
+
+/// The secret never reaches a log through `{:?}`.
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("connections", &self.connections)
+            .field("retry", &self.retry)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(key, _)| (key, "<secret>")),
+            )
+            .finish()
+    }
 }
 
 /// A client made in this process (see [`runtime`]).
@@ -764,5 +778,22 @@ impl Backend for S3Backend {
 
     fn settle(&self) -> Duration {
         self.settle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_never_print_the_secret() {
+        let opts = S3Options {
+            connections: 4,
+            retry: retry::Policy::default(),
+            credentials: Some(("AKIDEXAMPLE".into(), "wJalrXUtnFEMI/K7MDENG".into())),
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
     }
 }
