@@ -22,7 +22,7 @@
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, SnapshotId, TreeId};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Extent, Kind, Tree};
+use crate::format::tree::{bottom_up, BottomUp, Extent, Tree};
 use crate::progress::Progress;
 use crate::repo::writer::RepoWriter;
 use crate::repo::Repository;
@@ -119,58 +119,10 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    /// The destination's id of source tree `root`, copying what it lacks.
-    /// Trees are done bottom up with an explicit stack (trees may be deeper
-    /// than any thread's stack).
+    /// The destination's id of source tree `root`, copying what it lacks
+    /// (children first: [`bottom_up`]).
     fn tree(&mut self, root: TreeId) -> Result<TreeId> {
-        enum Step {
-            Enter(TreeId),
-            Leave(TreeId, Tree),
-        }
-        let mut stack = vec![Step::Enter(root)];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Enter(id) => {
-                    if self.trees.contains_key(&id) {
-                        continue;
-                    }
-                    // A tree the destination has holds everything below it
-                    // (a tree is written only after its children).
-                    if self.same && self.dst.has_blob(&id.blob())? {
-                        self.trees.insert(id, id);
-                        continue;
-                    }
-                    let tree = self.src.load_tree(&id)?;
-                    let subs: Vec<TreeId> = tree
-                        .entries
-                        .iter()
-                        .filter(|e| e.kind == Kind::Dir)
-                        .filter_map(|e| e.subtree)
-                        .collect();
-                    stack.push(Step::Leave(id, tree));
-                    stack.extend(subs.into_iter().map(Step::Enter));
-                }
-                Step::Leave(id, mut tree) => {
-                    for e in &mut tree.entries {
-                        if let Some(sub) = e.subtree {
-                            e.subtree = Some(*self.trees.get(&sub).ok_or_else(|| {
-                                Error::corrupt(
-                                    format!("tree {}", id.short()),
-                                    "a subtree was not copied",
-                                )
-                            })?);
-                        }
-                        for x in &mut e.extents {
-                            if let Extent::Data { id, len } = x {
-                                *id = self.data(id, *len)?;
-                            }
-                        }
-                    }
-                    let new = self.writer.add_tree(&tree.encode())?;
-                    self.trees.insert(id, new);
-                }
-            }
-        }
+        bottom_up(root, self)?;
         self.trees
             .get(&root)
             .copied()
@@ -195,5 +147,38 @@ impl Copier<'_> {
             self.blobs.insert(*id, new);
         }
         Ok(new)
+    }
+}
+
+impl BottomUp for Copier<'_> {
+    fn enter(&mut self, id: TreeId) -> Result<Option<Tree>> {
+        if self.trees.contains_key(&id) {
+            return Ok(None);
+        }
+        // A tree the destination has holds everything below it (a tree is
+        // written only after its children).
+        if self.same && self.dst.has_blob(&id.blob())? {
+            self.trees.insert(id, id);
+            return Ok(None);
+        }
+        self.src.load_tree(&id).map(Some)
+    }
+
+    fn leave(&mut self, id: TreeId, mut tree: Tree) -> Result<()> {
+        for e in &mut tree.entries {
+            if let Some(sub) = e.subtree {
+                e.subtree = Some(*self.trees.get(&sub).ok_or_else(|| {
+                    Error::corrupt(format!("tree {}", id.short()), "a subtree was not copied")
+                })?);
+            }
+            for x in &mut e.extents {
+                if let Extent::Data { id, len } = x {
+                    *id = self.data(id, *len)?;
+                }
+            }
+        }
+        let new = self.writer.add_tree(&tree.encode())?;
+        self.trees.insert(id, new);
+        Ok(())
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Extent, Kind, Tree};
+use crate::format::tree::{bottom_up, BottomUp, Extent, Kind, Tree};
 use crate::repo::writer::RepoWriter;
 use crate::repo::Repository;
 use serde::Serialize;
@@ -190,47 +190,9 @@ impl Fixer<'_> {
         Ok(id)
     }
 
-    /// What becomes of tree `root`: bottom up with an explicit stack (trees
-    /// may be deeper than a thread's stack).
+    /// What becomes of tree `root` (children first: [`bottom_up`]).
     fn tree(&mut self, root: TreeId) -> Result<Outcome> {
-        enum Step {
-            Enter(TreeId),
-            Leave(TreeId, Tree),
-        }
-        let mut stack = vec![Step::Enter(root)];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Enter(id) => {
-                    if self.trees.contains_key(&id) {
-                        continue;
-                    }
-                    let tree = match self.usable(&id.blob())? {
-                        None => None,
-                        Some(_) => match self.repo.load_tree(&id) {
-                            Ok(t) => Some(t),
-                            Err(Error::Interrupted(m)) => return Err(Error::Interrupted(m)),
-                            Err(_) => None,
-                        },
-                    };
-                    let Some(tree) = tree else {
-                        self.trees.insert(id, Outcome::Broken);
-                        continue;
-                    };
-                    let subs: Vec<TreeId> = tree
-                        .entries
-                        .iter()
-                        .filter(|e| e.kind == Kind::Dir)
-                        .filter_map(|e| e.subtree)
-                        .collect();
-                    stack.push(Step::Leave(id, tree));
-                    stack.extend(subs.into_iter().map(Step::Enter));
-                }
-                Step::Leave(id, tree) => {
-                    let outcome = self.rewrite(tree)?;
-                    self.trees.insert(id, outcome);
-                }
-            }
-        }
+        bottom_up(root, self)?;
         Ok(self.trees.get(&root).cloned().unwrap_or(Outcome::Broken))
     }
 
@@ -276,5 +238,30 @@ impl Fixer<'_> {
         tree.entries = keep;
         let id = self.writer.add_tree(&tree.encode())?;
         Ok(Outcome::New(id, Arc::new(losses)))
+    }
+}
+
+impl BottomUp for Fixer<'_> {
+    /// A tree whose blob is lost or does not load is [`Outcome::Broken`],
+    /// not gone below.
+    fn enter(&mut self, id: TreeId) -> Result<Option<Tree>> {
+        if self.trees.contains_key(&id) || self.usable(&id.blob())?.is_none() {
+            self.trees.entry(id).or_insert(Outcome::Broken);
+            return Ok(None);
+        }
+        match self.repo.load_tree(&id) {
+            Ok(t) => Ok(Some(t)),
+            Err(Error::Interrupted(m)) => Err(Error::Interrupted(m)),
+            Err(_) => {
+                self.trees.insert(id, Outcome::Broken);
+                Ok(None)
+            }
+        }
+    }
+
+    fn leave(&mut self, id: TreeId, tree: Tree) -> Result<()> {
+        let outcome = self.rewrite(tree)?;
+        self.trees.insert(id, outcome);
+        Ok(())
     }
 }
