@@ -36,7 +36,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 "damaged_packs": report.damaged_packs.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
                 "damaged_files": report.damaged_files, "errors": report.errors,
                 "damaged_index_files": report.damaged_index_files,
-                "repairs": repair_hints(&report).iter().map(|h| h.split(':').next().unwrap_or_default()).collect::<Vec<_>>(),
+                "repairs": repair_hints(&report).iter().map(|(cmd, _)| *cmd).collect::<Vec<_>>(),
             })
         )?;
     } else {
@@ -85,8 +85,8 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
                 }
             )?;
         }
-        for hint in repair_hints(&report) {
-            outln!("{hint}")?;
+        for (cmd, why) in repair_hints(&report) {
+            outln!("{cmd}: {why}")?;
         }
     }
     Ok(if report.ok() {
@@ -96,15 +96,15 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     })
 }
 
-/// What to run about what check found, in order.
-fn repair_hints(report: &check::CheckReport) -> Vec<&'static str> {
+/// What to run about what check found, in order: the command and why.
+fn repair_hints(report: &check::CheckReport) -> Vec<(&'static str, &'static str)> {
     let mut hints = Vec::new();
     let lost = !report.damaged_files.is_empty();
     if report.damaged_index_files > 0 || (lost && !report.unreferenced_packs.is_empty()) {
-        hints.push("rewind repair index: rebuilds the index from the packs' own headers (damaged index files, or packs in no index that may hold what is missing)");
+        hints.push(("rewind repair index", "rebuilds the index from the packs' own headers (damaged index files, or packs in no index that may hold what is missing)"));
     }
     if lost {
-        hints.push("rewind repair snapshots: rewrites the snapshots that need lost or damaged data without it (put back any intact copy of a lost pack first; --dry-run lists what goes; add --read-data for damage only reading finds), so that check passes and prune runs again");
+        hints.push(("rewind repair snapshots", "rewrites the snapshots that need lost or damaged data without it (put back any intact copy of a lost pack first; --dry-run lists what goes; add --read-data for damage only reading finds), so that check passes and prune runs again"));
     }
     hints
 }
