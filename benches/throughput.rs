@@ -2,7 +2,7 @@
 //!
 //! | group     | what is timed                                                     |
 //! |-----------|-------------------------------------------------------------------|
-//! | `chunker` | `Chunker::split` over 64 MiB (random, and SQL-dump-like text)     |
+//! | `chunker` | `Chunker::split` over 64 MiB (random, and SQL-dump-like text): FastCDC, the keyed chunker with a PRF at every position, and with candidates |
 //! | `hash`    | keyed BLAKE3 blob ids (`Hasher::blob`) of one 512 KiB chunk       |
 //! | `codec`   | `Codec::encode`/`decode` of one 512 KiB chunk, text and random    |
 //! | `pack`    | `PackWriter` over a `Vec<u8>`: pre-encoded frames to ~16 MiB, `finish` |
@@ -127,11 +127,20 @@ fn short<M: criterion::measurement::Measurement>(g: &mut BenchmarkGroup<'_, M>) 
 fn chunker(c: &mut Criterion) {
     let plain = Chunker::new(ChunkerParams::default(), None);
     let keyed = Chunker::new(ChunkerParams::default(), Some(&[9; 32]));
+    let candidates = Chunker::with_candidates(
+        ChunkerParams::default(),
+        Some(&[9; 32]),
+        rewind::format::config::CANDIDATE_BITS,
+    );
     let mut g = c.benchmark_group("chunker");
     short(&mut g);
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Bytes(BIG as u64));
-    for (kind, chunker) in [("fastcdc", &plain), ("keyed", &keyed)] {
+    for (kind, chunker) in [
+        ("fastcdc", &plain),
+        ("keyed_every", &keyed),
+        ("keyed", &candidates),
+    ] {
         for (name, data) in [("random_64MiB", random_big()), ("text_64MiB", text_big())] {
             g.bench_function(format!("{kind}_{name}"), |b| {
                 b.iter(|| chunker.split(black_box(data)))

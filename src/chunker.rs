@@ -26,20 +26,35 @@
 //! 1. A gear hash with a secret table: `h = (h << 1) + G[byte]` over 64-bit
 //!    words, so `h` is a keyed function of the last 64 bytes; `G` is 256
 //!    words of BLAKE3's keyed output (key: the chunker key).
-//! 2. At every position past the minimum size, `PRF(h)` decides: AES-128 of
-//!    `h` under a key derived from the chunker key, whose low bits must be
-//!    zero (18 bits before the average size, 16 after: FastCDC's
-//!    normalization level 1, for the same size distribution).
+//! 2. Candidates: a position whose `h` has its top `k` bits zero (`k` is
+//!    the config's `candidate_bits`, 4 in new repositories: one position in
+//!    16 on average; its top bits are the ones every byte of the window
+//!    reaches). With `k` = 0 (repositories made before it existed) every
+//!    position is a candidate.
+//! 3. At every candidate past the minimum size, `PRF(h)` decides: AES-128
+//!    of `h` under a key derived from the chunker key, whose low bits must
+//!    be zero (18 - `k` bits before the average size, 16 - `k` after), so
+//!    a position is a cut with FastCDC's normalization-level-1
+//!    probabilities, and chunk sizes have the same distribution.
+//!
+//! The candidate filter is what makes it fast: AES runs on one position in
+//! 16, not on every one (the `chunker` bench: 2.3x the throughput of a PRF
+//! at every position, about half of FastCDC's), which brought an encrypted
+//! first backup to within a few percent of an unencrypted one.
 //!
 //! An attacker who sees chunk sizes, and even knows the content, learns
-//! only whether `PRF(h)` passed its mask at the positions where a cut fell
-//! or not: outputs of a pseudo-random function at points it cannot choose
-//! without the key, which say nothing of its outputs elsewhere. Even a full
-//! recovery of the gear table would leave every cut decided by AES under a
-//! key it has not seen. What remains visible is what any deduplicating store
-//! shows: how many chunks a file has, their (padded) sizes, and that a chunk
-//! an attacker planted is stored once. `chunker` bench figures are in the
-//! README's notes.
+//! at each cut that `h` there had its top `k` bits zero (`k` bits of the
+//! gear table's secret, with carries, per cut), and that `PRF(h)` passed
+//! its mask at that point: outputs of a pseudo-random function at points it
+//! cannot choose without the key, which say nothing of its outputs
+//! elsewhere. Even a full recovery of the gear table (from many cuts of
+//! planted content) only tells which positions are candidates, one in 16;
+//! which of them are cuts is still decided by AES under a key it has not
+//! seen, and the padded, compressed sizes it observes blur a cut's position
+//! over far more than 16 bytes. What remains visible is what any
+//! deduplicating store shows: how many chunks a file has, their (padded)
+//! sizes, and that a chunk an attacker planted is stored once. `chunker`
+//! bench figures are in the README's notes.
 
 use crate::format::config::ChunkerParams;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -59,7 +74,16 @@ struct Keyed {
     prf: aes::Aes128,
     mask_s: u64,
     mask_l: u64,
+    /// Zero: the PRF decides at every position (the first format-2
+    /// chunker). Otherwise the positions whose gear hash has this many top
+    /// bits zero are the candidates, and the PRF decides among them with
+    /// as many bits fewer in its masks.
+    candidate: u64,
 }
+
+/// Bytes of input scanned for candidates before their PRF outputs are
+/// computed in one batch (a cut past it wastes at most this much work).
+const REGION: usize = 2048;
 
 /// Positions decided per batch: AES runs several blocks in parallel (up
 /// to 64 at once with VAES-512), and a batch well past that width keeps
@@ -88,8 +112,17 @@ impl std::fmt::Debug for Chunker {
 }
 
 impl Chunker {
-    /// FastCDC without a key (format 1), or the keyed chunker with `key`.
+    /// FastCDC without a key (format 1), or the keyed chunker with `key`,
+    /// asking the PRF at every position.
     pub fn new(p: ChunkerParams, key: Option<&[u8; 32]>) -> Self {
+        Self::with_candidates(p, key, 0)
+    }
+
+    /// As [`Chunker::new`]; with a key and `candidate_bits` > 0, the PRF
+    /// decides only at positions whose gear hash has its top
+    /// `candidate_bits` zero (see the module docs). Callers check
+    /// `candidate_bits` < log2(avg) - 1 (the config does).
+    pub fn with_candidates(p: ChunkerParams, key: Option<&[u8; 32]>, candidate_bits: u32) -> Self {
         let bits = logarithm2(p.avg);
         let algorithm = match key {
             None => {
@@ -109,12 +142,14 @@ impl Chunker {
                 }
                 let prf_key = blake3::keyed_hash(key, b"rewind chunker cut prf");
                 let prf = aes::Aes128::new_from_slice(&prf_key.as_bytes()[..16]).expect("16 bytes");
-                let mask = |b: u32| (1u64 << b) - 1;
+                let k = candidate_bits.min(bits - 2);
+                let mask = |b: u32| (1u64 << (b - k)) - 1;
                 Algorithm::Keyed(Box::new(Keyed {
                     gear,
                     prf,
                     mask_s: mask(bits + 1),
                     mask_l: mask(bits - 1),
+                    candidate: !(u64::MAX >> k),
                 }))
             }
         };
@@ -172,6 +207,9 @@ impl Keyed {
         if n <= min {
             return n;
         }
+        if self.candidate != 0 {
+            return self.cut_candidates(data, min, avg);
+        }
         let mut h = 0u64;
         let mut blocks = [aes::Block::default(); BATCH];
         let mut at = min;
@@ -185,6 +223,49 @@ impl Keyed {
             let batch = &mut blocks[..end - at];
             self.prf.encrypt_blocks(batch);
             for (j, block) in (at..end).zip(batch.iter()) {
+                let mask = if j < avg { self.mask_s } else { self.mask_l };
+                let v = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
+                if v & mask == 0 {
+                    return j + 1;
+                }
+            }
+            at = end;
+        }
+        n
+    }
+
+    /// [`Keyed::cut`] with a candidate filter: a region of input is
+    /// scanned with the gear hash alone (branch-free: every position is
+    /// written, the count advances only for candidates), then the PRF runs
+    /// over that region's candidates in one batch.
+    fn cut_candidates(&self, data: &[u8], min: usize, avg: usize) -> usize {
+        let n = data.len();
+        let mut h = 0u64;
+        let mut at_pos = [0u32; REGION];
+        let mut hashes = [0u64; REGION];
+        let mut blocks = [aes::Block::default(); REGION];
+        let mut at = min;
+        while at < n {
+            let end = (at + REGION).min(n);
+            // Two passes: the hash chain alone (one store a byte), then
+            // the candidates, in a loop the compiler vectorizes.
+            for (slot, &byte) in hashes.iter_mut().zip(&data[at..end]) {
+                h = (h << 1).wrapping_add(self.gear[byte as usize]);
+                *slot = h;
+            }
+            let mut count = 0;
+            for (j, &h) in hashes[..end - at].iter().enumerate() {
+                at_pos[count] = j as u32;
+                count += (h & self.candidate == 0) as usize;
+            }
+            for (block, &j) in blocks.iter_mut().zip(&at_pos[..count]) {
+                block[..8].copy_from_slice(&hashes[j as usize].to_le_bytes());
+                block[8..].fill(0);
+            }
+            let batch = &mut blocks[..count];
+            self.prf.encrypt_blocks(batch);
+            for (&j, block) in at_pos.iter().zip(batch.iter()) {
+                let j = at + j as usize;
                 let mask = if j < avg { self.mask_s } else { self.mask_l };
                 let v = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
                 if v & mask == 0 {
@@ -219,11 +300,12 @@ mod tests {
         max: 32768,
     };
 
-    /// Both chunkers, with small sizes.
-    fn both() -> [Chunker; 2] {
+    /// Every chunker, with small sizes.
+    fn both() -> [Chunker; 3] {
         [
             Chunker::new(PARAMS, None),
             Chunker::new(PARAMS, Some(&[7; 32])),
+            Chunker::with_candidates(PARAMS, Some(&[7; 32]), 4),
         ]
     }
 
@@ -264,6 +346,51 @@ mod tests {
             shared < a.len() / 4,
             "{shared} of {} cut points shared",
             a.len()
+        );
+    }
+
+    /// The candidate filter keeps the size distribution: mean chunk sizes
+    /// of the three chunkers agree within 10% over 16 MiB (about 128
+    /// chunks each at the default sizes; here 2000).
+    #[test]
+    fn candidates_keep_the_size_distribution() {
+        let data = noise(16 << 20, 5);
+        let means: Vec<f64> = both()
+            .iter()
+            .map(|c| {
+                let cuts = c.split(&data);
+                data.len() as f64 / cuts.len() as f64
+            })
+            .collect();
+        for m in &means {
+            assert!((m / means[0] - 1.0).abs() < 0.1, "{means:?}");
+        }
+    }
+
+    /// Candidates are where the top bits of the gear hash are zero: every
+    /// cut but the last ends at such a position.
+    #[test]
+    fn candidate_cuts_fall_on_candidates() {
+        let key = [7; 32];
+        let c = Chunker::with_candidates(PARAMS, Some(&key), 4);
+        let Algorithm::Keyed(k) = &c.algorithm else {
+            panic!("keyed")
+        };
+        let data = noise(1 << 20, 6);
+        let mut at = 0;
+        let cuts = c.split(&data);
+        for &n in &cuts[..cuts.len() - 1] {
+            // The gear hash restarts at `min` within each chunk.
+            let h = data[at + PARAMS.min as usize..at + n]
+                .iter()
+                .fold(0u64, |h, &b| (h << 1).wrapping_add(k.gear[b as usize]));
+            assert_eq!(h >> 60, 0, "cut at {n} is not a candidate");
+            at += n;
+        }
+        assert_ne!(
+            cuts,
+            Chunker::new(PARAMS, Some(&key)).split(&data),
+            "the filter changes where cuts fall"
         );
     }
 

@@ -217,6 +217,7 @@ impl Repository {
                         Some(k) => config.chunker_key = to_hex(k),
                         None => config.unkeyed_chunker = true,
                     }
+                    config.candidate_bits = from.config.candidate_bits;
                 }
             }
         }

@@ -131,7 +131,11 @@ impl Repository {
     /// The chunker this repository cuts with: FastCDC in format 1, the keyed
     /// chunker in format 2.
     pub fn chunker(&self) -> crate::chunker::Chunker {
-        crate::chunker::Chunker::new(self.config.chunker, self.chunker_key.as_ref())
+        crate::chunker::Chunker::with_candidates(
+            self.config.chunker,
+            self.chunker_key.as_ref(),
+            self.config.candidate_bits,
+        )
     }
 
     /// Why the local cache asked for is not used, if it is not.
