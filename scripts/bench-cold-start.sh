@@ -9,7 +9,8 @@
 #   ROUNDS=15 scripts/bench-cold-start.sh
 #   REWIND_BIN=/tmp/other/rewind scripts/bench-cold-start.sh
 #
-# Needs root (drop_caches). Prints the median and every round, in ms.
+# Needs root (drop_caches). Prints the median and every round, in ms, and
+# the measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -39,3 +40,4 @@ for c in "${cmds[@]}"; do
   median=$(printf '%s\n' "${vals[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
   echo "${c%% *} cold exec ms: median $median of ${vals[*]}"
 done
+machine_line "none (the binaries: $bin and its peers)"

@@ -16,18 +16,20 @@
 # (default /tmp/bench-work): repo/rewind, whose latest snapshot is gen2, and
 # corpus-*/gen2. Make them with `TOOLS=rewind BENCH_SMALL=1 scripts/bench-peers.sh`
 # (or the full corpus without BENCH_SMALL). Needs root (drop_caches, owners).
-# REWIND_BIN overrides target/release/rewind.
+# REWIND_BIN overrides the binary in cargo's target directory. Ends with the
+# measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${BENCH_WORK:-/tmp/bench-work}
 rounds=${ROUNDS:-5}
-bin=${REWIND_BIN:-$root/target/release/rewind}
+bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 # peers.sh's password for the encrypted repository, and its local cache.
 export REWIND_PASSWORD=${REWIND_PASSWORD:-peers-bench-fixed-password}
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$work/cache/rewind}
 repo=$work/repo/rewind
-out=$work/dump-bench
+out=$(scratch_dir "$work" dump-bench)
+trap 'rm -rf -- "$out"' EXIT
 
 for f in "$bin" "$repo/config"; do
   [ -e "$f" ] || { echo "bench-dump: $f missing (run TOOLS=rewind scripts/bench-peers.sh first)" >&2; exit 1; }
@@ -43,8 +45,8 @@ gen2=$(dirname "$live")/gen2
 bytes=$(du -sb --apparent-size "$gen2" | cut -f1)
 files=$(find "$gen2" -type f | wc -l)
 
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-fresh() { rm -rf "$out" && mkdir -p "$out/dir"; }
+drop() { drop_caches || true; } # a warm run is still timed, but says so
+fresh() { rm -rf "$out/dir" && mkdir -p "$out/dir"; }
 
 # One cold run of HOW; prints "seconds peak_rss_kib".
 one() {
@@ -95,4 +97,4 @@ for how in restore dump-null dump-tar dump-xattr; do
   printf '%-11s %9s %9s %12s   (%s)\n' "$how" "$median" \
     "$(awk -v b="$bytes" -v s="$median" 'BEGIN{printf "%.1f", b/1e6/s}')" "$peak" "${times[*]}"
 done
-rm -rf "$out"
+machine_line "$gen2, $(corpus_size "$gen2")"

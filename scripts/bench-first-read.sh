@@ -17,7 +17,8 @@
 # (default /tmp/bench-work): repo/rewind and repo/squashfs/gen2.sqfs. Needs
 # root (drop_caches, FUSE). REWIND_BIN overrides the release binary in
 # cargo's target directory (CARGO_TARGET_DIR), PEERS_HELPER the helper's
-# path (REWIND_SHARED the shared folder's).
+# path (REWIND_SHARED the shared folder's). Ends with the measured: line of
+# scripts/bench-lib.sh.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -86,3 +87,4 @@ for how in waitfile shell; do
     echo "$t first_read_s ($how) median $median of ${vals[*]}"
   done
 done
+machine_line "the peers.sh repositories in $work ($probe of the latest snapshot)"

@@ -18,15 +18,16 @@
 # (replaced, not edited, so the corpus stays as it is), one upload is added,
 # and every fifth night site/wp-config.php is rewritten. The first backup is
 # tagged `first`, so `--tag first` searches one snapshot. Needs root
-# (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind.
+# (drop_caches, FUSE). REWIND_BIN overrides the binary in cargo's target
+# directory. Ends with the measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${BENCH_WORK:-/tmp/bench-work}
 src=${1:-$work/corpus-full/gen2}
 nights=${NIGHTS:-200}
 rounds=${ROUNDS:-3}
-bin=${REWIND_BIN:-$root/target/release/rewind}
+bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 # A password for the repository it makes (and reuses).
 export REWIND_PASSWORD=${REWIND_PASSWORD:-history-bench-password}
 base=$work/history-nights
@@ -82,7 +83,7 @@ fi
 echo "bench-history: $(count) snapshots in $repo; file $file" >&2
 
 now() { date +%s.%N; }
-cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+cold() { drop_caches || true; } # a warm run is still timed, but says so
 timed() { # LABEL COMMAND...: one cold run, its time and output lines
   local label=$1 start end lines
   shift
@@ -115,3 +116,8 @@ for _ in $(seq "$rounds"); do
       'BEGIN{printf "%-44s %.3f s  (%d versions), mount peak RSS %.1f MiB\n", l, b-a, n, k/1024}'
   done
 done
+if [ -z "${REPO:-}" ]; then
+  machine_line "$(count) nights of $src ($(corpus_size "$src") on the first)"
+else
+  machine_line "$(count) snapshots in $repo"
+fi

@@ -10,7 +10,8 @@
 # 80k files). The repository is built once in $BENCH_WORK/many-snapshots
 # (the first backup, then one unchanged backup per further snapshot: a few
 # minutes) and reused while it holds enough snapshots. Needs root
-# (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind.
+# (drop_caches, FUSE). REWIND_BIN overrides target/release/rewind. Ends with
+# the measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -51,3 +52,4 @@ for _ in $(seq "$rounds"); do
   awk -v a="$start" -v b="$end" -v n="$listed" -v k="$hwm" \
     'BEGIN{printf "mount + first ls of %d names: %.3f s, mount process peak RSS %.1f MiB\n", n, b-a, k/1024}'
 done
+machine_line "$(count) snapshots of $src ($(corpus_size "$src"))"

@@ -9,6 +9,7 @@
 # BENCH_SMALL, TOOLS, REF, BENCH_WORK and the other peers.sh settings pass
 # through the environment unchanged. PEERS_SH overrides the script's path
 # (REWIND_SHARED the shared folder's) and REWIND_BIN the binary's. peers.sh wants root (drop_caches, FUSE).
+# Ends with the measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -42,4 +43,7 @@ echo "bench-peers: peers.sh exited with status $status"
 echo "  table:  $work/results.md"
 echo "  values: $work/results.tsv"
 echo "  logs:   $work/logs/"
+corpus=$work/corpus-full
+[ "${BENCH_SMALL:-0}" = 1 ] && corpus=$work/corpus-small
+[ -d "$corpus/gen1" ] && machine_line "$(basename "$corpus")/gen1, $(corpus_size "$corpus/gen1")"
 exit "$status"

@@ -7,7 +7,8 @@
 #
 # Reports, per tool: repository size before, after forget+prune, prune wall time
 # and peak RSS; for rewind also the stored bytes that only forgotten snapshots
-# used (prune's own accounting) and the share of them freed.
+# used (prune's own accounting) and the share of them freed. Ends with the
+# measured: line of scripts/bench-lib.sh.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$root"
@@ -101,3 +102,4 @@ unused = r['bytes_unused']
 print(f"rewind: {unused} stored bytes only forgotten snapshots used; freed {r['bytes_freed']} "
       f"({100 * r['bytes_freed'] / max(unused, 1):.1f}%); check --read-data: $rw_check")
 PY
+machine_line "$DAYS days of $LIVE, $(corpus_size "$LIVE") on the last"
