@@ -42,7 +42,7 @@ live=$("$bin" --repo "$repo" snapshots --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["paths"][0])')
 gen2=$(dirname "$live")/gen2
 [ -d "$gen2" ] || gen2=$live
-bytes=$(du -sb --apparent-size "$gen2" | cut -f1)
+bytes=$(find "$gen2" -type f -printf '%s\n' | awk '{s += $1} END{printf "%d", s}')
 files=$(find "$gen2" -type f | wc -l)
 
 drop() { drop_caches || true; } # a warm run is still timed, but says so
@@ -85,7 +85,14 @@ diff -r --no-dereference "$gen2" "$top" >/dev/null || { echo "bench-dump: conten
 cmp -s <(manifest "$gen2") <(manifest "$top") || { echo "bench-dump: metadata differs" >&2; exit 1; }
 echo "ok: identical content and metadata"
 
-printf '%-11s %9s %9s %12s\n' how median_s MB/s peak_rss_kib
+declare -A label=(
+  [restore]="\`rewind restore latest:LIVE --target DIR\`"
+  [dump-null]="\`rewind dump latest:LIVE >/dev/null\`"
+  [dump-tar]="\`rewind dump latest:LIVE \\| tar -xpf -\`"
+  [dump-xattr]="the same with \`--xattrs --acls\`"
+)
+echo "| command | median of $rounds (all) | MB/s | peak RSS |"
+echo "|---|---|---|---|"
 for how in restore dump-null dump-tar dump-xattr; do
   times=() peak=0
   for _ in $(seq "$rounds"); do
@@ -94,7 +101,8 @@ for how in restore dump-null dump-tar dump-xattr; do
     [ "$r" -gt "$peak" ] && peak=$r
   done
   median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  printf '%-11s %9s %9s %12s   (%s)\n' "$how" "$median" \
-    "$(awk -v b="$bytes" -v s="$median" 'BEGIN{printf "%.1f", b/1e6/s}')" "$peak" "${times[*]}"
+  printf '| %s | %s (%s) | %s |\n' "${label[$how]}" \
+    "$(awk -v m="$median" 'BEGIN{printf "%.1f s", m}')" "${times[*]}" \
+    "$(awk -v m="$median" -v b="$bytes" -v k="$peak" 'BEGIN{printf "%.1f | %.1f MiB", b/1e6/m, k/1024}')"
 done
 machine_line "$gen2, $(corpus_size "$gen2")"
