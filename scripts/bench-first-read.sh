@@ -27,6 +27,9 @@ rounds=${ROUNDS:-7}
 helper=${PEERS_HELPER:-$(shared_dir)/bench/peers_helper.py}
 bin=${REWIND_BIN:-$(target_dir)/release/rewind}
 probe=site/db/dump.sql
+# peers.sh's password for its encrypted repository, and its local cache.
+export REWIND_PASSWORD=${REWIND_PASSWORD:-peers-bench-fixed-password}
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$work/cache/rewind}
 mnt=$work/mnt/first-read
 
 for f in "$helper" "$bin" "$work/repo/rewind/config"; do
