@@ -18,12 +18,14 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::Location;
 use crate::format::pack::{self, PackEntry};
-use crate::format::tree::{Extent, Kind};
+use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::progress::Progress;
+use crate::repo::walk::{walk, Visit};
 use crate::repo::Repository;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// How much data to read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -320,79 +322,114 @@ fn walk_snapshots(
         report.errors.push(e.to_string());
     }
     report.snapshots = snaps.len();
-    let mut seen: HashSet<TreeId> = HashSet::new();
-    let mut whole: HashSet<TreeId> = HashSet::new();
-    enum Step {
-        Enter(TreeId, PathBuf),
-        /// All of a tree's descendants are done; it is whole if no damage was
-        /// found since `damage` entries were recorded.
-        Leave(TreeId, usize),
-    }
+    let mut c = Checker {
+        repo,
+        blobs,
+        bad_blobs,
+        report,
+        sid: String::new(),
+        seen: HashSet::new(),
+        whole: HashSet::new(),
+        damage_at_enter: Vec::new(),
+    };
     for (sid, snap) in snaps {
-        let sid = sid.short();
-        let mut stack = vec![Step::Enter(snap.tree, PathBuf::from("/"))];
-        while let Some(step) = stack.pop() {
-            crate::interrupt::check()?;
-            let (tree_id, path) = match step {
-                Step::Leave(id, damage) => {
-                    if report.damaged_files.len() == damage {
-                        whole.insert(id);
-                    }
-                    continue;
-                }
-                Step::Enter(id, path) => (id, path),
-            };
-            if whole.contains(&tree_id) {
-                continue;
+        c.sid = sid.short();
+        walk(snap.tree, b"", &mut c)?;
+    }
+    Ok(())
+}
+
+/// The walk of [`walk_snapshots`]: a damaged tree is recorded and its
+/// siblings walked on.
+struct Checker<'a> {
+    repo: &'a Repository,
+    blobs: &'a Blobs,
+    bad_blobs: &'a HashSet<BlobId>,
+    report: &'a mut CheckReport,
+    /// The snapshot walked (short id).
+    sid: String,
+    /// Trees counted.
+    seen: HashSet<TreeId>,
+    /// Trees with nothing damaged below: not walked again.
+    whole: HashSet<TreeId>,
+    /// For each directory the walk is in, how many damaged files were
+    /// recorded when it was entered: it is whole if none were since.
+    damage_at_enter: Vec<usize>,
+}
+
+impl Visit for Checker<'_> {
+    type Error = Error;
+
+    fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        crate::interrupt::check()?;
+        if self.whole.contains(&id) {
+            return Ok(None);
+        }
+        if self.seen.insert(id) {
+            self.report.trees += 1;
+        }
+        let tree = blob_problem(&id.blob(), self.blobs, self.bad_blobs)
+            .map(Err)
+            .unwrap_or_else(|| self.repo.load_tree(&id).map_err(|e| e.to_string()));
+        match tree {
+            Ok(t) => {
+                self.damage_at_enter.push(self.report.damaged_files.len());
+                Ok(Some(t))
             }
-            if seen.insert(tree_id) {
-                report.trees += 1;
-            }
-            let tree = match blob_problem(&tree_id.blob(), blobs, bad_blobs)
-                .map(Err)
-                .unwrap_or_else(|| repo.load_tree(&tree_id).map_err(|e| e.to_string()))
-            {
-                Ok(t) => t,
-                Err(why) => {
-                    report.errors.push(format!(
-                        "snapshot {sid}: directory {}: tree {}: {why}",
-                        path.display(),
-                        tree_id.short()
-                    ));
-                    report
-                        .damaged_files
-                        .push(format!("{sid}:{}", path.display()));
-                    continue;
-                }
-            };
-            stack.push(Step::Leave(tree_id, report.damaged_files.len()));
-            for entry in &tree.entries {
-                let p = path.join(std::ffi::OsStr::from_bytes(&entry.name));
-                match entry.kind {
-                    Kind::Dir => {
-                        if let Some(sub) = entry.subtree {
-                            stack.push(Step::Enter(sub, p));
-                        }
-                    }
-                    Kind::File => {
-                        let why = entry.extents.iter().find_map(|x| match x {
-                            Extent::Data { id, len } => blob_problem(id, blobs, bad_blobs)
-                                .or_else(|| length_problem(id, *len, blobs)),
-                            Extent::Hole { .. } => None,
-                        });
-                        if let Some(why) = why {
-                            report
-                                .errors
-                                .push(format!("snapshot {sid}: file {}: {why}", p.display()));
-                            report.damaged_files.push(format!("{sid}:{}", p.display()));
-                        }
-                    }
-                    _ => {}
-                }
+            Err(why) => {
+                let p = shown(path);
+                self.report.errors.push(format!(
+                    "snapshot {}: directory {}: tree {}: {why}",
+                    self.sid,
+                    p.display(),
+                    id.short()
+                ));
+                let damaged = format!("{}:{}", self.sid, p.display());
+                self.report.damaged_files.push(damaged);
+                Ok(None)
             }
         }
     }
-    Ok(())
+
+    fn entry(&mut self, path: &[u8], e: &Entry) -> Result<()> {
+        if e.kind != Kind::File {
+            return Ok(());
+        }
+        let (blobs, bad) = (self.blobs, self.bad_blobs);
+        let why = e.extents.iter().find_map(|x| match x {
+            Extent::Data { id, len } => {
+                blob_problem(id, blobs, bad).or_else(|| length_problem(id, *len, blobs))
+            }
+            Extent::Hole { .. } => None,
+        });
+        if let Some(why) = why {
+            let p = shown(path);
+            let sid = &self.sid;
+            self.report
+                .errors
+                .push(format!("snapshot {sid}: file {}: {why}", p.display()));
+            self.report
+                .damaged_files
+                .push(format!("{sid}:{}", p.display()));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, _: &[u8], id: TreeId, _: Tree) -> Result<()> {
+        let at_enter = self.damage_at_enter.pop().expect("one per tree entered");
+        if self.report.damaged_files.len() == at_enter {
+            self.whole.insert(id);
+        }
+        Ok(())
+    }
+}
+
+/// A walk path as a path: the snapshot root is `/`.
+fn shown(path: &[u8]) -> &Path {
+    match path {
+        b"" => Path::new("/"),
+        p => Path::new(OsStr::from_bytes(p)),
+    }
 }
 
 /// The tree and the index must agree on a blob's length.

@@ -22,8 +22,9 @@
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, SnapshotId, TreeId};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{bottom_up, BottomUp, Extent, Tree};
+use crate::format::tree::{Extent, Tree};
 use crate::progress::Progress;
+use crate::repo::walk::{bottom_up, BottomUp};
 use crate::repo::writer::RepoWriter;
 use crate::repo::Repository;
 use std::collections::{HashMap, HashSet};

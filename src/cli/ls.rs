@@ -7,7 +7,9 @@
 
 use super::output::{self, mode, quote, time};
 use super::{json, select, FilterArgs, RepoArg};
-use crate::format::tree::{Entry, Kind};
+use crate::format::id::TreeId;
+use crate::format::tree::{Entry, Kind, Tree};
+use crate::repo::walk::{walk, Visit};
 use crate::repo::Repository;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -46,7 +48,8 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     let base = path.trim_end_matches('/').as_bytes().to_vec();
     let quoted = output::stdout_is_tty();
     if entry.kind == Kind::Dir {
-        list(&repo, &entry, &base, &args, quoted, &mut out)?;
+        list(&repo, &entry, &base, &args, quoted, &mut out)
+            .with_context(|| format!("snapshot {}", id.short()))?;
     } else {
         print(&entry, &base, &args, quoted, &mut out)?;
     }
@@ -54,6 +57,7 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
+/// Everything below directory `dir` (at `path`), parents before children.
 fn list(
     repo: &Repository,
     dir: &Entry,
@@ -65,19 +69,43 @@ fn list(
     let Some(sub) = dir.subtree else {
         return Ok(());
     };
-    let tree = repo
-        .load_tree(&sub)
-        .with_context(|| format!("reading directory {}", quote(path)))?;
-    for e in &tree.entries {
-        let mut p = path.to_vec();
-        p.push(b'/');
-        p.extend_from_slice(&e.name);
-        print(e, &p, args, quoted, out)?;
-        if e.kind == Kind::Dir && !args.no_recursive {
-            list(repo, e, &p, args, quoted, out)?;
+    let mut lister = Lister {
+        repo,
+        entered: false,
+        args,
+        quoted,
+        out,
+    };
+    walk(sub, path, &mut lister)
+}
+
+struct Lister<'a, W> {
+    repo: &'a Repository,
+    /// The listed directory was entered: with `--no-recursive`, the only one.
+    entered: bool,
+    args: &'a Args,
+    quoted: bool,
+    out: &'a mut W,
+}
+
+impl<W: Write> Visit for Lister<'_, W> {
+    type Error = anyhow::Error;
+
+    fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        if self.args.no_recursive && self.entered {
+            return Ok(None);
         }
+        self.entered = true;
+        let tree = self
+            .repo
+            .load_tree(&id)
+            .with_context(|| format!("reading directory {}", quote(path)))?;
+        Ok(Some(tree))
     }
-    Ok(())
+
+    fn entry(&mut self, path: &[u8], e: &Entry) -> Result<()> {
+        print(e, path, self.args, self.quoted, self.out)
+    }
 }
 
 fn print(e: &Entry, path: &[u8], args: &Args, quoted: bool, out: &mut impl Write) -> Result<()> {

@@ -1,11 +1,12 @@
 //! `rewind stats`.
 
-use super::output::{self, bytes};
+use super::output::{self, bytes, quote};
 use super::{select, FilterArgs, RepoArg};
 use crate::format::id::{BlobId, TreeId};
-use crate::format::tree::{Extent, Kind};
+use crate::format::tree::{Entry, Extent, Kind, Tree};
+use crate::repo::walk::{walk, Visit};
 use crate::repo::Repository;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::io::Write;
 
@@ -47,9 +48,14 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     };
     let mut t = Totals::default();
     let mut blobs: HashSet<BlobId> = HashSet::new();
-    for (_, s) in &snaps {
+    for (id, s) in &snaps {
         t.snapshots += 1;
-        walk(&repo, s.tree, &mut blobs, &mut t)?;
+        let mut counter = Counter {
+            repo: &repo,
+            blobs: &mut blobs,
+            t: &mut t,
+        };
+        walk(s.tree, b"", &mut counter).with_context(|| format!("snapshot {}", id.short()))?;
     }
     let repo_bytes: u64 = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
@@ -102,36 +108,55 @@ pub fn run(repo: &RepoArg, args: Args) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-fn walk(repo: &Repository, id: TreeId, blobs: &mut HashSet<BlobId>, t: &mut Totals) -> Result<()> {
-    // Counting per snapshot: a tree shared inside one snapshot is counted once
-    // per appearance, so hard-linked and repeated content add to the logical size.
-    let tree = repo.load_tree(&id)?;
-    for e in &tree.entries {
-        match e.kind {
-            Kind::Dir => {
-                if let Some(sub) = e.subtree {
-                    walk(repo, sub, blobs, t)?;
-                }
-            }
-            Kind::File => {
-                t.files += 1;
-                t.logical += e.size;
-                for x in &e.extents {
-                    if let Extent::Data { id, .. } = x {
-                        if blobs.insert(*id) {
-                            if let Some(loc) = repo.lookup(id)? {
-                                t.blobs += 1;
-                                t.unique_raw += loc.raw_len as u64;
-                                // A bundled blob's share of its frame.
-                                t.unique_stored += loc.frame.stored_len as u64 * loc.raw_len as u64
-                                    / loc.frame.raw_len.max(1) as u64;
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+/// Counts per appearance: a tree shared inside one snapshot (or by several)
+/// is walked each time it appears, so hard-linked and repeated content add to
+/// the logical size; each blob's stored bytes are counted once.
+struct Counter<'a> {
+    repo: &'a Repository,
+    blobs: &'a mut HashSet<BlobId>,
+    t: &'a mut Totals,
+}
+
+impl Visit for Counter<'_> {
+    type Error = anyhow::Error;
+
+    fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        let tree = self
+            .repo
+            .load_tree(&id)
+            .with_context(|| format!("reading directory {}", quote(shown(path))))?;
+        Ok(Some(tree))
     }
-    Ok(())
+
+    fn entry(&mut self, _: &[u8], e: &Entry) -> Result<()> {
+        if e.kind != Kind::File {
+            return Ok(());
+        }
+        let t = &mut *self.t;
+        t.files += 1;
+        t.logical += e.size;
+        for x in &e.extents {
+            let Extent::Data { id, .. } = x else { continue };
+            if !self.blobs.insert(*id) {
+                continue;
+            }
+            if let Some(loc) = self.repo.lookup(id)? {
+                t.blobs += 1;
+                t.unique_raw += loc.raw_len as u64;
+                // A bundled blob's share of its frame.
+                t.unique_stored += loc.frame.stored_len as u64 * loc.raw_len as u64
+                    / loc.frame.raw_len.max(1) as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A walk path as shown: the snapshot root is `/`.
+fn shown(path: &[u8]) -> &[u8] {
+    if path.is_empty() {
+        b"/"
+    } else {
+        path
+    }
 }

@@ -406,44 +406,6 @@ mod bounded {
     }
 }
 
-/// A walk over trees, children before parents: see [`bottom_up`].
-pub trait BottomUp {
-    /// Tree `id` is reached: `Some(tree)` to go below it (its subtrees are
-    /// entered, then [`BottomUp::leave`] is called with it), `None` to
-    /// skip it (done before, or handled without its children).
-    fn enter(&mut self, id: TreeId) -> Result<Option<Tree>>;
-    /// Every subtree of `tree` (the one `enter` returned for `id`) was
-    /// entered and, where `enter` went below it, left.
-    fn leave(&mut self, id: TreeId, tree: Tree) -> Result<()>;
-}
-
-/// Walk the trees below `root` (inclusive) children first, with an explicit
-/// stack: trees may be deeper than any thread's stack.
-pub fn bottom_up(root: TreeId, v: &mut impl BottomUp) -> Result<()> {
-    enum Step {
-        Enter(TreeId),
-        Leave(TreeId, Tree),
-    }
-    let mut stack = vec![Step::Enter(root)];
-    while let Some(step) = stack.pop() {
-        match step {
-            Step::Enter(id) => {
-                let Some(tree) = v.enter(id)? else { continue };
-                let subs: Vec<TreeId> = tree
-                    .entries
-                    .iter()
-                    .filter(|e| e.kind == Kind::Dir)
-                    .filter_map(|e| e.subtree)
-                    .collect();
-                stack.push(Step::Leave(id, tree));
-                stack.extend(subs.into_iter().map(Step::Enter));
-            }
-            Step::Leave(id, tree) => v.leave(id, tree)?,
-        }
-    }
-    Ok(())
-}
-
 impl Tree {
     pub fn new(mut entries: Vec<Entry>) -> Self {
         entries.sort_by(|a, b| a.name.cmp(&b.name));

@@ -25,8 +25,9 @@ use crate::backend::ObjectInfo;
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::{IndexWriter, Location};
-use crate::format::tree::{Extent, Kind};
+use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::progress::Progress;
+use crate::repo::walk::{walk, Visit};
 use crate::repo::writer::RepoWriter;
 use crate::repo::Repository;
 use sorted::{IdSorter, KMerge, Membership};
@@ -265,43 +266,62 @@ fn used_blobs(repo: &Repository) -> Result<Membership> {
             "{e}; refusing to prune while a snapshot cannot be read (it may need data prune would delete)"
         )));
     }
-    let mut sorter = IdSorter::new();
-    // Trees walked recently: skips shared subtrees across snapshots with
-    // bounded memory (cleared when full, costing only repeated reads).
-    let mut recent: HashSet<TreeId> = HashSet::new();
+    let mut u = UsedBlobs {
+        repo,
+        sorter: IdSorter::new(),
+        recent: HashSet::new(),
+        sid: String::new(),
+    };
     for (sid, snap) in &snaps {
-        let mut stack = vec![snap.tree];
-        while let Some(tid) = stack.pop() {
-            crate::interrupt::check()?;
-            if recent.len() >= 1 << 16 {
-                recent.clear();
-            }
-            if !recent.insert(tid) {
-                continue;
-            }
-            sorter.push(tid.blob())?;
-            let tree = repo.load_tree(&tid).map_err(|e| {
-                Error::InvalidInput(format!(
-                    "snapshot {}: {e}; refusing to prune a damaged repository",
-                    sid.short()
-                ))
-            })?;
-            for e in &tree.entries {
-                match e.kind {
-                    Kind::Dir => stack.extend(e.subtree),
-                    Kind::File => {
-                        for x in &e.extents {
-                            if let Extent::Data { id, .. } = x {
-                                sorter.push(*id)?;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+        u.sid = sid.short();
+        walk(snap.tree, b"", &mut u)?;
+    }
+    Ok(Membership::new(u.sorter.finish()?))
+}
+
+/// The walk of [`used_blobs`]: a tree that cannot be read ends it.
+struct UsedBlobs<'a> {
+    repo: &'a Repository,
+    sorter: IdSorter,
+    /// Trees walked recently: skips shared subtrees across snapshots with
+    /// bounded memory (cleared when full, costing only repeated reads).
+    recent: HashSet<TreeId>,
+    /// The snapshot walked (short id).
+    sid: String,
+}
+
+impl Visit for UsedBlobs<'_> {
+    type Error = Error;
+
+    fn enter(&mut self, _: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        crate::interrupt::check()?;
+        if self.recent.len() >= 1 << 16 {
+            self.recent.clear();
+        }
+        if !self.recent.insert(id) {
+            return Ok(None);
+        }
+        self.sorter.push(id.blob())?;
+        let tree = self.repo.load_tree(&id).map_err(|e| {
+            Error::InvalidInput(format!(
+                "snapshot {}: {e}; refusing to prune a damaged repository",
+                self.sid
+            ))
+        })?;
+        Ok(Some(tree))
+    }
+
+    fn entry(&mut self, _: &[u8], e: &Entry) -> Result<()> {
+        if e.kind != Kind::File {
+            return Ok(());
+        }
+        for x in &e.extents {
+            if let Extent::Data { id, .. } = x {
+                self.sorter.push(*id)?;
             }
         }
+        Ok(())
     }
-    Ok(Membership::new(sorter.finish()?))
 }
 
 /// Used and total stored bytes per pack. A blob stored twice counts as used

@@ -10,6 +10,7 @@
 //! - `blobs`: reading blobs and pack headers.
 //! - `disk_cache`: the local cache of decoded index files (and tree packs of
 //!   remote repositories).
+//! - [`walk`]: the tree walker (depth-first, explicit stack, visitor policy).
 //! - [`lock`]: locks, and the checks that make a prune racing a backup harmless.
 
 mod blobs;
@@ -19,6 +20,7 @@ mod frames;
 mod indexes;
 mod keys;
 pub mod lock;
+pub mod walk;
 pub mod writer;
 
 pub use disk_cache::default_cache_root;

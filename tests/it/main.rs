@@ -16,6 +16,8 @@ mod cli_scripting;
 mod cli_select;
 // SIGINT and SIGTERM stop backup and check cleanly.
 mod cli_signals;
+// Snapshots deeper than a thread's stack: stats, check, prune walk them (issue 13).
+mod deep_trees;
 // diff: two snapshots, or a snapshot and the live tree; each kind of change alone.
 mod diff;
 // dump: tar streams GNU tar and bsdtar extract to the source; sparse, names, errors, memory.
