@@ -1,6 +1,13 @@
 //! Two snapshots side by side. Trees are merged by name; a directory whose
 //! subtree id is the same on both sides is skipped without being read, so the
 //! cost follows the size of the change, not of the tree.
+//!
+//! The merge keeps an explicit stack of the directory pairs it is in (each
+//! side's remaining entries), and one path buffer, so a pair of snapshots
+//! deeper than the thread's stack is compared like any other. Trees are read
+//! in the order a recursive merge would read them: a directory's pair when
+//! it is met, and for a directory that changed type, the old side's listing
+//! first, the new side's once everything below the old one is reported.
 
 use super::entry::{holes, meta_details, Rules};
 use super::{Category, CategorySet, Change, Detail, Report};
@@ -34,8 +41,11 @@ pub fn diff_snapshots(
             nlink: true,
         },
         report: Report::default(),
+        path: path.to_vec(),
+        stack: Vec::new(),
     };
-    d.pair(a, b, path.to_vec())?;
+    d.pair(a, b)?;
+    d.run()?;
     d.report.finish();
     Ok(d.report)
 }
@@ -45,6 +55,10 @@ struct TreeDiff<'a> {
     ignore: CategorySet,
     rules: Rules,
     report: Report,
+    /// The path of the entry at hand; each step's directory is a prefix.
+    path: Vec<u8>,
+    /// The directories the merge is in, innermost last.
+    stack: Vec<Step>,
 }
 
 #[derive(Clone, Copy)]
@@ -53,32 +67,117 @@ enum Side {
     B,
 }
 
+type Entries = std::iter::Peekable<std::vec::IntoIter<Entry>>;
+
+/// One directory of the merge, at `path_len` bytes of the path buffer.
+enum Step {
+    /// Two listings merged by name: an entry on one side only is reported
+    /// with everything below it (the other listing is then empty).
+    Merge {
+        a: Entries,
+        b: Entries,
+        path_len: usize,
+    },
+    /// A directory on one side only, not read yet.
+    Below {
+        id: Option<TreeId>,
+        side: Side,
+        path_len: usize,
+    },
+}
+
 impl TreeDiff<'_> {
-    fn pair(&mut self, a: &Entry, b: &Entry, path: Vec<u8>) -> Result<()> {
+    /// Entries `a` and `b`, both at the path buffer.
+    fn pair(&mut self, a: &Entry, b: &Entry) -> Result<()> {
         self.report.entries += 1;
         if a.kind != b.kind {
-            self.push(&path, Some(a.kind), Some(b.kind), Vec::new());
-            self.below(a, &path, Side::A)?;
-            return self.below(b, &path, Side::B);
+            self.push(Some(a.kind), Some(b.kind), Vec::new());
+            if b.kind == Kind::Dir {
+                self.stack.push(Step::Below {
+                    id: b.subtree,
+                    side: Side::B,
+                    path_len: self.path.len(),
+                });
+            }
+            return self.below(a, Side::A);
         }
         let mut details = Vec::new();
         meta_details(a, b, &self.rules, &mut details);
         if a.kind == Kind::File {
             self.content(a, b, &mut details)?;
         }
-        self.push(&path, Some(a.kind), Some(b.kind), details);
+        self.push(Some(a.kind), Some(b.kind), details);
         if a.kind == Kind::Dir && a.subtree != b.subtree {
-            self.children(a.subtree, b.subtree, &path)?;
+            let (ta, tb) = (self.load(a.subtree)?, self.load(b.subtree)?);
+            self.merge(ta, tb);
         }
         Ok(())
     }
 
-    fn push(&mut self, path: &[u8], a: Option<Kind>, b: Option<Kind>, details: Vec<Detail>) {
+    /// Merge two listings of the directory at the path buffer.
+    fn merge(&mut self, a: Tree, b: Tree) {
+        self.stack.push(Step::Merge {
+            a: a.entries.into_iter().peekable(),
+            b: b.entries.into_iter().peekable(),
+            path_len: self.path.len(),
+        });
+    }
+
+    /// Run the merge until the stack is empty: each step's next entry, in
+    /// name order, the innermost directory first.
+    fn run(&mut self) -> Result<()> {
+        use std::cmp::Ordering;
+        while let Some(top) = self.stack.last_mut() {
+            let (a, b, path_len) = match top {
+                Step::Merge { a, b, path_len } => (a, b, *path_len),
+                &mut Step::Below { id, side, path_len } => {
+                    self.stack.pop();
+                    self.path.truncate(path_len);
+                    let tree = self.load(id)?;
+                    match side {
+                        Side::A => self.merge(tree, Tree::default()),
+                        Side::B => self.merge(Tree::default(), tree),
+                    }
+                    continue;
+                }
+            };
+            let order = match (a.peek(), b.peek()) {
+                (None, None) => {
+                    self.stack.pop();
+                    continue;
+                }
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+            };
+            let (x, y) = match order {
+                Ordering::Less => (a.next(), None),
+                Ordering::Greater => (None, b.next()),
+                Ordering::Equal => (a.next(), b.next()),
+            };
+            self.path.truncate(path_len);
+            let name = &x.as_ref().or(y.as_ref()).expect("peeked").name;
+            if !self.path.ends_with(b"/") {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(name);
+            match (x, y) {
+                (Some(x), Some(y)) => self.pair(&x, &y)?,
+                (Some(x), None) => self.one_side(&x, Side::A)?,
+                (None, Some(y)) => self.one_side(&y, Side::B)?,
+                (None, None) => unreachable!("an entry was peeked"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A change at the path buffer, unless there is none.
+    fn push(&mut self, a: Option<Kind>, b: Option<Kind>, details: Vec<Detail>) {
         if details.is_empty() && a == b {
             return;
         }
         self.report.changes.push(Change {
-            path: path.to_vec(),
+            path: self.path.clone(),
             a,
             b,
             details,
@@ -95,52 +194,27 @@ impl TreeDiff<'_> {
         }
     }
 
-    /// Merge two directories' entries by name.
-    fn children(&mut self, a: Option<TreeId>, b: Option<TreeId>, path: &[u8]) -> Result<()> {
-        let (ta, tb) = (self.load(a)?, self.load(b)?);
-        let (mut ia, mut ib) = (ta.entries.iter().peekable(), tb.entries.iter().peekable());
-        loop {
-            let order = match (ia.peek(), ib.peek()) {
-                (None, None) => return Ok(()),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) => x.name.cmp(&y.name),
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    let e = ia.next().expect("peeked");
-                    self.one_side(e, super::join(path, &e.name), Side::A)?;
-                }
-                std::cmp::Ordering::Greater => {
-                    let e = ib.next().expect("peeked");
-                    self.one_side(e, super::join(path, &e.name), Side::B)?;
-                }
-                std::cmp::Ordering::Equal => {
-                    let (x, y) = (ia.next().expect("peeked"), ib.next().expect("peeked"));
-                    self.pair(x, y, super::join(path, &x.name))?;
-                }
-            }
-        }
-    }
-
-    /// An entry on one side only, and everything below it.
-    fn one_side(&mut self, e: &Entry, path: Vec<u8>, side: Side) -> Result<()> {
+    /// An entry on one side only (at the path buffer), and everything
+    /// below it.
+    fn one_side(&mut self, e: &Entry, side: Side) -> Result<()> {
         self.report.entries += 1;
         let (a, b) = match side {
             Side::A => (Some(e.kind), None),
             Side::B => (None, Some(e.kind)),
         };
-        self.push(&path, a, b, Vec::new());
-        self.below(e, &path, side)
+        self.push(a, b, Vec::new());
+        self.below(e, side)
     }
 
-    fn below(&mut self, e: &Entry, path: &[u8], side: Side) -> Result<()> {
+    /// What is below `e` (at the path buffer), on one side only.
+    fn below(&mut self, e: &Entry, side: Side) -> Result<()> {
         if e.kind != Kind::Dir {
             return Ok(());
         }
         let tree = self.load(e.subtree)?;
-        for child in &tree.entries {
-            self.one_side(child, super::join(path, &child.name), side)?;
+        match side {
+            Side::A => self.merge(tree, Tree::default()),
+            Side::B => self.merge(Tree::default(), tree),
         }
         Ok(())
     }

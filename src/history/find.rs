@@ -5,7 +5,8 @@
 //!
 //! Nightly snapshots share most of their trees: a directory that did not
 //! change is the same tree blob (the same id) in every snapshot. The search
-//! walks each tree id once ([`Search::node`]) and keeps what it found below
+//! walks each tree id once ([`Search::node`], with an explicit stack: a
+//! snapshot deeper than the thread's stack is searched like any other) and keeps what it found below
 //! it as a [`MatchNode`]: the matching entries of that tree and, for each
 //! subdirectory with matches somewhere below, its own node. A subtree with
 //! no match is remembered as empty, so the next snapshot that holds it is
@@ -124,13 +125,13 @@ pub fn find(
         };
         let mut roots = Vec::with_capacity(snaps.len());
         for (i, (_, snap)) in snaps.iter().enumerate() {
-            roots.push((i, s.node(snap.tree, b"", i)?));
+            roots.push((i, s.node(snap.tree, i)?));
         }
         s.stats.trees_read = ahead.reads();
         Ok::<_, Error>((roots, s.stats))
     })?;
     let group: Vec<(usize, &MatchNode)> = roots.iter().map(|(i, n)| (*i, &**n)).collect();
-    emit(snaps, &mut stats, b"", &group, found)?;
+    emit(snaps, &mut stats, group, found)?;
     Ok(stats)
 }
 
@@ -165,17 +166,120 @@ struct Search<'a> {
     stats: Stats,
 }
 
+/// A tree being searched: its matching entries so far, and where it is.
+struct Frame {
+    key: (TreeId, Option<Vec<u8>>),
+    tree: Arc<Tree>,
+    /// The tree's directory path: this long a prefix of the search's buffer.
+    path_len: usize,
+    /// The next entry to look at.
+    next: usize,
+    /// Whether the entry before `next` matched, while the search is below it.
+    matched: bool,
+    items: Vec<Item>,
+    any: bool,
+}
+
+impl Frame {
+    /// Entry `index` matched (`matched`), or has a node below it (`below`).
+    fn add(&mut self, index: usize, matched: bool, below: Option<Arc<MatchNode>>) {
+        let below = below.filter(|n| !n.items.is_empty());
+        if matched || below.is_some() {
+            self.any |= matched;
+            self.items.push(Item {
+                name: self.tree.entries[index].name.clone(),
+                index,
+                matched,
+                below,
+            });
+        }
+    }
+}
+
+/// A tree met in the search: known already, or read and to be searched.
+enum Met {
+    Known(Arc<MatchNode>),
+    Read(Box<Frame>),
+}
+
 impl Search<'_> {
-    /// What matches below tree `id` at directory path `dir`, first met in
-    /// snapshot `snap`.
-    fn node(&mut self, id: TreeId, dir: &[u8], snap: usize) -> Result<Arc<MatchNode>> {
+    /// What matches below tree `root` (a snapshot's root), first met in
+    /// snapshot `snap`. Depth-first with an explicit stack of the trees it
+    /// is in, so a chain of trees as deep as memory allows never touches
+    /// the thread's stack; each tree is read the first time its key is met
+    /// and its node is memoised once everything below it is done.
+    fn node(&mut self, root: TreeId, snap: usize) -> Result<Arc<MatchNode>> {
+        let mut path = Vec::new();
+        let mut stack = match self.meet(root, &path, snap)? {
+            Met::Known(n) => return Ok(n),
+            Met::Read(f) => vec![f],
+        };
+        loop {
+            let top = stack.last_mut().expect("a tree being searched");
+            path.truncate(top.path_len);
+            let Some(e) = top.tree.entries.get(top.next) else {
+                let done = stack.pop().expect("the top tree");
+                let node = if done.items.is_empty() {
+                    self.empty.clone()
+                } else {
+                    Arc::new(MatchNode {
+                        tree: done.any.then_some(done.tree),
+                        items: done.items,
+                    })
+                };
+                self.memo.insert(done.key, node.clone());
+                match stack.last_mut() {
+                    Some(parent) => parent.add(parent.next - 1, parent.matched, Some(node)),
+                    None => return Ok(node),
+                }
+                continue;
+            };
+            let index = top.next;
+            top.next += 1;
+            let matched = self.matcher.matches(&path, &e.name);
+            let sub = match (e.kind, e.subtree) {
+                (Kind::Dir, Some(sub)) => sub,
+                _ => {
+                    top.add(index, matched, None);
+                    continue;
+                }
+            };
+            path.push(b'/');
+            path.extend_from_slice(&e.name);
+            match self.meet(sub, &path, snap)? {
+                Met::Known(n) => {
+                    stack
+                        .last_mut()
+                        .expect("the top tree")
+                        .add(index, matched, Some(n))
+                }
+                Met::Read(f) => {
+                    stack.last_mut().expect("the top tree").matched = matched;
+                    stack.push(f);
+                }
+            }
+        }
+    }
+
+    /// Tree `id` at directory path `dir`: its node if its key was met
+    /// before, else the tree read. A tree that cannot be read is reported
+    /// (naming `dir` and snapshot `snap`) and known as empty from then on.
+    fn meet(&mut self, id: TreeId, dir: &[u8], snap: usize) -> Result<Met> {
         let key = (id, self.matcher.by_path.then(|| dir.to_vec()));
         if let Some(n) = self.memo.get(&key) {
-            return Ok(n.clone());
+            return Ok(Met::Known(n.clone()));
         }
         crate::interrupt::check()?;
-        let node = match self.ahead.take(&id) {
-            Ok(tree) => self.walk(Arc::new(tree), dir, snap)?,
+        match self.ahead.take(&id) {
+            Ok(tree) => Ok(Met::Read(Box::new(Frame {
+                key,
+                tree: Arc::new(tree),
+                path_len: dir.len(),
+                next: 0,
+                matched: false,
+                items: Vec::new(),
+                any: false,
+            }))),
             Err(e) => {
                 self.stats.errors += 1;
                 let shown = if dir.is_empty() { b"/".as_slice() } else { dir };
@@ -187,82 +291,83 @@ impl Search<'_> {
                     ),
                     format!("cannot search below it: {e}"),
                 ));
-                self.empty.clone()
-            }
-        };
-        self.memo.insert(key, node.clone());
-        Ok(node)
-    }
-
-    fn walk(&mut self, tree: Arc<Tree>, dir: &[u8], snap: usize) -> Result<Arc<MatchNode>> {
-        let mut items = Vec::new();
-        let mut any = false;
-        for (index, e) in tree.entries.iter().enumerate() {
-            let matched = self.matcher.matches(dir, &e.name);
-            let below = match (e.kind, e.subtree) {
-                (Kind::Dir, Some(sub)) => {
-                    let n = self.node(sub, &child(dir, &e.name), snap)?;
-                    (!n.items.is_empty()).then_some(n)
-                }
-                _ => None,
-            };
-            if matched || below.is_some() {
-                any |= matched;
-                items.push(Item {
-                    name: e.name.clone(),
-                    index,
-                    matched,
-                    below,
-                });
+                self.memo.insert(key, self.empty.clone());
+                Ok(Met::Known(self.empty.clone()))
             }
         }
-        if items.is_empty() {
-            return Ok(self.empty.clone());
-        }
-        Ok(Arc::new(MatchNode {
-            tree: any.then_some(tree),
-            items,
-        }))
     }
 }
 
-/// Report the matches in directory `dir`, where `group` gives each snapshot
-/// that holds it (in snapshot order) with its node, then go on below.
+/// One directory being reported: the snapshots that hold it, with their
+/// nodes, and its names not yet reported.
+struct Level<'r> {
+    path_len: usize,
+    group: Vec<(usize, &'r MatchNode)>,
+    /// For each of `group`, its node's place among the distinct nodes.
+    of_snap: Vec<usize>,
+    names: std::collections::btree_map::IntoIter<&'r [u8], Vec<Option<&'r Item>>>,
+}
+
+impl<'r> Level<'r> {
+    /// Directory `path_len` bytes of the buffer, held by `group` (each
+    /// snapshot that holds it, in snapshot order, with its node).
+    fn new(path_len: usize, group: Vec<(usize, &'r MatchNode)>) -> Level<'r> {
+        // Nodes are shared by many snapshots: merge each distinct one once.
+        let mut distinct: Vec<&MatchNode> = Vec::new();
+        let mut of_snap = Vec::with_capacity(group.len());
+        for (_, n) in &group {
+            let at = match distinct.iter().position(|d| std::ptr::eq(*d, *n)) {
+                Some(at) => at,
+                None => {
+                    distinct.push(n);
+                    distinct.len() - 1
+                }
+            };
+            of_snap.push(at);
+        }
+        let mut names: BTreeMap<&[u8], Vec<Option<&Item>>> = BTreeMap::new();
+        for (at, n) in distinct.iter().enumerate() {
+            for item in &n.items {
+                names
+                    .entry(&item.name)
+                    .or_insert_with(|| vec![None; distinct.len()])[at] = Some(item);
+            }
+        }
+        Level {
+            path_len,
+            group,
+            of_snap,
+            names: names.into_iter(),
+        }
+    }
+}
+
+/// Report the matches below the roots, where `group` gives each snapshot
+/// (in snapshot order) with its root's node: directory by directory, a
+/// directory's matches in name order, each followed by what is below it.
+/// An explicit stack of the directories being reported keeps the depth off
+/// the thread's stack.
 fn emit(
     snaps: &[(SnapshotId, Snapshot)],
     stats: &mut Stats,
-    dir: &[u8],
-    group: &[(usize, &MatchNode)],
+    group: Vec<(usize, &MatchNode)>,
     found: &mut Found<'_>,
 ) -> Result<()> {
-    // Nodes are shared by many snapshots: merge each distinct one once.
-    let mut distinct: Vec<&MatchNode> = Vec::new();
-    let mut of_snap = Vec::with_capacity(group.len());
-    for (_, n) in group {
-        let at = match distinct.iter().position(|d| std::ptr::eq(*d, *n)) {
-            Some(at) => at,
-            None => {
-                distinct.push(n);
-                distinct.len() - 1
-            }
+    let mut path = Vec::new();
+    let mut stack = vec![Level::new(0, group)];
+    while let Some(top) = stack.last_mut() {
+        path.truncate(top.path_len);
+        let Some((name, by_node)) = top.names.next() else {
+            stack.pop();
+            continue;
         };
-        of_snap.push(at);
-    }
-    let mut names: BTreeMap<&[u8], Vec<Option<&Item>>> = BTreeMap::new();
-    for (at, n) in distinct.iter().enumerate() {
-        for item in &n.items {
-            names
-                .entry(&item.name)
-                .or_insert_with(|| vec![None; distinct.len()])[at] = Some(item);
-        }
-    }
-    for (name, by_node) in names {
         crate::interrupt::check()?;
-        let path = child(dir, name);
+        path.push(b'/');
+        path.extend_from_slice(name);
         let mut hits = Vec::new();
         let mut below = Vec::new();
         let mut last: HashMap<&str, &Entry> = HashMap::new();
-        for (&(snap, node), &at) in group.iter().zip(&of_snap) {
+        for (&(snap, node), &at) in top.group.iter().zip(&top.of_snap) {
             let Some(item) = by_node[at] else {
                 continue;
             };
@@ -287,19 +392,10 @@ fn emit(
             found(&path, &hits)?;
         }
         if !below.is_empty() {
-            emit(snaps, stats, &path, &below, found)?;
+            stack.push(Level::new(path.len(), below));
         }
     }
     Ok(())
-}
-
-/// `dir/name` as an absolute path (`/name` in the root).
-fn child(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
-    p.extend_from_slice(dir);
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
 }
 
 #[cfg(test)]
