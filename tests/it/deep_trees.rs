@@ -1,7 +1,8 @@
 //! Snapshots deeper than a thread's stack: the commands that walk whole
 //! trees (`stats`, `check`, `ls`, `prune`) go through the library's walker,
 //! whose depth is bounded by memory. `stats` recursed and aborted on such a
-//! snapshot (issue 13).
+//! snapshot (issue 13), and so did `find` and `diff` of two snapshots, which
+//! keep explicit stacks of their own.
 
 use crate::common::{fault, TempRepo};
 use rewind::format::snapshot::Snapshot;
@@ -18,15 +19,25 @@ const PAYLOAD: &[u8] = b"at the bottom";
 
 /// A snapshot of `/deep/d/d/…/d/leaf`, `LEVELS` directories named `d`.
 fn deep_snapshot(t: &TempRepo) {
+    deep_snapshot_of(t, PAYLOAD, 1_700_000_000);
+}
+
+/// The path of the leaf in a deep snapshot.
+fn leaf_path() -> String {
+    format!("/deep{}/leaf", "/d".repeat(LEVELS))
+}
+
+/// A deep snapshot whose leaf holds `payload`, taken at `sec`.
+fn deep_snapshot_of(t: &TempRepo, payload: &[u8], sec: i64) {
     let repo = Arc::new(fault::open(t));
     let w = RepoWriter::new(repo, 3, false).unwrap();
-    let id = w.add_data(PAYLOAD).unwrap();
+    let id = w.add_data(payload).unwrap();
     let mut leaf = Entry::new(b"leaf".to_vec(), Kind::File);
     leaf.mode = 0o640;
-    leaf.size = PAYLOAD.len() as u64;
+    leaf.size = payload.len() as u64;
     leaf.extents = vec![Extent::Data {
         id,
-        len: PAYLOAD.len() as u32,
+        len: payload.len() as u32,
     }];
     let mut tree = Tree::new(vec![leaf]);
     for level in (0..=LEVELS).rev() {
@@ -38,10 +49,7 @@ fn deep_snapshot(t: &TempRepo) {
     }
     let root = w.add_tree(&tree.encode()).unwrap();
     w.commit(&Snapshot {
-        time: Time {
-            sec: 1_700_000_000,
-            nsec: 0,
-        },
+        time: Time { sec, nsec: 0 },
         host: "deep".into(),
         username: "root".into(),
         paths: vec!["/deep".into()],
@@ -93,5 +101,63 @@ fn prune_keeps_the_bottom_of_a_deep_snapshot() {
         (&stats["snapshots"], &stats["files"]),
         (&1.into(), &1.into()),
         "{stats}"
+    );
+}
+
+/// Two deep snapshots, the second with another leaf: their ids, oldest first.
+fn two_deep_snapshots(t: &TempRepo) -> (String, String) {
+    deep_snapshot(t);
+    deep_snapshot_of(t, b"changed at the bottom", 1_700_086_400);
+    let listed: serde_json::Value = serde_json::from_str(&t.ok(["snapshots", "--json"])).unwrap();
+    let id = |i: usize| listed[i]["id"].as_str().expect("an id").to_string();
+    (id(0), id(1))
+}
+
+#[test]
+fn find_reaches_the_bottom_of_a_deep_snapshot() {
+    let t = TempRepo::new();
+    let (a, b) = two_deep_snapshots(&t);
+    let out = t.ok(["find", "--json", "leaf"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one matching path");
+    let found: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(found["path"], leaf_path());
+    let snaps = found["snapshots"].as_array().expect("its snapshots");
+    let seen: Vec<_> = snaps
+        .iter()
+        .map(|s| (s["id"].as_str(), s["size"].as_u64(), s["status"].as_str()))
+        .collect();
+    let want = [
+        (Some(a.as_str()), Some(13), Some("new")),
+        (Some(b.as_str()), Some(21), Some("changed")),
+    ];
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn diff_of_two_deep_snapshots_finds_the_changed_bottom() {
+    let t = TempRepo::new();
+    let (a, b) = two_deep_snapshots(&t);
+    let out = t.rewind(["diff", "--json", &a, &b]);
+    assert_eq!(out.status.code(), Some(1), "differences found");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = report["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{:?}", report["summary"]);
+    let c = &changes[0];
+    assert_eq!(c["path"], leaf_path());
+    assert_eq!(
+        (&c["status"], &c["categories"]),
+        (&"M".into(), &serde_json::json!(["content"]))
+    );
+    assert_eq!(
+        (&c["details"][0]["a"], &c["details"][0]["b"]),
+        (&"13 bytes".into(), &"21 bytes".into())
+    );
+    // Each side's root, `/deep` and every level below it: nothing else.
+    assert_eq!(
+        report["stats"]["trees_read"],
+        2 * (LEVELS + 2),
+        "{}",
+        report["stats"]
     );
 }
