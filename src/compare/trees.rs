@@ -67,7 +67,8 @@ enum Side {
     B,
 }
 
-type Entries = std::iter::Peekable<std::vec::IntoIter<Entry>>;
+/// A listing's remaining entries (boxed: a peeked entry is large).
+type Entries = Box<std::iter::Peekable<std::vec::IntoIter<Entry>>>;
 
 /// One directory of the merge, at `path_len` bytes of the path buffer.
 enum Step {
@@ -117,8 +118,8 @@ impl TreeDiff<'_> {
     /// Merge two listings of the directory at the path buffer.
     fn merge(&mut self, a: Tree, b: Tree) {
         self.stack.push(Step::Merge {
-            a: a.entries.into_iter().peekable(),
-            b: b.entries.into_iter().peekable(),
+            a: Box::new(a.entries.into_iter().peekable()),
+            b: Box::new(b.entries.into_iter().peekable()),
             path_len: self.path.len(),
         });
     }

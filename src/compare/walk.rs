@@ -432,22 +432,56 @@ impl Walker<'_> {
         self.removed_below(e, &path);
     }
 
+    /// Everything below `e` (at `path`), only in the snapshot: depth first
+    /// in name order, with an explicit stack of the listings it is in, so a
+    /// tree deeper than the thread's stack is reported like any other.
     fn removed_below(&self, e: &Entry, path: &[u8]) {
+        let mut path = path.to_vec();
+        let mut stack = Vec::new();
+        stack.extend(self.removed_listing(e, &path));
+        while let Some((rest, len)) = stack.last_mut() {
+            let len = *len;
+            let Some(child) = rest.next() else {
+                stack.pop();
+                continue;
+            };
+            path.truncate(len);
+            push_name(&mut path, &child.name);
+            self.entries.fetch_add(1, Relaxed);
+            self.push(path.clone(), Some(child.kind), None, Vec::new());
+            stack.extend(self.removed_listing(&child, &path));
+        }
+    }
+
+    /// The entries of `e` (at `path`) when it is a directory, with the
+    /// length of its path; a tree that cannot be read is reported.
+    fn removed_listing(
+        &self,
+        e: &Entry,
+        path: &[u8],
+    ) -> Option<(std::vec::IntoIter<Entry>, usize)> {
         if e.kind != Kind::Dir {
-            return;
+            return None;
         }
         match self.load(e) {
-            Ok(tree) => {
-                for child in &tree.entries {
-                    self.removed(child, join(path, &child.name));
-                }
+            Ok(tree) => Some((tree.entries.into_iter(), path.len())),
+            Err(err) => {
+                self.error(path.to_vec(), Kind::Dir, err);
+                None
             }
-            Err(err) => self.error(path.to_vec(), Kind::Dir, err),
         }
     }
 
     /// An entry only in the live tree, and everything below it.
     fn added(&self, dir: &OwnedFd, name: &[u8], d_type: u8, path: Vec<u8>) {
+        if self.added_one(dir, name, d_type, &path) == Some(Kind::Dir) {
+            self.added_below(dir, name, &path);
+        }
+    }
+
+    /// Report entry `name` of `dir` (at `path`), only in the live tree:
+    /// its kind, or `None` when it cannot be read (reported).
+    fn added_one(&self, dir: &OwnedFd, name: &[u8], d_type: u8, path: &[u8]) -> Option<Kind> {
         self.entries.fetch_add(1, Relaxed);
         let kind = match kind_of_dtype(d_type) {
             Some(k) => k,
@@ -455,18 +489,53 @@ impl Walker<'_> {
                 let st = cstr(name).and_then(|c| meta::stat_at(dir.as_raw_fd(), &c));
                 match st.map(|st| meta::kind_of(st.st_mode)) {
                     Ok(Some(k)) => k,
-                    Ok(None) => return self.error(path, Kind::File, "unknown file type"),
-                    Err(e) => return self.error(path, Kind::File, e),
+                    Ok(None) => {
+                        self.error(path.to_vec(), Kind::File, "unknown file type");
+                        return None;
+                    }
+                    Err(e) => {
+                        self.error(path.to_vec(), Kind::File, e);
+                        return None;
+                    }
                 }
             }
         };
-        self.push(path.clone(), None, Some(kind), Vec::new());
-        if kind == Kind::Dir {
-            self.added_below(dir, name, &path);
+        self.push(path.to_vec(), None, Some(kind), Vec::new());
+        Some(kind)
+    }
+
+    /// Everything below directory `name` of `dir` (at `path`), only in the
+    /// live tree: depth first in name order, with an explicit stack of the
+    /// directories it is in (each holds its descriptor while it is listed).
+    fn added_below(&self, dir: &OwnedFd, name: &[u8], path: &[u8]) {
+        let mut path = path.to_vec();
+        let mut stack = Vec::new();
+        stack.extend(self.added_listing(dir, name, &path));
+        while let Some((fd, rest, len)) = stack.last_mut() {
+            let len = *len;
+            let Some(n) = rest.next() else {
+                stack.pop();
+                continue;
+            };
+            path.truncate(len);
+            push_name(&mut path, &n.name);
+            let below = match self.added_one(fd, &n.name, n.d_type, &path) {
+                Some(Kind::Dir) => self.added_listing(fd, &n.name, &path),
+                _ => None,
+            };
+            stack.extend(below);
         }
     }
 
-    fn added_below(&self, dir: &OwnedFd, name: &[u8], path: &[u8]) {
+    /// Directory `name` of `dir` (at `path`) opened, its names sorted, and
+    /// the length of its path; a directory that cannot be listed is
+    /// reported.
+    fn added_listing(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &[u8],
+    ) -> Option<(OwnedFd, std::vec::IntoIter<meta::DirName>, usize)> {
         let res = cstr(name).and_then(|c| {
             let fd = meta::open_dir_at(dir.as_raw_fd(), &c)?;
             let names = meta::read_dir(fd.as_raw_fd())?;
@@ -475,11 +544,12 @@ impl Walker<'_> {
         match res {
             Ok((fd, mut names)) => {
                 names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-                for n in names {
-                    self.added(&fd, &n.name, n.d_type, join(path, &n.name));
-                }
+                Some((fd, names.into_iter(), path.len()))
             }
-            Err(e) => self.error(path.to_vec(), Kind::Dir, e),
+            Err(e) => {
+                self.error(path.to_vec(), Kind::Dir, e);
+                None
+            }
         }
     }
 
@@ -520,4 +590,12 @@ fn kind_of_dtype(d: u8) -> Option<Kind> {
         libc::DT_BLK => Kind::BlockDev,
         _ => return None,
     })
+}
+
+/// `path` + `/` + `name`, as [`join`] makes it: no second `/` after the root.
+fn push_name(path: &mut Vec<u8>, name: &[u8]) {
+    if !path.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
 }

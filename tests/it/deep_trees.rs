@@ -19,7 +19,7 @@ const PAYLOAD: &[u8] = b"at the bottom";
 
 /// A snapshot of `/deep/d/d/…/d/leaf`, `LEVELS` directories named `d`.
 fn deep_snapshot(t: &TempRepo) {
-    deep_snapshot_of(t, PAYLOAD, 1_700_000_000);
+    deep_snapshot_of(t, PAYLOAD, 1_700_000_000, LEVELS);
 }
 
 /// The path of the leaf in a deep snapshot.
@@ -27,8 +27,8 @@ fn leaf_path() -> String {
     format!("/deep{}/leaf", "/d".repeat(LEVELS))
 }
 
-/// A deep snapshot whose leaf holds `payload`, taken at `sec`.
-fn deep_snapshot_of(t: &TempRepo, payload: &[u8], sec: i64) {
+/// A snapshot `levels` deep whose leaf holds `payload`, taken at `sec`.
+fn deep_snapshot_of(t: &TempRepo, payload: &[u8], sec: i64, levels: usize) {
     let repo = Arc::new(fault::open(t));
     let w = RepoWriter::new(repo, 3, false).unwrap();
     let id = w.add_data(payload).unwrap();
@@ -40,7 +40,7 @@ fn deep_snapshot_of(t: &TempRepo, payload: &[u8], sec: i64) {
         len: payload.len() as u32,
     }];
     let mut tree = Tree::new(vec![leaf]);
-    for level in (0..=LEVELS).rev() {
+    for level in (0..=levels).rev() {
         let name = if level == 0 { &b"deep"[..] } else { b"d" };
         let mut d = Entry::new(name.to_vec(), Kind::Dir);
         d.mode = 0o755;
@@ -107,7 +107,7 @@ fn prune_keeps_the_bottom_of_a_deep_snapshot() {
 /// Two deep snapshots, the second with another leaf: their ids, oldest first.
 fn two_deep_snapshots(t: &TempRepo) -> (String, String) {
     deep_snapshot(t);
-    deep_snapshot_of(t, b"changed at the bottom", 1_700_086_400);
+    deep_snapshot_of(t, b"changed at the bottom", 1_700_086_400, LEVELS);
     let listed: serde_json::Value = serde_json::from_str(&t.ok(["snapshots", "--json"])).unwrap();
     let id = |i: usize| listed[i]["id"].as_str().expect("an id").to_string();
     (id(0), id(1))
@@ -160,4 +160,30 @@ fn diff_of_two_deep_snapshots_finds_the_changed_bottom() {
         "{}",
         report["stats"]
     );
+}
+
+#[test]
+fn diff_against_a_live_tree_lists_a_deep_removed_directory() {
+    // Every path of a removed tree is in the report, so the chain is
+    // shallower than the others: still deeper than a comparing thread's
+    // stack allows for recursion.
+    const SHALLOWER: usize = 10_000;
+    let t = TempRepo::new();
+    deep_snapshot_of(&t, PAYLOAD, 1_700_000_000, SHALLOWER);
+    let live = t.join("live");
+    std::fs::create_dir(&live).unwrap();
+    let snap = "latest:/deep";
+    let out = t.rewind(["diff", "--json", snap, live.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "differences found");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = report["changes"].as_array().expect("changes");
+    let removed: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["status"] == "D")
+        .map(|c| c["path"].as_str().expect("a path"))
+        .collect();
+    assert_eq!(removed.len(), SHALLOWER + 1, "every level and the leaf");
+    let bottom = format!("/deep{}", "/d".repeat(SHALLOWER));
+    assert_eq!(removed[SHALLOWER - 1], bottom);
+    assert_eq!(removed[SHALLOWER], format!("{bottom}/leaf"));
 }
