@@ -70,7 +70,9 @@
 //!
 //! *What they still learn*: the number and sizes of objects and when they
 //! were written (so roughly how much each backup added, and when backups
-//! run); each blob's padded size (Padmé plus a keyed jitter: about
+//! run); at each cut, that the keyed gear hash there passed the candidate
+//! filter (a few bits about the chunker's gear table per cut, never about
+//! its PRF key: [`crate::chunker`]); each blob's padded size (Padmé plus a keyed jitter: about
 //! `log2 log2` of the size's bits); which blobs a snapshot shares with
 //! another (deduplication is visible: an attacker who can plant a file on a
 //! backed-up machine sees whether its chunks are stored anew); which objects
@@ -123,6 +125,9 @@
 //!   `L` lock objects with holder identities, snapshots checked against their
 //!   ids on every read (also in format 1), random pack ids bound into every
 //!   frame, index files at most 2^20 records each when prune writes them.
+//!   Later, without a version change: `config`'s `candidate_bits` (the keyed
+//!   chunker asks its PRF only at candidate positions; absent, it asks at
+//!   every position, as the format-2 repositories made before it do).
 
 pub mod codec;
 pub mod config;

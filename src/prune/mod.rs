@@ -126,7 +126,7 @@ pub fn prune(
     report.packs_before = on_disk.len() as u64;
     report.bytes_before = on_disk.values().sum();
 
-    let usage = pack_usage(repo, &on_disk, &mut report)?;
+    let usage = pack_usage(repo, &modified, &mut report)?;
     let mut fates: HashMap<PackId, Fate> = HashMap::new();
     for (pack, size) in &on_disk {
         let fate = match usage.get(pack) {
@@ -157,7 +157,7 @@ pub fn prune(
     }
     let writer = RepoWriter::for_repack(repo.clone(), repo.config().compression, opts.connections)?;
     if report.packs_repacked > 0 {
-        repack(repo, &writer, &fates, progress)?;
+        repack(repo, &writer, &modified, &fates, progress)?;
     }
     writer.flush()?;
     report.packs_written = writer.stats().packs;
@@ -197,6 +197,50 @@ pub fn prune(
     report.bytes_after = repo.list_packs()?.iter().map(|(_, o)| o.size).sum();
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(report)
+}
+
+/// Each blob's index records in packs that exist, the copy prune keeps
+/// first: the one in the newest pack (by the storage's time, then pack id).
+/// Copies arise where a backup stored a blob again or a repack was cut
+/// short (the same record in several index files is one copy): a prune killed after writing its new packs and index leaves every
+/// blob it moved in an old pack and a new one. Counting the new copy as the
+/// used one makes the rerun delete the old packs (no used blob left in them)
+/// instead of keeping both; an arbitrary choice could keep both copies for
+/// good, each pack looking mostly used.
+fn blob_groups<'a>(
+    repo: &'a Repository,
+    listed: &'a HashMap<PackId, ObjectInfo>,
+) -> impl Iterator<Item = Result<(BlobId, Vec<Location>)>> + 'a {
+    let rank = move |l: &Location| (listed[&l.pack].modified, l.pack);
+    let mut records = merged_index(repo)
+        .filter(move |r| {
+            r.as_ref()
+                .map_or(true, |(_, l)| listed.contains_key(&l.pack))
+        })
+        .peekable();
+    std::iter::from_fn(move || {
+        let (id, first) = match records.next()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut locs = vec![first];
+        while let Some(Ok((next, _))) = records.peek() {
+            if *next != id {
+                break;
+            }
+            if let Some(Ok((_, l))) = records.next() {
+                locs.push(l);
+            }
+        }
+        // The same record in two index files (a kept pack named by an old
+        // index and by the one a cut-short prune wrote) is one copy.
+        let at = |l: &Location| (l.pack, l.frame.offset, l.inner);
+        locs.sort_by_key(at);
+        locs.dedup_by_key(|l| at(l));
+        let newest = (0..locs.len()).max_by_key(|&i| rank(&locs[i])).unwrap_or(0);
+        locs.swap(0, newest);
+        Some(Ok((id, locs)))
+    })
 }
 
 /// Every index record, merged in id order; the first of equal ids is the one
@@ -264,33 +308,28 @@ fn used_blobs(repo: &Repository) -> Result<Membership> {
 /// only where readers find it (its first record).
 fn pack_usage(
     repo: &Repository,
-    on_disk: &HashMap<PackId, u64>,
+    listed: &HashMap<PackId, ObjectInfo>,
     report: &mut PruneReport,
 ) -> Result<HashMap<PackId, PackUse>> {
     let mut used = used_blobs(repo)?;
     let mut usage: HashMap<PackId, PackUse> = HashMap::new();
-    let mut prev: Option<BlobId> = None;
-    for rec in merged_index(repo) {
-        let (id, loc) = rec?;
-        if !on_disk.contains_key(&loc.pack) {
-            continue; // a record of a missing pack holds nothing
-        }
-        let share = stored_share(&loc);
-        let u = usage.entry(loc.pack).or_default();
-        u.total += share;
-        if prev == Some(id) {
-            report.bytes_unused += share; // a duplicate record: its bytes are unused
-            continue;
-        }
-        prev = Some(id);
-        if used.contains(&id)? {
-            u.used += share;
-            u.used_blobs += 1;
-            report.blobs_used += 1;
-            report.bytes_used += share;
-        } else {
-            report.blobs_unused += 1;
-            report.bytes_unused += share;
+    for group in blob_groups(repo, listed) {
+        let (id, locs) = group?;
+        for (i, loc) in locs.iter().enumerate() {
+            let share = stored_share(loc);
+            let u = usage.entry(loc.pack).or_default();
+            u.total += share;
+            if i > 0 {
+                report.bytes_unused += share; // another copy: its bytes are unused
+            } else if used.contains(&id)? {
+                u.used += share;
+                u.used_blobs += 1;
+                report.blobs_used += 1;
+                report.bytes_used += share;
+            } else {
+                report.blobs_unused += 1;
+                report.bytes_unused += share;
+            }
         }
     }
     let missing = used.never_asked()?;
@@ -354,19 +393,21 @@ fn confirm_kept(repo: &Repository, fates: &HashMap<PackId, Fate>) -> Result<()> 
 fn repack(
     repo: &Arc<Repository>,
     writer: &RepoWriter,
+    listed: &HashMap<PackId, ObjectInfo>,
     fates: &HashMap<PackId, Fate>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut used = used_blobs(repo)?;
-    let mut prev: Option<BlobId> = None;
-    for rec in merged_index(repo) {
+    for group in blob_groups(repo, listed) {
         crate::interrupt::check()?;
-        let (id, loc) = rec?;
-        if prev == Some(id) || !fates.contains_key(&loc.pack) {
-            continue; // a duplicate, or a record of a missing pack
-        }
-        prev = Some(id);
-        if fates.get(&loc.pack) != Some(&Fate::Repack) || !used.contains(&id)? {
+        let (id, locs) = group?;
+        // The copy counted as used (see `blob_groups`): moved when its pack
+        // is repacked, unless another copy is in a pack that stays.
+        let loc = locs[0];
+        if fates.get(&loc.pack) != Some(&Fate::Repack)
+            || locs.iter().any(|l| fates.get(&l.pack) == Some(&Fate::Keep))
+            || !used.contains(&id)?
+        {
             continue;
         }
         let plain = repo.read_blob_at(&id, &loc)?;

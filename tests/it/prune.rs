@@ -2,6 +2,8 @@
 
 // Prune killed in each of its phases.
 mod crash;
+// A prune cut short after its index, run again.
+mod rerun;
 
 use crate::common::{compare, restored, stderr, tree, TempRepo};
 use std::ffi::OsStr;

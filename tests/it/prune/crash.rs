@@ -117,6 +117,16 @@ impl Setup {
         let mut kept = Vec::new();
         for day in 0..8u64 {
             mutate(&src, day);
+            // Each day rewrites its own small files: their blobs sit in the
+            // bundled frames of packs that prune repacks (a share of under a
+            // byte each: see prune_bundles).
+            for i in day * 125..day * 125 + 125 {
+                fs::write(
+                    small.join(format!("f{i}")),
+                    format!("small file {i} day {day}\n"),
+                )
+                .unwrap();
+            }
             let id = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]))
                 ["id"]
                 .as_str()
