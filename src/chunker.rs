@@ -38,9 +38,8 @@
 //!    probabilities, and chunk sizes have the same distribution.
 //!
 //! The candidate filter is what makes it fast: AES runs on one position in
-//! 16, not on every one (the `chunker` bench: 2.3x the throughput of a PRF
-//! at every position, about half of FastCDC's), which brought an encrypted
-//! first backup to within a few percent of an unencrypted one.
+//! 16, not on every one (the `chunker` bench on a 2-core EPYC VM: 1.4 GiB/s,
+//! 3x a PRF at every position, 0.4x FastCDC).
 //!
 //! An attacker who sees chunk sizes, and even knows the content, learns
 //! at each cut that `h` there had its top `k` bits zero (`k` bits of the
@@ -236,8 +235,9 @@ impl Keyed {
 
     /// [`Keyed::cut`] with a candidate filter: a region of input is
     /// scanned with the gear hash alone (branch-free: every position is
-    /// written, the count advances only for candidates), then the PRF runs
-    /// over that region's candidates in one batch.
+    /// written, the count advances only for candidates; 1.4 GiB/s where a
+    /// second pass over stored hashes made 1.1), then the PRF runs over
+    /// that region's candidates in one batch.
     fn cut_candidates(&self, data: &[u8], min: usize, avg: usize) -> usize {
         let n = data.len();
         let mut h = 0u64;
@@ -247,19 +247,15 @@ impl Keyed {
         let mut at = min;
         while at < n {
             let end = (at + REGION).min(n);
-            // Two passes: the hash chain alone (one store a byte), then
-            // the candidates, in a loop the compiler vectorizes.
-            for (slot, &byte) in hashes.iter_mut().zip(&data[at..end]) {
-                h = (h << 1).wrapping_add(self.gear[byte as usize]);
-                *slot = h;
-            }
             let mut count = 0;
-            for (j, &h) in hashes[..end - at].iter().enumerate() {
+            for (j, &byte) in data[at..end].iter().enumerate() {
+                h = (h << 1).wrapping_add(self.gear[byte as usize]);
                 at_pos[count] = j as u32;
+                hashes[count] = h;
                 count += (h & self.candidate == 0) as usize;
             }
-            for (block, &j) in blocks.iter_mut().zip(&at_pos[..count]) {
-                block[..8].copy_from_slice(&hashes[j as usize].to_le_bytes());
+            for (block, &h) in blocks.iter_mut().zip(&hashes[..count]) {
+                block[..8].copy_from_slice(&h.to_le_bytes());
                 block[8..].fill(0);
             }
             let batch = &mut blocks[..count];

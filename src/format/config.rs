@@ -26,7 +26,7 @@ pub const FORMAT_ENCRYPTED: u32 = 2;
 pub const ENCRYPTION: &str = "xchacha20poly1305";
 
 /// `candidate_bits` of a new encrypted repository: one position in 16 is
-/// a candidate (the chunker bench: 2.3x the speed of a PRF at every
+/// a candidate (the chunker bench: 3x the speed of a PRF at every
 /// position).
 pub const CANDIDATE_BITS: u32 = 4;
 
