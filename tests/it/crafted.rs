@@ -48,17 +48,7 @@ fn crafted() -> PathBuf {
 /// file beside a format-2 one).
 fn copy_of(name: &str) -> (TempRepo, Option<String>) {
     let t = TempRepo::uninit();
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(crafted().join(name).join("repo"))
-        .arg(t.repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::cp_a(&crafted().join(name).join("repo"), &t.repo());
     let password = fs::read_to_string(crafted().join(name).join("password")).ok();
     (t, password.map(|p| p.trim_end().to_string()))
 }

@@ -102,17 +102,7 @@ fn data() -> PathBuf {
 /// A writable copy of golden repository `name` in a scratch directory.
 fn copy_of(name: &str) -> TempRepo {
     let t = TempRepo::uninit();
-    let out = crate::common::tool("cp")
-        .arg("-a")
-        .arg(data().join(name).join("repo"))
-        .arg(t.repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::cp_a(&data().join(name).join("repo"), &t.repo());
     t
 }
 

@@ -486,13 +486,7 @@ fn copying_out_with_cp_or_rsync_gives_the_source_and_diff_finds_nothing() {
     let (src, m) = mounted_full(&t);
     let inside = restored(&m.mnt, &src);
     let cp = t.join("cp");
-    let out = crate::common::tool("cp")
-        .arg("-a")
-        .arg(&inside)
-        .arg(&cp)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cp -a: {}", stderr(&out));
+    crate::common::cp_a(&inside, &cp);
     compare::assert_same(
         &src,
         &cp,

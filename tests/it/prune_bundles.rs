@@ -43,13 +43,7 @@ fn small_files_of_forgotten_nights_survive_prune() {
         let id = t.backup(&src);
         if night >= 6 {
             let copy = t.join(format!("copy-{night}"));
-            let ok = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&src)
-                .arg(&copy)
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            crate::common::cp_a(&src, &copy);
             kept.push((id, copy));
         }
     }

@@ -26,6 +26,18 @@ pub fn tool(program: &str) -> Command {
     c
 }
 
+/// `cp -a from to`: a copy keeping modes, owners, times and links.
+pub fn cp_a(from: &Path, to: &Path) {
+    let out = tool("cp").arg("-a").arg(from).arg(to).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cp -a {} {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The repository at `path`, opened through the library with the test
 /// password, its index read.
 pub fn open_repo(path: &Path) -> rewind::repo::Repository {

@@ -134,19 +134,13 @@ impl Setup {
                 .to_string();
             if day >= 6 {
                 let copy = t.join(format!("copy-{day}"));
-                let ok = crate::common::tool("cp")
-                    .arg("-a")
-                    .arg(&src)
-                    .arg(&copy)
-                    .status()
-                    .unwrap();
-                assert!(ok.success());
+                crate::common::cp_a(&src, &copy);
                 kept.push((id, copy));
             }
         }
         t.ok(["forget", "--keep-last", "2"]);
         let pristine = t.join("pristine");
-        copy_dir(&t.repo(), &pristine);
+        crate::common::cp_a(&t.repo(), &pristine);
         Setup {
             t,
             src,
@@ -159,7 +153,7 @@ impl Setup {
     fn reset(&self) {
         fs::remove_dir_all(self.t.repo()).unwrap();
         let _ = fs::remove_dir_all(self.t.join("cache"));
-        copy_dir(&self.pristine, &self.t.repo());
+        crate::common::cp_a(&self.pristine, &self.t.repo());
     }
 
     fn prune(&self) -> Child {
@@ -193,16 +187,6 @@ impl Setup {
             fs::remove_dir_all(&out).unwrap();
         }
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let ok = crate::common::tool("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 /// Kill `child` unless it has exited; whether it had.

@@ -32,13 +32,7 @@ fn add_missing(from: &Path, to: &Path) {
             fs::create_dir_all(&dest).unwrap();
             add_missing(&e.path(), &dest);
         } else if !have.contains(&*e.file_name().to_string_lossy()) {
-            let ok = crate::common::tool("cp")
-                .arg("-a")
-                .arg(e.path())
-                .arg(&dest)
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            crate::common::cp_a(&e.path(), &dest);
         }
     }
 }
@@ -65,13 +59,7 @@ fn a_prune_cut_short_after_its_index_settles_on_one_copy_when_rerun() {
     t.ok(["forget", "--keep-last", "2"]);
     let repo = t.repo();
     let before = t.join("before");
-    assert!(crate::common::tool("cp")
-        .arg("-a")
-        .arg(&repo)
-        .arg(&before)
-        .status()
-        .unwrap()
-        .success());
+    crate::common::cp_a(&repo, &before);
 
     // What a whole prune leaves.
     t.ok(["prune", "--max-unused", "0%"]);
