@@ -1,15 +1,11 @@
 //! Backup options and the read-only commands around them.
 
-use crate::common::{compare, restored, stderr, tree, TempRepo};
+use crate::common::{compare, json, restored, stderr, tree, TempRepo};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 fn snapshot_count(t: &TempRepo) -> usize {
     json(&t.ok(["snapshots", "--json"]))

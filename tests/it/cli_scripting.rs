@@ -1,14 +1,10 @@
 //! Scripting: JSON times and names, `tag`, `forget SNAP…`, dry runs beside
 //! a mount, usage errors for bad numbers, `-q`, help, completion, man page.
 
-use crate::common::{stderr, stdout, tree, TempRepo};
+use crate::common::{json, stderr, stdout, tree, TempRepo};
 use crate::mount::guard::MountGuard;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 /// An RFC 3339 time with an offset: `2026-11-23T02:15:04[.nnnnnnnnn]+01:00`.
 fn assert_rfc3339(v: &serde_json::Value) {

@@ -3,7 +3,7 @@
 //! and later backups deduplicate.
 
 use crate::common::compare::{assert_same, Options};
-use crate::common::{restored, tree, TempRepo, PASSWORD};
+use crate::common::{restored, snapshot_ids, tree, TempRepo, PASSWORD};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
@@ -27,15 +27,6 @@ fn copy(dst: &TempRepo, src: &TempRepo, from_password: &str, extra: &[&str]) -> 
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn snapshot_ids(t: &TempRepo) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(t.ok(["snapshots", "--json"]).trim()).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The latest snapshot of `t` restores to exactly `src`.

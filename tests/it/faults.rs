@@ -13,38 +13,14 @@ mod crash;
 // Restore targets: non-empty, symlinked, names that escape, not root.
 mod restoring;
 
-use crate::common::{stderr, stdout, TempRepo};
+use crate::common::{expect_code, json, snapshot_ids, stdout, TempRepo};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Output;
 
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
 fn code(o: &Output) -> Option<i32> {
     o.status.code()
-}
-
-/// Assert the exit code, showing both streams when it differs.
-fn expect_code(o: &Output, want: i32, what: &str) {
-    assert_eq!(
-        code(o),
-        Some(want),
-        "{what}: exit code\nstdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
-fn snapshot_ids(t: &TempRepo) -> Vec<String> {
-    json(&t.ok(["snapshots", "--json"]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// `check --json` with extra arguments: exit code and report.

@@ -5,16 +5,12 @@ mod crash;
 // A prune cut short after its index, run again.
 mod rerun;
 
-use crate::common::{compare, restored, stderr, tree, TempRepo};
+use crate::common::{compare, json, restored, stderr, tree, TempRepo};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 /// One "day": rewrite a few files and add a new one, as a changing site would.
 fn mutate(src: &Path, day: u64) {

@@ -3,7 +3,7 @@
 //! backup suspended past the stale age, `rewind unlock --all` mid-backup.
 //! Whatever the locks say, no snapshot may point at deleted data.
 
-use crate::common::{bin, stderr, test_env, tree, TempRepo};
+use crate::common::{bin, snapshot_ids, stderr, test_env, tree, TempRepo};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,21 +79,11 @@ fn wait_for(path: &Path, what: &str) {
     }
 }
 
-fn snapshots(t: &TempRepo) -> Vec<String> {
-    let out = t.ok(["snapshots", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// After the race: every snapshot restores exactly, and the repository is
 /// whole.
 fn everything_whole(t: &TempRepo, data: &Path) {
     t.ok(["check", "--read-data"]);
-    for id in snapshots(t) {
+    for id in snapshot_ids(t) {
         let target = t.join(format!("out-{id}"));
         t.restore(&id, &target);
         for f in [
@@ -141,7 +131,7 @@ fn a_backup_in_another_pid_namespace_holds_off_prune() {
     fs::write(&go, b"").unwrap();
     let out = finish(child);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(snapshots(&t).len(), 2);
+    assert_eq!(snapshot_ids(&t).len(), 2);
     everything_whole(&t, &data);
 }
 
@@ -172,7 +162,7 @@ fn a_suspended_backup_keeps_no_snapshot_of_data_pruned_meanwhile() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("lock"), "{}", stderr(&out));
-    assert!(snapshots(&t).is_empty(), "a snapshot was kept");
+    assert!(snapshot_ids(&t).is_empty(), "a snapshot was kept");
     everything_whole(&t, &data);
     // The next backup stores the data again.
     t.backup(data.parent().unwrap());
@@ -196,6 +186,6 @@ fn unlock_during_a_backup_stops_it_before_its_snapshot() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("was removed"), "{}", stderr(&out));
-    assert!(snapshots(&t).is_empty());
+    assert!(snapshot_ids(&t).is_empty());
     everything_whole(&t, &data);
 }

@@ -12,24 +12,8 @@ mod sftp;
 
 use crate::common::proxy::Proxy;
 use crate::common::servers::{self, S3Server};
-use crate::common::{stderr, stdout, Remote, TempRepo};
+use crate::common::{expect_code, json, snapshot_ids, stdout, Remote, TempRepo};
 use std::ffi::OsStr;
-use std::process::Output;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-/// Assert the exit code, showing both streams when it differs.
-fn expect_code(o: &Output, want: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(want),
-        "{what}: exit code\nstdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
 
 /// A repository in a new bucket of the shared S3 server, reached through a
 /// proxy of its own (for counting and faults), initialised.
@@ -47,16 +31,6 @@ fn s3_repo_on(server: &S3Server, name: &str) -> (TempRepo, Proxy) {
     let t = TempRepo::at(Remote::s3(&proxy.endpoint(), &servers::unique_bucket(name)));
     t.ok(["init"]);
     (t, proxy)
-}
-
-/// The ids of the snapshots `t` lists.
-fn snapshot_ids(t: &TempRepo) -> Vec<String> {
-    let v = json(&t.ok(["snapshots", "--json"]));
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// `backup --json PATH` with extra environment, returning its JSON.

@@ -2,24 +2,10 @@
 //! rewritten without it; everything intact is kept; check passes and prune
 //! runs again; the next backup stores the lost file anew.
 
-use crate::common::fault;
-use crate::common::{restored, stderr, stdout, tree, TempRepo};
+use crate::common::{fault, json, restored, snapshot_ids, stderr, stdout, tree, TempRepo};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-fn snapshot_ids(t: &TempRepo) -> Vec<String> {
-    let v = json(&t.ok(["snapshots", "--json"]));
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 /// `keep/` backed up first; `lost/` added and backed up twice (the second
 /// deduplicates against the first). Returns the three snapshot ids.

@@ -309,6 +309,32 @@ impl Default for TempRepo {
     }
 }
 
+/// `s` parsed as JSON; the text shown if it is not.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// The ids of the snapshots `t` lists, oldest first.
+pub fn snapshot_ids(t: &TempRepo) -> Vec<String> {
+    json(&t.ok(["snapshots", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Assert the exit code, showing both streams when it differs.
+pub fn expect_code(o: &Output, want: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "{what}: exit code\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -3,7 +3,7 @@
 //! `--threads`, `**` in excludes, `CACHEDIR.TAG`'s signature, and the inode
 //! in the unchanged-file test.
 
-use crate::common::{bin, stderr, test_env, tree, TempRepo};
+use crate::common::{bin, json, stderr, test_env, tree, TempRepo};
 use rewind::format::id::TreeId;
 use rewind::format::tree::Tree;
 use rewind::repo::writer::RepoWriter;
@@ -12,10 +12,6 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
 
 /// `backup --json ARGS…`, its report.
 fn backup(t: &TempRepo, args: &[&OsStr]) -> serde_json::Value {

@@ -3,17 +3,13 @@
 //! without backups, prune's index merge, `--max-unused` and memory,
 //! `unlock --all`, `check --read-data-subset` and a killed backup's packs.
 
-use crate::common::{open_repo, stderr, stdout, tree, TempRepo};
+use crate::common::{json, open_repo, stderr, stdout, tree, TempRepo};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
 
 /// Seconds since the epoch of `y-m-d 12:00 UTC`.
 fn noon(y: i32, m: u32, d: u32) -> i64 {

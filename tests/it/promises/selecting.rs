@@ -2,22 +2,11 @@
 //! an id or a unique prefix of 4 or more hex digits on every command that
 //! takes a snapshot, and `stats SNAP`'s figures for that snapshot alone.
 
-use crate::common::{stderr, tree, TempRepo, PASSWORD};
+use crate::common::{json, snapshot_ids, stderr, tree, TempRepo, PASSWORD};
 use crate::mount::guard::{is_mounted, MountGuard};
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-/// The ids of the repository's snapshots, oldest first.
-fn ids(t: &TempRepo) -> Vec<String> {
-    let v = json(&t.ok(["snapshots", "--json"]));
-    let ids = v.as_array().unwrap().iter();
-    ids.map(|s| s["id"].as_str().unwrap().to_string()).collect()
-}
 
 /// Every command that takes a snapshot, naming it `snap` (paths inside `t`).
 fn commands(t: &TempRepo, src: &Path, snap: &str) -> Vec<(&'static str, Vec<String>)> {
@@ -49,7 +38,7 @@ fn a_prefix_needs_four_hex_digits_on_every_command() {
     let src = t.join("src");
     tree::file(&src.join("f"), b"selected\n");
     let id = t.backup(&src);
-    let snapshots = || ids(&t);
+    let snapshots = || snapshot_ids(&t);
     assert_eq!(snapshots(), vec![id.clone()]);
     for prefix in [&id[..3], &id[..1], "", &format!("{}g", &id[..4])] {
         for (what, args) in commands(&t, &src, prefix) {
