@@ -38,8 +38,7 @@
 //!    probabilities, and chunk sizes have the same distribution.
 //!
 //! The candidate filter is what makes it fast: AES runs on one position in
-//! 16, not on every one (the `chunker` bench on a 2-core EPYC VM: 1.4 GiB/s,
-//! 3x a PRF at every position, 0.4x FastCDC).
+//! 16, not on every one (`chunker` bench figures are in the README's notes).
 //!
 //! An attacker who sees chunk sizes, and even knows the content, learns
 //! at each cut that `h` there had its top `k` bits zero (`k` bits of the
@@ -86,8 +85,7 @@ const REGION: usize = 2048;
 
 /// Positions decided per batch: AES runs several blocks in parallel (up
 /// to 64 at once with VAES-512), and a batch well past that width keeps
-/// the pipeline full (16 -> 256 took the bench from ~176 to ~390 MiB/s
-/// on a loaded 2-core EPYC VM).
+/// the pipeline full.
 const BATCH: usize = 256;
 
 /// Finds cut points with fixed parameters.
@@ -235,9 +233,9 @@ impl Keyed {
 
     /// [`Keyed::cut`] with a candidate filter: a region of input is
     /// scanned with the gear hash alone (branch-free: every position is
-    /// written, the count advances only for candidates; 1.4 GiB/s where a
-    /// second pass over stored hashes made 1.1), then the PRF runs over
-    /// that region's candidates in one batch.
+    /// written, the count advances only for candidates, rather than a
+    /// second pass over stored hashes), then the PRF runs over that
+    /// region's candidates in one batch.
     fn cut_candidates(&self, data: &[u8], min: usize, avg: usize) -> usize {
         let n = data.len();
         let mut h = 0u64;

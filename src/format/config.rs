@@ -26,8 +26,7 @@ pub const FORMAT_ENCRYPTED: u32 = 2;
 pub const ENCRYPTION: &str = "xchacha20poly1305";
 
 /// `candidate_bits` of a new encrypted repository: one position in 16 is
-/// a candidate (the chunker bench: 3x the speed of a PRF at every
-/// position).
+/// a candidate (the PRF runs on a sixteenth of the positions).
 pub const CANDIDATE_BITS: u32 = 4;
 
 fn is_zero(n: &u32) -> bool {

@@ -203,8 +203,9 @@ pub fn prune(
 /// Each blob's index records in packs that exist, the copy prune keeps
 /// first: the one in the newest pack (by the storage's time, then pack id).
 /// Copies arise where a backup stored a blob again or a repack was cut
-/// short (the same record in several index files is one copy): a prune killed after writing its new packs and index leaves every
-/// blob it moved in an old pack and a new one. Counting the new copy as the
+/// short (the same record in several index files is one copy): a prune
+/// killed after writing its new packs and index leaves every blob it
+/// moved in an old pack and a new one. Counting the new copy as the
 /// used one makes the rerun delete the old packs (no used blob left in them)
 /// instead of keeping both; an arbitrary choice could keep both copies for
 /// good, each pack looking mostly used.
