@@ -43,17 +43,6 @@ impl Op {
     }
 }
 
-fn type_name(t: FileType) -> &'static str {
-    match t {
-        FileType::Config => "config",
-        FileType::Key => "key",
-        FileType::Pack => "pack",
-        FileType::Index => "index",
-        FileType::Snapshot => "snapshot",
-        FileType::Lock => "lock",
-    }
-}
-
 /// Calls and bytes of one operation on one object type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
@@ -103,7 +92,7 @@ impl Requests {
         let mut by_type = serde_json::Map::new();
         for ((t, op), tally) in &self.table {
             let entry = by_type
-                .entry(type_name(*t))
+                .entry(t.name())
                 .or_insert_with(|| serde_json::json!({}));
             entry[op.name().to_ascii_lowercase()] = serde_json::to_value(tally).expect("plain");
         }
@@ -144,7 +133,7 @@ impl Requests {
                 })
                 .collect();
             if !parts.is_empty() {
-                types.push(format!("{}: {}", type_name(t), parts.join(" ")));
+                types.push(format!("{}: {}", t.name(), parts.join(" ")));
             }
         }
         if !types.is_empty() {

@@ -14,7 +14,7 @@
 //! and directories 0700, whatever the umask: a repository is nobody else's
 //! business, encrypted or not.
 
-use super::{bad_name, not_found, valid_name, Backend, FileType, ObjectInfo};
+use super::{check_name, not_found, valid_name, Backend, FileType, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::meta;
 use std::collections::HashMap;
@@ -193,18 +193,10 @@ impl LocalBackend {
         }
     }
 
-    fn check(&self, t: FileType, name: &str) -> Result<()> {
-        if valid_name(t, name) {
-            Ok(())
-        } else {
-            Err(bad_name(t, name))
-        }
-    }
-
     /// Open object `name` for reading: a regular file no larger than its type
     /// allows. Returns the file and its size.
     fn open_object(&self, t: FileType, name: &str) -> Result<OpenFile> {
-        self.check(t, name)?;
+        check_name(t, name)?;
         let Some((dir, rel)) = self.dir_of(t, name)? else {
             return Err(not_found(t, name));
         };
@@ -262,7 +254,7 @@ impl LocalBackend {
 
     /// Temp name, write, (fsync,) rename, (fsync the directory).
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        self.check(t, name)?;
+        check_name(t, name)?;
         let durable = t != FileType::Lock;
         let (rel, _) = split(t, name);
         let dir = self.dir(&rel, true)?;
@@ -530,7 +522,7 @@ impl Backend for LocalBackend {
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
-        self.check(t, name)?;
+        check_name(t, name)?;
         let Some((dir, rel)) = self.dir_of(t, name)? else {
             return Err(not_found(t, name));
         };
@@ -553,7 +545,7 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        self.check(t, name)?;
+        check_name(t, name)?;
         self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,6 +1,6 @@
 //! An in-memory backend for tests.
 
-use super::{bad_name, not_found, valid_name, Backend, FileType, ObjectInfo};
+use super::{check_name, not_found, Backend, FileType, ObjectInfo};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -34,14 +34,6 @@ impl MemoryBackend {
     pub fn names(&self) -> Vec<(FileType, String)> {
         self.files().keys().cloned().collect()
     }
-
-    fn check(t: FileType, name: &str) -> Result<()> {
-        if valid_name(t, name) {
-            Ok(())
-        } else {
-            Err(bad_name(t, name))
-        }
-    }
 }
 
 impl Backend for MemoryBackend {
@@ -62,14 +54,14 @@ impl Backend for MemoryBackend {
     }
 
     fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         self.files()
             .insert((t, name.to_string()), (data.to_vec(), SystemTime::now()));
         Ok(())
     }
 
     fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         self.files()
             .get(&(t, name.to_string()))
             .map(|(v, _)| v.clone())
@@ -77,7 +69,7 @@ impl Backend for MemoryBackend {
     }
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let files = self.files();
         let (f, _) = files
             .get(&(t, name.to_string()))
@@ -104,7 +96,7 @@ impl Backend for MemoryBackend {
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         self.files()
             .get(&(t, name.to_string()))
             .map(|(v, time)| ObjectInfo {
@@ -116,7 +108,7 @@ impl Backend for MemoryBackend {
     }
 
     fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         self.files().remove(&(t, name.to_string()));
         Ok(())
     }

@@ -83,17 +83,24 @@ impl FileType {
         }
     }
 
-    /// A name in messages: `pack 1a2b3c4d`.
-    pub fn describe(self, name: &str) -> String {
-        let what = match self {
-            FileType::Config => return "config".into(),
+    /// The type's name in messages and reports: `pack`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Config => "config",
             FileType::Key => "key",
             FileType::Pack => "pack",
             FileType::Index => "index",
             FileType::Snapshot => "snapshot",
             FileType::Lock => "lock",
-        };
-        format!("{what} {name}")
+        }
+    }
+
+    /// A name in messages: `pack 1a2b3c4d`.
+    pub fn describe(self, name: &str) -> String {
+        match self {
+            FileType::Config => "config".into(),
+            _ => format!("{} {name}", self.name()),
+        }
     }
 }
 
@@ -202,9 +209,16 @@ pub(crate) fn remote_settle() -> std::time::Duration {
         .unwrap_or_default()
 }
 
-/// An error for a name that is not valid for its type.
-pub(crate) fn bad_name(t: FileType, name: &str) -> Error {
-    Error::InvalidInput(format!("{name:?} is not a valid name for a {t:?} object"))
+/// Refuse a name that is not valid for its type ([`valid_name`]): every
+/// backend checks the names it is given with this.
+pub(crate) fn check_name(t: FileType, name: &str) -> Result<()> {
+    if valid_name(t, name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "{name:?} is not a valid name for a {t:?} object"
+        )))
+    }
 }
 
 /// The `NotFound` error of a missing object.

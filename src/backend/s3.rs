@@ -43,7 +43,9 @@
 
 use super::location::S3Location;
 use super::retry::{self, Outcome};
-use super::{bad_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo};
+use super::{
+    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo,
+};
 use crate::error::{Error, Result};
 use opendal::{ErrorKind as Kind, Operator};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -471,14 +473,6 @@ impl S3Backend {
         })
     }
 
-    fn check(t: FileType, name: &str) -> Result<()> {
-        if valid_name(t, name) {
-            Ok(())
-        } else {
-            Err(bad_name(t, name))
-        }
-    }
-
     /// The first object under the prefix, if any (`Err` with a missing bucket).
     fn first_object(&self) -> std::result::Result<Option<String>, Fail> {
         let (r, _) = self.request(0, |op| async move {
@@ -639,7 +633,7 @@ impl Backend for S3Backend {
     }
 
     fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         // Only the config is never replaced: the one write that must not
         // win a race with another `init`.
@@ -664,7 +658,7 @@ impl Backend for S3Backend {
     }
 
     fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let max = t.max_size();
         let http = self.conn()?.http.clone();
@@ -685,7 +679,7 @@ impl Backend for S3Backend {
     }
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let short = || {
             Error::corrupt(
@@ -751,7 +745,7 @@ impl Backend for S3Backend {
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let (r, tries) = self.request(0, |op| {
             let rel = rel.clone();
@@ -762,7 +756,7 @@ impl Backend for S3Backend {
     }
 
     fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let (r, tries) = self.request(0, |op| {
             let rel = rel.clone();

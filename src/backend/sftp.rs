@@ -34,7 +34,9 @@
 use super::location::SftpLocation;
 use super::retry::{self, Outcome};
 use super::s3::Limit;
-use super::{bad_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo};
+use super::{
+    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo,
+};
 use crate::error::{Error, Result};
 use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::metadata::{MetaData, Permissions};
@@ -259,14 +261,6 @@ impl SftpBackend {
             broken: AtomicBool::new(false),
             _child: child,
         })
-    }
-
-    fn check(t: FileType, name: &str) -> Result<()> {
-        if valid_name(t, name) {
-            Ok(())
-        } else {
-            Err(bad_name(t, name))
-        }
     }
 
     /// Run one request on the session, tried again (on a new session, if
@@ -584,7 +578,7 @@ impl Backend for SftpBackend {
     }
 
     fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let dir = rel
             .rsplit_once('/')
@@ -615,7 +609,7 @@ impl Backend for SftpBackend {
     }
 
     fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let path = self.path(&rel);
         let max = t.max_size();
@@ -641,7 +635,7 @@ impl Backend for SftpBackend {
     }
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let path = self.path(&rel);
         let short = || {
@@ -718,7 +712,7 @@ impl Backend for SftpBackend {
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let path = self.path(&rel);
         let (r, tries) = self.request(|s| {
@@ -736,7 +730,7 @@ impl Backend for SftpBackend {
     }
 
     fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        Self::check(t, name)?;
+        check_name(t, name)?;
         let rel = object_path(t, name);
         let path = self.path(&rel);
         let (r, tries) = self.request(|s| {
