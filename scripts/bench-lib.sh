@@ -12,6 +12,8 @@
 #                 a container) it warns that the run is warm and returns 1
 #   scratch_dir   make a fresh directory for the script's own files and
 #                 print it; `rm -rf` goes only there
+#   claim_dir     take a work directory the caller names (BENCH_WORK...)
+#                 for the script's own, refusing one with other files in it
 #   corpus_size   "N files, X.XX GB" (or "N MB") of a directory: the sum of
 #                 its regular files' sizes, 10^9 (10^6) bytes
 #   machine_line  the line every script prints under its table, which the
@@ -59,6 +61,17 @@ drop_caches() {
 scratch_dir() {
   mkdir -p "$1"
   mktemp -d "$1/$2.XXXXXX"
+}
+
+# claim_dir DIR: make DIR (or find it empty, or marked by an earlier run)
+# and mark it, so that a script deletes inside it only when it made it;
+# refuse a DIR that holds anything else.
+claim_dir() {
+  if [ -n "$(ls -A "$1" 2>/dev/null)" ] && [ ! -e "$1/.rewind-bench" ]; then
+    echo "$1 holds files no rewind script made: choose another directory" >&2
+    return 1
+  fi
+  mkdir -p "$1" && touch "$1/.rewind-bench"
 }
 
 # corpus_size DIR: its regular files and their apparent size.

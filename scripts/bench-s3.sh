@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rewind and restic against the same S3 server on loopback (s3s-fs), on
-# peers.sh's corpus (/work/shared/bench), one run, cold client caches; and
+# peers.sh's corpus (shared/bench, found by bench-lib.sh), one run, cold client caches; and
 # rewind to a local directory for scale. Prints a markdown table of wall
 # times, rewind's S3 requests per phase (REWIND_REQUEST_STATS), and the
 # mount's time to the first byte of a file with a warm and a cold cache.
@@ -17,9 +17,10 @@
 # rewind-s3 restic-s3").
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${BENCH_WORK:-/tmp/rewind-bench-s3}
-peers_dir=${PEERS_DIR:-/work/shared/bench}
+claim_dir "$work"
+peers_dir=${PEERS_DIR:-$(shared_dir)/bench}
 helper=(python3 "$peers_dir/peers_helper.py")
 tarball=${LINUX_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 tools=${TOOLS:-rewind-local rewind-s3 restic-s3}
@@ -42,7 +43,7 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 cd "$root"
 cargo build --release >&2
-rewind=${REWIND_BIN:-$root/target/release/rewind}
+rewind=${REWIND_BIN:-$(target_dir)/release/rewind}
 s3s=${S3S_FS:-$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")}
 [ -x "$s3s" ] || { echo "bench-s3: s3s-fs not found (cargo install s3s-fs --version 0.14.1 --features binary)" >&2; exit 1; }
 command -v restic >/dev/null || tools=${tools//restic-s3/}

@@ -15,7 +15,7 @@
 # before the node is killed, default a third of the data), REWIND_BIN.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 work=${GARAGE_WORK:-/tmp/rewind-garage}
 data_gb=${DATA_GB:-3}
 base=${GARAGE_PORT:-39100}
@@ -28,7 +28,7 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'; }
 
 cd "$root"
 cargo build --release >&2
-rewind=${REWIND_BIN:-$root/target/release/rewind}
+rewind=${REWIND_BIN:-$(target_dir)/release/rewind}
 export PATH=$PATH:$HOME/.cargo/bin
 if ! command -v garage >/dev/null; then
   log "installing garage (cargo install --locked garage)"
@@ -37,7 +37,8 @@ fi
 log "$(garage --version 2>/dev/null || garage -V)"
 
 # ------------------------------------------------------------ cluster
-rm -rf "$work" && mkdir -p "$work"
+claim_dir "$work"
+find "$work" -mindepth 1 -maxdepth 1 ! -name .rewind-bench -exec rm -rf -- {} +
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=(0 0 0)
 mnt=$work/mnt
