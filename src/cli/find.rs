@@ -6,9 +6,9 @@
 //! stderr), so the answer may be incomplete.
 
 use super::json;
+use super::ls::owner;
 use super::output::{mode, quote, time, Reporter};
 use super::{FilterArgs, RepoArg};
-use crate::clock::rfc3339;
 use crate::compare::kind_name;
 use crate::error::Error;
 use crate::format::id::SnapshotId;
@@ -150,14 +150,6 @@ fn write_human(
     Ok(())
 }
 
-fn owner(name: &str, id: u32) -> String {
-    if name.is_empty() {
-        id.to_string()
-    } else {
-        name.to_string()
-    }
-}
-
 fn write_json(
     out: &mut impl Write,
     path: &[u8],
@@ -177,13 +169,13 @@ fn hit_json(h: &Hit, snaps: &[(SnapshotId, Snapshot)]) -> serde_json::Value {
     let mut v = serde_json::json!({
         "id": id.to_hex(),
         "short_id": id.short(),
-        "time": rfc3339(snap.time),
+        "time": json::time(snap.time),
         "host": snap.host,
         "type": kind_name(e.kind),
         "mode": format!("{:04o}", e.mode & 0o7777),
         "uid": e.uid, "gid": e.gid, "user": e.user, "group": e.group,
         "size": e.size,
-        "mtime": rfc3339(e.mtime),
+        "mtime": json::time(e.mtime),
         "status": h.change.name(),
         "content_changed": match h.change {
             Change::New => None,

@@ -128,13 +128,6 @@ fn print(e: &Entry, path: &[u8], args: &Args, quoted: bool, out: &mut impl Write
         return Ok(());
     }
     if args.long {
-        let owner = |name: &str, id: u32| {
-            if name.is_empty() {
-                id.to_string()
-            } else {
-                name.to_string()
-            }
-        };
         write!(
             out,
             "{} {:>8} {:>8} {:>12} {} ",
@@ -159,4 +152,13 @@ fn print(e: &Entry, path: &[u8], args: &Args, quoted: bool, out: &mut impl Write
     }
     out.write_all(b"\n")?;
     Ok(())
+}
+
+/// An owner as `ls -l` shows it: the name, or the number when there is none.
+pub(super) fn owner(name: &str, id: u32) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        name.to_string()
+    }
 }

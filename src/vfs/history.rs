@@ -221,17 +221,11 @@ impl Trail {
         &self,
         load: &mut dyn FnMut(&TreeId) -> Result<Arc<Tree>>,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut seen: BTreeSet<TreeId> = BTreeSet::new();
         let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
-        for p in &self.places {
-            let (Kind::Dir, Some(sub)) = (p.kind, p.subtree) else {
-                continue;
-            };
-            if seen.insert(sub) {
-                for e in &load(&sub)?.entries {
-                    if !names.contains(&e.name) {
-                        names.insert(e.name.clone());
-                    }
+        for sub in self.dirs() {
+            for e in &load(&sub)?.entries {
+                if !names.contains(&e.name) {
+                    names.insert(e.name.clone());
                 }
             }
         }
@@ -386,12 +380,14 @@ impl Vfs {
             }
             let trail = self.trail(h, path)?;
             let p = trail.newest().ok_or_else(|| not_found(path))?;
-            Ok(Attr {
-                perm: p.dir_perm(),
-                uid: p.uid,
-                gid: p.gid,
-                ..attr::synthetic_dir(ino, 0, 1, (p.uid, p.gid), p.mtime, false)
-            })
+            Ok(attr::synthetic_dir(
+                ino,
+                p.dir_perm(),
+                1,
+                (p.uid, p.gid),
+                p.mtime,
+                false,
+            ))
         })
     }
 
