@@ -36,8 +36,8 @@ fn is_zero(n: &u32) -> bool {
 /// The longest config JSON a reader accepts.
 pub const MAX_JSON: usize = 64 << 10;
 
-/// Repository-wide parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Repository-wide parameters. Its `Debug` leaves out the keys it may hold.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Repository format version: [`FORMAT_PLAIN`] or [`FORMAT_ENCRYPTED`].
     pub format: u32,
@@ -97,6 +97,25 @@ impl Default for ChunkerParams {
             avg: 128 * 1024,
             max: 1024 * 1024,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = |k: &str| if k.is_empty() { "none" } else { "(secret)" };
+        f.debug_struct("Config")
+            .field("format", &self.format)
+            .field("id", &self.id)
+            .field("hash_key", &held(&self.hash_key))
+            .field("encryption", &self.encryption)
+            .field("chunker", &self.chunker)
+            .field("chunker_key", &held(&self.chunker_key))
+            .field("blob_key", &held(&self.blob_key))
+            .field("unkeyed_chunker", &self.unkeyed_chunker)
+            .field("candidate_bits", &self.candidate_bits)
+            .field("compression", &self.compression)
+            .field("pack_size", &self.pack_size)
+            .finish()
     }
 }
 
@@ -347,5 +366,23 @@ mod tests {
         plain.candidate_bits = 4;
         let bytes = plain.encode(&Codec::new(3)).unwrap();
         assert!(Config::decode_plain(&bytes).is_err());
+    }
+
+    /// `Debug` never shows a key: the copied chunker and blob-id keys of a
+    /// format-2 config, nor a format-1 hash key.
+    #[test]
+    fn debug_hides_the_keys() {
+        let mut c = Config::generate(true).unwrap();
+        c.chunker_key = "ab".repeat(32);
+        c.blob_key = "cd".repeat(32);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("abab") && !shown.contains("cdcd"),
+            "{shown}"
+        );
+        let plain = Config::generate(false).unwrap();
+        let shown = format!("{plain:?}");
+        assert!(!shown.contains(&plain.hash_key), "{shown}");
+        assert!(shown.contains(&plain.id), "{shown}");
     }
 }
