@@ -121,7 +121,7 @@ pub fn run(
         (true, None) => v.close(&[]),
         (false, _) => {
             let mut e = entry.clone();
-            if v.next() == Flow::Next {
+            if v.flow() == Flow::Next {
                 v.child(&mut e);
             }
             v.close(&[]);
@@ -172,7 +172,7 @@ impl Visit for Restore<'_, '_> {
     }
 
     fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
-        let flow = self.next();
+        let flow = self.flow();
         if flow != Flow::Next {
             return Ok(flow);
         }
@@ -200,7 +200,7 @@ impl<'a, 'r> Restore<'a, 'r> {
     /// Whether the walk goes on to the next entry of the top directory:
     /// not after a stop was requested, nor in a directory whose descriptor
     /// was lost.
-    fn next(&mut self) -> Flow {
+    fn flow(&mut self) -> Flow {
         if self.stop_requested() {
             Flow::Stop
         } else if matches!(self.stack.top().fd, DirFd::Lost(_)) {
