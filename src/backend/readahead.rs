@@ -3,23 +3,34 @@
 //!
 //! A restore or the mount reads a pack a frame at a time (tens of KiB),
 //! mostly in the order the backup wrote them. On object storage each read
-//! is a request with a round trip and a price; [`ReadAhead`] turns a read of
-//! less than a window that no kept window holds into a read of the
-//! [`WINDOW`] bytes from its offset on (clipped at the pack's end, learnt
-//! once per pack by `stat`), and keeps the last [`KEPT`] windows in memory.
-//! Only forward: a read of a pack's trailer (check) downloads the trailer.
-//! Threads whose reads fall in a window being downloaded wait for it. A failed download is not kept: the
-//! next read tries again.
+//! is a request with a round trip and a price; [`ReadAhead`] cuts each pack
+//! into aligned windows of [`WINDOW`] bytes (the last one clipped at the
+//! pack's end, learnt once per pack by `stat`) and turns a small read that
+//! no kept window holds into a download of its window; the last [`KEPT`]
+//! windows stay in memory. Windows never overlap, so readers that enter a
+//! pack at different places (a restore's threads, each on its own files)
+//! never download a byte twice while it is kept; a read across a window's
+//! end takes from both. A read that ends at the pack's end and no kept
+//! window holds (a trailer, for check and repair) downloads only its bytes.
+//! Threads whose reads fall in a window being downloaded wait for it. A
+//! failed download is not kept: the next read tries again.
 //!
 //! Windows are also fetched before they are read, on threads of their own,
 //! so that downloads overlap with decoding and with each other: a new window
 //! has the one after it fetched; a window read after the one before it (a
 //! reader going forward through the pack) or fetched ahead has the next
-//! [`AHEAD`] fetched, each starting where the one before ends. A reader
-//! that comes to a window still downloading waits for it; one that comes to
-//! a window whose download failed downloads it itself. Objects are write-once, so a kept window never
-//! goes stale. Everything but small pack range reads passes straight
-//! through, and so do all reads of a local backend (never wrapped).
+//! [`AHEAD`] fetched. A reader that comes to a window still downloading
+//! waits for it; one that comes to a window whose download failed downloads
+//! it itself. Objects are write-once, so a kept window never goes stale.
+//! Everything but small pack range reads passes straight through, and so do
+//! all reads of a local backend (never wrapped).
+//!
+//! A reader that knows what it will read next announces it
+//! ([`Backend::will_read`]): a restore's writer announces the next 8 MiB of
+//! its file's frames as it goes. Announced windows not kept are fetched at
+//! once, and from the first announcement on [`KEPT_ANNOUNCED`] windows are
+//! kept (each window is then downloaded once in a whole restore of the
+//! benchmark corpus, where [`KEPT`] downloaded a fifth of them again).
 
 use super::{Backend, FileType, ObjectInfo};
 use crate::error::{Error, Result};
@@ -28,8 +39,13 @@ use std::sync::{Arc, Mutex};
 
 /// The size of a window.
 pub const WINDOW: u64 = 2 << 20;
-/// Windows kept in memory.
+/// Windows kept in memory, at most (64 MiB).
 pub const KEPT: usize = 32;
+/// Windows kept in memory once reads are announced (256 MiB): a restore's
+/// writers read many files at once, at their own pace, so a window of a
+/// pack the backup filled from several files at once is read again long
+/// after its first read (seen: after 30 to 180 other windows).
+pub const KEPT_ANNOUNCED: usize = 128;
 /// Windows fetched ahead of a reader going forward through a pack.
 pub const AHEAD: usize = 4;
 
@@ -37,24 +53,182 @@ pub const AHEAD: usize = 4;
 /// a failed download).
 type Slot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
 
-/// Bytes `start..end` of pack `name`.
+/// Bytes `start..end` of pack `name`, `end` clipped at the pack's size
+/// once that is known.
 struct Window {
     name: String,
     start: u64,
     end: u64,
+    /// The pack's size, `u64::MAX` until known (an announced window: its
+    /// download asks first).
+    pack_size: u64,
     slot: Slot,
     /// Fetched ahead of its first reader.
     ahead: bool,
+    /// Announced: its reader announces what it reads next (no guessing
+    /// ahead when it is read).
+    announced: bool,
 }
+
+impl Window {
+    fn new(name: &str, k: u64, pack_size: u64, ahead: bool) -> Window {
+        let start = k * WINDOW;
+        Window {
+            name: name.to_string(),
+            start,
+            end: pack_size.min(start.saturating_add(WINDOW)),
+            pack_size,
+            slot: Slot::default(),
+            ahead,
+            announced: false,
+        }
+    }
+
+    /// Another handle on the same window (for the thread that fills it).
+    fn handle(&self) -> Window {
+        Window {
+            name: self.name.clone(),
+            slot: self.slot.clone(),
+            ..*self
+        }
+    }
+}
+
+/// The kept windows.
+struct State {
+    /// Least recently used first.
+    windows: VecDeque<Window>,
+    /// [`KEPT`], or [`KEPT_ANNOUNCED`] after the first announcement.
+    kept: usize,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            windows: VecDeque::new(),
+            kept: KEPT,
+        }
+    }
+}
+
+impl State {
+    fn find(&self, name: &str, k: u64) -> Option<usize> {
+        let start = k * WINDOW;
+        self.windows
+            .iter()
+            .position(|x| x.start == start && x.name == name)
+    }
+
+    /// Enter `w` as the most recently used window, dropping the least
+    /// recently used ones beyond the number kept.
+    fn push(&mut self, w: Window) {
+        self.windows.push_back(w);
+        while self.windows.len() > self.kept {
+            self.windows.pop_front();
+        }
+    }
+
+    /// Window `k` of `name`, made most recently used (or a new one, for a
+    /// pack of `size` bytes); with the windows to fetch ahead of it (see
+    /// the module docs), already entered as kept.
+    fn slot(&mut self, name: &str, k: u64, size: u64) -> (Window, Vec<Window>) {
+        let (window, ahead) = match self.find(name, k) {
+            Some(pos) => {
+                let mut window = self.windows.remove(pos).expect("position is in range");
+                let ahead = if window.ahead && !window.announced {
+                    AHEAD
+                } else {
+                    0
+                };
+                window.ahead = false;
+                (window, ahead)
+            }
+            None => {
+                let forward = k > 0 && self.find(name, k - 1).is_some();
+                let window = Window::new(name, k, size, false);
+                (window, if forward { AHEAD } else { 1 })
+            }
+        };
+        let mut fetch = Vec::new();
+        let out = window.handle();
+        self.windows.push_back(window);
+        let size = size.min(out.pack_size);
+        for j in k + 1..=k + ahead as u64 {
+            if j.saturating_mul(WINDOW) >= size {
+                break;
+            }
+            if self.find(name, j).is_some() {
+                continue;
+            }
+            let w = Window::new(name, j, size, true);
+            fetch.push(w.handle());
+            self.push(w);
+        }
+        (out, fetch)
+    }
+}
+
+/// Pack sizes, each asked for once.
+type Sizes = Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>;
 
 /// A backend whose small pack reads are served from whole windows.
 pub struct ReadAhead {
     inner: Arc<dyn Backend>,
     /// Fetches ahead that have not ended yet (see [`ReadAhead::quiesce`]).
     pending: Arc<(Mutex<usize>, std::sync::Condvar)>,
-    sizes: Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>,
-    /// Least recently used first.
-    windows: Mutex<VecDeque<Window>>,
+    sizes: Arc<Sizes>,
+    state: Arc<Mutex<State>>,
+}
+
+/// Pack `name`'s size, asked for once (threads that want it together wait
+/// for one `stat`).
+fn pack_size(inner: &dyn Backend, sizes: &Sizes, name: &str) -> Result<u64> {
+    let slot = {
+        let mut sizes = sizes.lock().unwrap_or_else(|e| e.into_inner());
+        if sizes.len() >= 4096 {
+            sizes.clear();
+        }
+        sizes.entry(name.to_string()).or_default().clone()
+    };
+    let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = *held {
+        return Ok(n);
+    }
+    let n = inner.stat(FileType::Pack, name)?.size;
+    *held = Some(n);
+    Ok(n)
+}
+
+/// The bytes of window `w`, downloaded once (an announced window asks for
+/// its pack's size first, and clips its end).
+fn fill(
+    inner: &dyn Backend,
+    state: &Mutex<State>,
+    sizes: &Sizes,
+    w: &Window,
+) -> Result<Arc<Vec<u8>>> {
+    let mut held = w.slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = held.as_ref() {
+        return Ok(bytes.clone());
+    }
+    let mut end = w.end;
+    if w.pack_size == u64::MAX {
+        let size = pack_size(inner, sizes, &w.name)?;
+        end = end.min(size);
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = st
+            .windows
+            .iter_mut()
+            .find(|x| Arc::ptr_eq(&x.slot, &w.slot))
+        {
+            x.end = end;
+            x.pack_size = size;
+        }
+    }
+    let len = end.saturating_sub(w.start) as usize;
+    let bytes = Arc::new(inner.get_range(FileType::Pack, &w.name, w.start, len)?);
+    *held = Some(bytes.clone());
+    Ok(bytes)
 }
 
 impl ReadAhead {
@@ -62,106 +236,21 @@ impl ReadAhead {
         ReadAhead {
             inner,
             pending: Arc::default(),
-            sizes: Mutex::new(HashMap::new()),
-            windows: Mutex::new(VecDeque::new()),
+            sizes: Arc::default(),
+            state: Arc::default(),
         }
     }
 
-    /// Pack `name`'s size, asked for once (threads that want it together
-    /// wait for one `stat`).
-    fn size(&self, name: &str) -> Result<u64> {
-        let slot = {
-            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-            if sizes.len() >= 4096 {
-                sizes.clear();
-            }
-            sizes.entry(name.to_string()).or_default().clone()
-        };
-        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = *held {
-            return Ok(n);
-        }
-        let n = self.inner.stat(FileType::Pack, name)?.size;
-        *held = Some(n);
-        Ok(n)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A kept window holding `offset..end` of `name`, made most recently
-    /// used, or a new one from `offset` on; with the windows to fetch ahead
-    /// of it (see the module docs), already entered as kept.
-    fn slot(&self, name: &str, offset: u64, end: u64, size: u64) -> (Slot, u64, Vec<Window>) {
-        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let found = w
+    /// Whether a kept window holds byte `offset` of `name`.
+    fn kept(&self, name: &str, offset: u64) -> bool {
+        self.state()
+            .windows
             .iter()
-            .position(|x| x.name == name && x.start <= offset && end <= x.end);
-        let (window, ahead) = match found {
-            Some(pos) => {
-                let mut window = w.remove(pos).expect("position is in range");
-                let ahead = if window.ahead { AHEAD } else { 0 };
-                window.ahead = false;
-                (window, ahead)
-            }
-            None => {
-                let forward = w
-                    .iter()
-                    .any(|x| x.name == name && x.start < offset && offset <= x.end);
-                let window = Window {
-                    name: name.to_string(),
-                    start: offset,
-                    end: size.min(offset.saturating_add(WINDOW)),
-                    slot: Slot::default(),
-                    ahead: false,
-                };
-                (window, if forward { AHEAD } else { 1 })
-            }
-        };
-        let out = (window.slot.clone(), window.start);
-        let mut next = window.end;
-        w.push_back(window);
-        let mut fetch = Vec::new();
-        for _ in 0..ahead {
-            if next >= size {
-                break;
-            }
-            let covered = w
-                .iter()
-                .find(|x| x.name == name && x.start <= next && next < x.end);
-            if let Some(x) = covered {
-                next = x.end;
-                continue;
-            }
-            let window = Window {
-                name: name.to_string(),
-                start: next,
-                end: size.min(next.saturating_add(WINDOW)),
-                slot: Slot::default(),
-                ahead: true,
-            };
-            next = window.end;
-            fetch.push(Window {
-                name: window.name.clone(),
-                slot: window.slot.clone(),
-                ..window
-            });
-            w.push_back(window);
-        }
-        while w.len() > KEPT {
-            w.pop_front();
-        }
-        (out.0, out.1, fetch)
-    }
-
-    /// The end of a kept window of `name` that holds `offset` but ends
-    /// before `end`, unless a kept window holds all of `offset..end`.
-    fn boundary(&self, name: &str, offset: u64, end: u64) -> Option<u64> {
-        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = w.iter().filter(|x| x.name == name);
-        if mine.clone().any(|x| x.start <= offset && end <= x.end) {
-            return None;
-        }
-        mine.filter(|x| x.start <= offset && offset < x.end && x.end < end)
-            .map(|x| x.end)
-            .max()
+            .any(|x| x.name == name && x.start <= offset && offset < x.end)
     }
 
     /// Download `windows` on threads of their own (a failed download is
@@ -169,11 +258,12 @@ impl ReadAhead {
     fn fetch_ahead(&self, windows: Vec<Window>) {
         for x in windows {
             let (inner, pending) = (self.inner.clone(), self.pending.clone());
+            let (state, sizes) = (self.state.clone(), self.sizes.clone());
             *pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let spawned = std::thread::Builder::new()
                 .name("read-ahead".into())
                 .spawn(move || {
-                    let _ = fill(&*inner, &x.slot, &x.name, x.start, x.end);
+                    let _ = fill(&*inner, &state, &sizes, &x);
                     let mut n = pending.0.lock().unwrap_or_else(|e| e.into_inner());
                     *n -= 1;
                     pending.1.notify_all();
@@ -201,25 +291,6 @@ impl ReadAhead {
     }
 }
 
-/// The bytes of the window `slot` (from `start` to `end` of `name`),
-/// downloaded once.
-fn fill(
-    inner: &dyn Backend,
-    slot: &Slot,
-    name: &str,
-    start: u64,
-    end: u64,
-) -> Result<Arc<Vec<u8>>> {
-    let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = held.as_ref() {
-        return Ok(bytes.clone());
-    }
-    let len = end.saturating_sub(start) as usize;
-    let bytes = Arc::new(inner.get_range(FileType::Pack, name, start, len)?);
-    *held = Some(bytes.clone());
-    Ok(bytes)
-}
-
 impl Backend for ReadAhead {
     fn location(&self) -> String {
         self.inner.location()
@@ -244,26 +315,54 @@ impl Backend for ReadAhead {
         let end = offset
             .checked_add(len as u64)
             .ok_or_else(|| Self::short(name, u64::MAX))?;
-        let size = self.size(name)?;
+        let size = pack_size(&*self.inner, &self.sizes, name)?;
         if end > size {
             return Err(Self::short(name, end));
         }
-        if let Some(mid) = self.boundary(name, offset, end) {
-            // Across the end of a kept window: its part, then the rest from
-            // the window after it, so each byte is downloaded once.
+        let k = offset / WINDOW;
+        let mid = (k + 1) * WINDOW;
+        if end > mid {
+            // Across the end of a window: its part, then the rest from the
+            // window after it, so each byte is downloaded once.
             let mut bytes = self.get_range(t, name, offset, (mid - offset) as usize)?;
             bytes.extend(self.get_range(t, name, mid, (end - mid) as usize)?);
             return Ok(bytes);
         }
-        let (slot, start, ahead) = self.slot(name, offset, end, size);
+        if end == size && !self.kept(name, offset) {
+            // A pack's trailer (check, repair), or its last frame read
+            // alone: those bytes only.
+            return self.inner.get_range(t, name, offset, len);
+        }
+        let (w, ahead) = self.state().slot(name, k, size);
         self.fetch_ahead(ahead);
-        let window_end = size.min(start.saturating_add(WINDOW));
-        let bytes = fill(&*self.inner, &slot, name, start, window_end)?;
-        let from = (offset - start) as usize;
+        let bytes = fill(&*self.inner, &self.state, &self.sizes, &w)?;
+        let from = (offset - w.start) as usize;
         bytes
             .get(from..from + len)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| Self::short(name, end))
+    }
+
+    fn will_read(&self, t: FileType, name: &str, offset: u64, len: u64) {
+        if t != FileType::Pack || len == 0 || len >= WINDOW {
+            return;
+        }
+        let last = offset.saturating_add(len - 1) / WINDOW;
+        let fetch = {
+            let mut st = self.state();
+            st.kept = KEPT_ANNOUNCED;
+            let mut fetch = Vec::new();
+            for k in offset / WINDOW..=last {
+                if st.find(name, k).is_none() {
+                    let mut w = Window::new(name, k, u64::MAX, true);
+                    w.announced = true;
+                    fetch.push(w.handle());
+                    st.push(w);
+                }
+            }
+            fetch
+        };
+        self.fetch_ahead(fetch);
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
@@ -391,5 +490,81 @@ mod tests {
             "each window once: {}",
             counter.snapshot().summary()
         );
+    }
+
+    /// Windows are aligned: readers entering a pack at different places
+    /// inside one window share it (no overlapping download).
+    #[test]
+    fn readers_entering_a_window_anywhere_share_it() {
+        let counter = Counter::default();
+        let mem: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let counted: Arc<dyn Backend> = Arc::new(Counting::new(mem, counter.clone()));
+        let ra = ReadAhead::new(counted);
+        let name = pack_name(3);
+        let data: Vec<u8> = (0..(3 * WINDOW) as usize)
+            .map(|i| (i % 249) as u8)
+            .collect();
+        ra.put(FileType::Pack, &name, &data).unwrap();
+        let gets = || counter.snapshot().requests() - 2; // the put, one stat
+        let read = |off: u64, len: usize| {
+            let got = ra.get_range(FileType::Pack, &name, off, len).unwrap();
+            assert_eq!(got, &data[off as usize..off as usize + len], "{off}+{len}");
+        };
+        read(WINDOW / 2 + 1000, 5000);
+        ra.quiesce();
+        assert_eq!(gets(), 2, "its window and the next");
+        read(WINDOW / 4, 5000);
+        read(WINDOW + 17, 5000);
+        read(WINDOW - 100, 200);
+        ra.quiesce();
+        assert_eq!(
+            gets(),
+            3,
+            "each window once: {}",
+            counter.snapshot().summary()
+        );
+    }
+
+    /// Announced reads are downloaded before they are read, each window
+    /// once, and their reads then make no request.
+    #[test]
+    fn announced_reads_are_fetched_ahead() {
+        let counter = Counter::default();
+        let mem: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let counted: Arc<dyn Backend> = Arc::new(Counting::new(mem, counter.clone()));
+        let ra = ReadAhead::new(counted);
+        let name = pack_name(4);
+        let size = (5 * WINDOW + 999) as usize;
+        let data: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+        ra.put(FileType::Pack, &name, &data).unwrap();
+        let frames = [
+            (10u64, 70_000u64),
+            (3 * WINDOW - 10, 30),
+            (5 * WINDOW + 10, 989),
+        ];
+        for (off, len) in frames {
+            ra.will_read(FileType::Pack, &name, off, len);
+        }
+        ra.will_read(FileType::Pack, &name, 20, 40); // in an announced window
+        ra.quiesce();
+        let s = counter.snapshot();
+        // The put, one stat, windows 0, 2, 3 and 5 (clipped at the end).
+        assert_eq!(s.requests(), 1 + 1 + 4, "{}", s.summary());
+        for (off, len) in frames {
+            let got = ra
+                .get_range(FileType::Pack, &name, off, len as usize)
+                .unwrap();
+            assert_eq!(got, &data[off as usize..(off + len) as usize]);
+        }
+        ra.quiesce();
+        assert_eq!(
+            counter.snapshot().requests(),
+            6,
+            "{}",
+            counter.snapshot().summary()
+        );
+        // Local storage ignores announcements.
+        let mem = MemoryBackend::new();
+        mem.will_read(FileType::Pack, &name, 0, 10);
     }
 }

@@ -61,6 +61,17 @@ impl Seen {
             .parse()
             .ok()
     }
+
+    /// The last byte a ranged GET asked for.
+    pub fn range_end(&self) -> Option<u64> {
+        self.range
+            .as_deref()?
+            .strip_prefix("bytes=")?
+            .split('-')
+            .nth(1)?
+            .parse()
+            .ok()
+    }
 }
 
 #[derive(Default)]
