@@ -20,7 +20,7 @@ use crate::format::index::Location;
 use crate::format::pack::{self, PackEntry};
 use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::progress::Progress;
-use crate::repo::walk::{walk, Visit};
+use crate::repo::walk::{walk, Flow, Visit};
 use crate::repo::Repository;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -391,9 +391,9 @@ impl Visit for Checker<'_> {
         }
     }
 
-    fn entry(&mut self, path: &[u8], e: &Entry) -> Result<()> {
+    fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
         if e.kind != Kind::File {
-            return Ok(());
+            return Ok(Flow::Next);
         }
         let (blobs, bad) = (self.blobs, self.bad_blobs);
         let why = e.extents.iter().find_map(|x| match x {
@@ -412,7 +412,7 @@ impl Visit for Checker<'_> {
                 .damaged_files
                 .push(format!("{sid}:{}", p.display()));
         }
-        Ok(())
+        Ok(Flow::Next)
     }
 
     fn leave(&mut self, _: &[u8], id: TreeId, _: Tree) -> Result<()> {

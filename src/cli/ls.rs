@@ -9,7 +9,7 @@ use super::output::{self, mode, quote, time};
 use super::{json, select, FilterArgs, RepoArg};
 use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Kind, Tree};
-use crate::repo::walk::{walk, Visit};
+use crate::repo::walk::{walk, Flow, Visit};
 use crate::repo::Repository;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -103,8 +103,9 @@ impl<W: Write> Visit for Lister<'_, W> {
         Ok(Some(tree))
     }
 
-    fn entry(&mut self, path: &[u8], e: &Entry) -> Result<()> {
-        print(e, path, self.args, self.quoted, self.out)
+    fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
+        print(e, path, self.args, self.quoted, self.out)?;
+        Ok(Flow::Next)
     }
 }
 

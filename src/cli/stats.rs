@@ -4,7 +4,7 @@ use super::output::{self, bytes, quote};
 use super::{select, FilterArgs, RepoArg};
 use crate::format::id::{BlobId, TreeId};
 use crate::format::tree::{Entry, Extent, Kind, Tree};
-use crate::repo::walk::{walk, Visit};
+use crate::repo::walk::{walk, Flow, Visit};
 use crate::repo::Repository;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -128,9 +128,9 @@ impl Visit for Counter<'_> {
         Ok(Some(tree))
     }
 
-    fn entry(&mut self, _: &[u8], e: &Entry) -> Result<()> {
+    fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
         if e.kind != Kind::File {
-            return Ok(());
+            return Ok(Flow::Next);
         }
         let t = &mut *self.t;
         t.files += 1;
@@ -148,7 +148,7 @@ impl Visit for Counter<'_> {
                     / loc.frame.raw_len.max(1) as u64;
             }
         }
-        Ok(())
+        Ok(Flow::Next)
     }
 }
 

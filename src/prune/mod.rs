@@ -27,7 +27,7 @@ use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::{IndexWriter, Location};
 use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::progress::Progress;
-use crate::repo::walk::{walk, Visit};
+use crate::repo::walk::{walk, Flow, Visit};
 use crate::repo::writer::RepoWriter;
 use crate::repo::Repository;
 use sorted::{IdSorter, KMerge, Membership};
@@ -312,16 +312,16 @@ impl Visit for UsedBlobs<'_> {
         Ok(Some(tree))
     }
 
-    fn entry(&mut self, _: &[u8], e: &Entry) -> Result<()> {
+    fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
         if e.kind != Kind::File {
-            return Ok(());
+            return Ok(Flow::Next);
         }
         for x in &e.extents {
             if let Extent::Data { id, .. } = x {
                 self.sorter.push(*id)?;
             }
         }
-        Ok(())
+        Ok(Flow::Next)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The tree walker: one depth-first walk over a snapshot's trees, shared by
-//! `check`, `prune`, `stats`, `ls`, `copy` and `repair`.
+//! `restore`, `check`, `prune`, `stats`, `ls`, `copy` and `repair`.
 //!
 //! [`walk`] visits the entries below a root tree in name order, each
 //! directory's entry before what is below it (the order `ls` prints and a
@@ -22,18 +22,28 @@
 //!   (stats), and what a tree that does not load means: `check` records it
 //!   and returns `None` (the walk goes on with the next sibling), `prune`
 //!   refuses (returns the error, which ends the walk), `ls` and `stats` fail
-//!   naming the snapshot and path. The walker has no policy of its own: it
-//!   does not check for interrupts either (visitors that stop on a signal
-//!   do so in `enter`).
+//!   naming the snapshot and path, `restore` warns and enters the directory
+//!   as empty (it is made and gets its metadata). The walker has no policy
+//!   of its own: it does not check for interrupts either (visitors that stop
+//!   on a signal do so in `enter`, ending the walk with an error, or, like
+//!   `restore`, answer [`Flow::Stop`]).
+//! - **Entries are lent mutably**: [`Visit::entry`] gets the walker's own
+//!   copy of each entry and may take what it keeps (`restore` moves a file's
+//!   entry into its write job and a directory's into its own per-directory
+//!   state, leaving the name for `--delete` to look up in the tree that
+//!   [`Visit::leave`] gives back), so no visitor clones an entry to keep it.
+//! - **Cutting a walk short**: [`Visit::entry`] answers a [`Flow`]: go on,
+//!   leave this directory now (`restore`, when a directory's descriptor is
+//!   lost), or stop. A walk cut short by a [`Flow`] still calls
+//!   [`Visit::leave`] for every directory it entered, the deepest first (an
+//!   interrupted `restore` sets the metadata of each directory it is in); a
+//!   walk ended by an error does not.
+//! - **State per directory** that is a visitor's own (`restore`'s directory
+//!   descriptors, `check`'s damage count) is a stack of the visitor's,
+//!   pushed in [`Visit::enter`] and popped in [`Visit::leave`], which the
+//!   walker calls in pairs.
 //!
 //! Not every walk goes through here, and why:
-//! - `restore` (`restore/walk.rs`) keeps its own loop over the same shape: its
-//!   stack holds each directory's descriptor (a directory whose descriptor is
-//!   lost ends its listing early), it moves entries into write jobs instead
-//!   of lending them, and on an interrupt it stops descending but still
-//!   leaves every directory it is in, setting their metadata. A visitor that
-//!   can only be lent entries and cannot end a listing early would need a
-//!   clone per file and a second stack beside this one.
 //! - `dump` is a pull iterator feeding a tar writer and a read-ahead of
 //!   file content; this walk pushes. It is iterative already.
 //! - `diff` of two snapshots and `diff`/`verify` against a live directory
@@ -45,13 +55,29 @@ use crate::error::{Error, Result};
 use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Kind, Tree};
 
+/// What the walk does after [`Visit::entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on: into the entry if it is a directory with a tree, then to the
+    /// next entry.
+    Next,
+    /// Leave the directory the entry is in now: the entry is not entered,
+    /// the rest of the directory is not visited, [`Visit::leave`] is called.
+    Leave,
+    /// Visit nothing more: the entry is not entered, and every directory the
+    /// walk is in is left ([`Visit::leave`]), the deepest first. [`walk`]
+    /// then returns `Ok`.
+    Stop,
+}
+
 /// What a walk does at each step. Every method may fail; an error ends the
-/// walk and is returned by [`walk`].
+/// walk at once (no more [`Visit::leave`] calls) and is returned by [`walk`].
 pub trait Visit {
     type Error: From<Error>;
 
     /// Directory `path` (tree `id`) is reached: the root first, then each
-    /// directory entry right after [`Visit::entry`] was called with it.
+    /// directory entry right after [`Visit::entry`] was called with it and
+    /// returned [`Flow::Next`].
     /// Return its tree to go into it (its entries are visited, then
     /// [`Visit::leave`] is called), `None` to go on without it (seen before,
     /// not wanted, or damaged and recorded).
@@ -59,12 +85,20 @@ pub trait Visit {
 
     /// One entry of a directory that was entered, at `path` (the
     /// directory's path, `/`, the entry's name), in name order.
-    fn entry(&mut self, path: &[u8], e: &Entry) -> std::result::Result<(), Self::Error> {
+    ///
+    /// The entry is the walk's own copy, in the tree [`Visit::enter`]
+    /// returned: a visitor may take what it keeps (`std::mem::take` of a
+    /// field, or of the entry with its name put back) instead of cloning it.
+    /// What the walk reads afterwards is the entry's `kind` and `subtree`
+    /// (to go into a directory) and, in [`Visit::leave`], the tree handed
+    /// back with whatever the visitor left in it.
+    fn entry(&mut self, path: &[u8], e: &mut Entry) -> std::result::Result<Flow, Self::Error> {
         let _ = (path, e);
-        Ok(())
+        Ok(Flow::Next)
     }
 
-    /// Everything below directory `path` was visited: `tree` is the one
+    /// Everything below directory `path` was visited (or the walk was cut
+    /// short by [`Flow::Leave`] or [`Flow::Stop`]): `tree` is the one
     /// [`Visit::enter`] returned for it, given back.
     fn leave(
         &mut self,
@@ -100,21 +134,32 @@ pub fn walk<V: Visit>(root: TreeId, prefix: &[u8], v: &mut V) -> std::result::Re
         next: 0,
         path_len: path.len(),
     }];
+    let mut stopped = false;
     while let Some(top) = stack.last_mut() {
         path.truncate(top.path_len);
-        let Some(e) = top.tree.entries.get(top.next) else {
-            let done = stack.pop().expect("the top frame");
-            v.leave(&path, done.id, done.tree)?;
-            continue;
+        let e = match top.tree.entries.get_mut(top.next) {
+            Some(e) if !stopped => e,
+            _ => {
+                let done = stack.pop().expect("the top frame");
+                v.leave(&path, done.id, done.tree)?;
+                continue;
+            }
         };
         top.next += 1;
         path.push(b'/');
         path.extend_from_slice(&e.name);
-        v.entry(&path, e)?;
-        let sub = match (e.kind, e.subtree) {
-            (Kind::Dir, Some(sub)) => sub,
-            _ => continue,
+        let sub = match v.entry(&path, e)? {
+            Flow::Next => e.subtree.filter(|_| e.kind == Kind::Dir),
+            Flow::Leave => {
+                top.next = top.tree.entries.len();
+                continue;
+            }
+            Flow::Stop => {
+                stopped = true;
+                continue;
+            }
         };
+        let Some(sub) = sub else { continue };
         if let Some(tree) = v.enter(&path, sub)? {
             stack.push(Frame {
                 id: sub,
@@ -180,11 +225,24 @@ mod tests {
         Entry::new(name.as_bytes().to_vec(), Kind::File)
     }
 
-    /// Records the events of a walk; refuses to enter `skip`, fails on `bad`.
+    /// Records the events of a walk; refuses to enter `skip`, answers
+    /// `flows` at their paths, fails on a tree the store lacks.
     struct Log<'a> {
         store: &'a Store,
         skip: Option<TreeId>,
+        flows: Vec<(&'static str, Flow)>,
         events: Vec<String>,
+    }
+
+    impl<'a> Log<'a> {
+        fn new(store: &'a Store) -> Self {
+            Log {
+                store,
+                skip: None,
+                flows: Vec::new(),
+                events: Vec::new(),
+            }
+        }
     }
 
     impl Visit for Log<'_> {
@@ -200,9 +258,12 @@ mod tests {
             tree.map(Some)
                 .ok_or_else(|| Error::corrupt(p, "no such tree"))
         }
-        fn entry(&mut self, path: &[u8], _: &Entry) -> Result<()> {
-            self.events.push(String::from_utf8_lossy(path).into_owned());
-            Ok(())
+        fn entry(&mut self, path: &[u8], _: &mut Entry) -> Result<Flow> {
+            let p = String::from_utf8_lossy(path).into_owned();
+            let flow = self.flows.iter().find(|(at, _)| *at == p);
+            let flow = flow.map_or(Flow::Next, |(_, f)| *f);
+            self.events.push(p);
+            Ok(flow)
         }
         fn leave(&mut self, path: &[u8], id: TreeId, tree: Tree) -> Result<()> {
             assert_eq!(self.store.0.get(&id), Some(&tree), "its own tree back");
@@ -223,11 +284,7 @@ mod tests {
     #[test]
     fn name_order_parents_first_leave_after_children() {
         let (s, root, _) = sample();
-        let mut log = Log {
-            store: &s,
-            skip: None,
-            events: Vec::new(),
-        };
+        let mut log = Log::new(&s);
         walk(root, b"", &mut log).unwrap();
         let want = [
             "enter ",
@@ -254,9 +311,8 @@ mod tests {
     fn visitor_decides_descent_and_failure() {
         let (s, root, c) = sample();
         let mut log = Log {
-            store: &s,
             skip: Some(c),
-            events: Vec::new(),
+            ..Log::new(&s)
         };
         walk(root, b"/srv", &mut log).unwrap();
         assert!(log.events.contains(&"skip /srv/b/c".to_string()));
@@ -269,14 +325,120 @@ mod tests {
 
         let mut broken = Store(s.0.clone());
         broken.0.remove(&c);
-        let mut log = Log {
-            store: &broken,
-            skip: None,
-            events: Vec::new(),
-        };
+        let mut log = Log::new(&broken);
         let err = walk(root, b"", &mut log).unwrap_err();
         assert!(err.to_string().contains("/b/c"), "{err}");
         assert_eq!(log.events.last().map(String::as_str), Some("enter /b/c"));
+    }
+
+    #[test]
+    fn leave_ends_a_listing_and_stop_leaves_every_directory() {
+        let (s, root, _) = sample();
+        let mut log = Log {
+            flows: vec![("/b/c/x", Flow::Leave), ("/e", Flow::Leave)],
+            ..Log::new(&s)
+        };
+        walk(root, b"", &mut log).unwrap();
+        let want = [
+            "enter ",
+            "/a",
+            "/b",
+            "enter /b",
+            "/b/c",
+            "enter /b/c",
+            "/b/c/x",
+            "leave /b/c",
+            "/b/y",
+            "leave /b",
+            "/e",
+            "leave ",
+        ];
+        assert_eq!(log.events, want, "/e is not entered, /z not visited");
+
+        let mut log = Log {
+            flows: vec![("/b/c/x", Flow::Stop)],
+            ..Log::new(&s)
+        };
+        walk(root, b"", &mut log).unwrap();
+        let want = [
+            "enter ",
+            "/a",
+            "/b",
+            "enter /b",
+            "/b/c",
+            "enter /b/c",
+            "/b/c/x",
+            "leave /b/c",
+            "leave /b",
+            "leave ",
+        ];
+        assert_eq!(log.events, want);
+
+        let mut log = Log {
+            flows: vec![("/b", Flow::Stop)],
+            ..Log::new(&s)
+        };
+        walk(root, b"", &mut log).unwrap();
+        assert_eq!(log.events, ["enter ", "/a", "/b", "leave "], "not entered");
+    }
+
+    #[test]
+    fn a_visitor_takes_entries_and_gets_back_what_it_left() {
+        /// Takes every entry, leaving its name, kind and subtree: `kept`
+        /// holds the taken entries, `left` the trees given back.
+        struct Taker<'a> {
+            store: &'a Store,
+            kept: Vec<Entry>,
+            left: Vec<Tree>,
+        }
+        impl Visit for Taker<'_> {
+            type Error = Error;
+            fn enter(&mut self, _: &[u8], id: TreeId) -> Result<Option<Tree>> {
+                Ok(self.store.0.get(&id).cloned())
+            }
+            fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
+                let mut stub = Entry::new(e.name.clone(), e.kind);
+                stub.subtree = e.subtree;
+                self.kept.push(std::mem::replace(e, stub));
+                Ok(Flow::Next)
+            }
+            fn leave(&mut self, _: &[u8], _: TreeId, tree: Tree) -> Result<()> {
+                self.left.push(tree);
+                Ok(())
+            }
+        }
+        let (mut s, root, _) = sample();
+        let root_tree = s.0.get_mut(&root).unwrap();
+        root_tree.entries[0].mode = 0o640;
+        let mut t = Taker {
+            store: &s,
+            kept: Vec::new(),
+            left: Vec::new(),
+        };
+        walk(root, b"", &mut t).unwrap();
+        assert_eq!(t.kept.len(), 8, "every entry, subtrees entered");
+        assert_eq!(t.kept[0].mode, 0o640, "/a taken whole");
+        let root_left = t.left.last().unwrap();
+        let names: Vec<&[u8]> = root_left.entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [&b"a"[..], b"b", b"e", b"z"]);
+        assert_eq!(root_left.entries[0].mode, 0, "what was left");
+
+        // A directory entry taken whole (no subtree left) is not entered.
+        struct Emptier(Store, Vec<String>);
+        impl Visit for Emptier {
+            type Error = Error;
+            fn enter(&mut self, p: &[u8], id: TreeId) -> Result<Option<Tree>> {
+                self.1.push(format!("enter {}", String::from_utf8_lossy(p)));
+                Ok(self.0 .0.get(&id).cloned())
+            }
+            fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
+                *e = Entry::new(std::mem::take(&mut e.name), e.kind);
+                Ok(Flow::Next)
+            }
+        }
+        let mut v = Emptier(s, Vec::new());
+        walk(root, b"", &mut v).unwrap();
+        assert_eq!(v.1, ["enter "]);
     }
 
     #[test]

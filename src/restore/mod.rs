@@ -248,7 +248,7 @@ pub fn restore(
         drop(rx);
         let dup = target.as_ref().map(|fd| dirs::dup(fd.as_raw_fd()));
         match dup.transpose() {
-            Ok(fd) => walk::Walker::run(&r, entry, snap_path, root, fd, tx),
+            Ok(fd) => walk::run(&r, entry, snap_path, root, fd, tx),
             Err(e) => r.warn(Error::io(&opts.target, e)),
         }
     });

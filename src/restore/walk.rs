@@ -1,12 +1,31 @@
-//! The walk: trees in, entries made, one directory at a time over a
-//! [`Stack`] (a loop, not recursion), in tree order.
+//! The restore's visit of the snapshot's trees: entries made as the tree
+//! walker ([`crate::repo::walk`]) reaches them, in tree order.
 //!
-//! Entering a directory makes (or, overwriting, reuses) it and reads its
-//! tree; leaving it removes what `--delete` removes, then sets its metadata
-//! through its own descriptor. A directory entered only to look for included
-//! entries is made (and reported, counted, given its metadata) once
-//! something is to be restored in it; until then it is absent, and what the
-//! target has in its place stays.
+//! The walker holds the trees, in name order; this visitor holds, in a
+//! [`Stack`] of its own (pushed in [`Visit::enter`], popped in
+//! [`Visit::leave`]), each directory's descriptor, its [`DirNode`] and what
+//! was done to it, for the directories the walk is in.
+//!
+//! - An entry ([`Visit::entry`]) is picked by the filters and made in the
+//!   top directory; a regular file is created empty and its entry taken
+//!   (not cloned) into a write job for the pool. A directory is made (or,
+//!   overwriting, reused) there, its entry taken into its level; the walker
+//!   then enters it and this visitor reads its tree. A tree that does not
+//!   load is a warning: the directory is still made and gets its metadata,
+//!   but `--delete` removes nothing in it.
+//! - Leaving a directory removes what `--delete` removes (the names in the
+//!   tree the walker gives back), then sets its metadata through its own
+//!   descriptor.
+//! - A directory entered only to look for included entries is made (and
+//!   reported, counted, given its metadata) once something is to be
+//!   restored in it; until then it is absent, and what the target has in its
+//!   place stays.
+//! - A directory whose descriptor is lost ([`DirFd::Lost`]) has the rest of
+//!   its listing skipped ([`Flow::Leave`]); the error is reported when it is
+//!   left.
+//! - On an interrupt, no more entries are made ([`Flow::Stop`]), but the
+//!   walker still leaves every directory the walk is in, the deepest first:
+//!   each gets its metadata, and `--delete` removes nothing more.
 
 use super::dirs::{identity, DirFd, DirNode, Id, Stack};
 use super::links::{First, Group};
@@ -15,8 +34,10 @@ use super::select::Pick;
 use super::write::Job;
 use super::{with_path, Action, Restorer};
 use crate::error::{Error, Result};
-use crate::format::tree::{Entry, Kind};
+use crate::format::id::TreeId;
+use crate::format::tree::{Entry, Kind, Tree};
 use crate::meta::{self, cstr, Handle};
+use crate::repo::walk::{walk, Flow, Visit};
 use crossbeam_channel::Sender;
 use std::ffi::{CStr, OsStr};
 use std::io;
@@ -26,14 +47,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-/// The walk's state for one directory.
+/// The visit's state for one directory.
 struct Level {
     /// The directory's own entry (`None` for the target).
     entry: Option<Entry>,
-    /// Its children, in name order; each is taken when restored, leaving
-    /// its name for `--delete`.
-    children: Vec<Entry>,
-    next: usize,
     /// Included, or inside an included directory (or no includes given).
     matched: bool,
     /// Something was restored in it.
@@ -47,7 +64,73 @@ struct Level {
     complete: bool,
 }
 
-pub struct Walker<'a, 'r> {
+/// A directory [`Visit::entry`] made (or found, or left absent until
+/// needed), for [`Visit::enter`] to go into.
+struct Made {
+    node: Arc<DirNode>,
+    fd: Option<OwnedFd>,
+    /// Where it is in the target.
+    path: PathBuf,
+    level: Level,
+}
+
+/// Restore `entry` into the target (`fd`, whose node is `root`; `None` in a
+/// dry run of a target that does not exist), sending files to the pool
+/// through `tx`: a directory's entries go into the target, anything else
+/// becomes `target/<name>`.
+pub fn run(
+    r: &Restorer<'_>,
+    entry: &Entry,
+    snap_path: &Path,
+    root: Arc<DirNode>,
+    fd: Option<OwnedFd>,
+    tx: Sender<Job>,
+) {
+    let is_dir = entry.kind == Kind::Dir;
+    let snap = match is_dir {
+        true => snap_path,
+        false => snap_path.parent().unwrap_or(Path::new("/")),
+    };
+    let level = Level {
+        entry: None,
+        // A single entry asked for by path is restored whatever the includes.
+        matched: !is_dir,
+        any: false,
+        change: None,
+        reported: true,
+        complete: is_dir,
+    };
+    let mut v = Restore {
+        r,
+        stack: Stack::new(root, fd, level),
+        path: r.opts.target.clone(),
+        snap: snap.to_path_buf(),
+        tx,
+        dry: r.opts.dry_run,
+        stopping: false,
+        root_entered: false,
+        made: None,
+    };
+    match (is_dir, entry.subtree) {
+        (true, Some(id)) => {
+            if let Err(e) = walk(id, b"", &mut v) {
+                r.warn(e);
+            }
+        }
+        // A directory stored without a tree: nothing in it to restore.
+        (true, None) => v.close(&[]),
+        (false, _) => {
+            let mut e = entry.clone();
+            if v.flow() == Flow::Next {
+                v.child(&mut e);
+            }
+            v.close(&[]);
+        }
+    }
+}
+
+/// The restore's [`Visit`]: see the module docs.
+struct Restore<'a, 'r> {
     r: &'a Restorer<'r>,
     stack: Stack<Level>,
     /// Where the top directory is in the target, and in the snapshot.
@@ -55,80 +138,90 @@ pub struct Walker<'a, 'r> {
     snap: PathBuf,
     tx: Sender<Job>,
     dry: bool,
+    /// A stop was requested: nothing more is made or deleted.
     stopping: bool,
+    /// The target (the root of the walk, on the stack from the start) was
+    /// given its tree.
+    root_entered: bool,
+    /// The directory the last entry made, if it is to be entered.
+    made: Option<Made>,
 }
 
-impl<'a, 'r> Walker<'a, 'r> {
-    /// Restore `entry` into the target (`fd`, whose node is `root`; `None`
-    /// in a dry run of a target that does not exist), sending files to the
-    /// pool through `tx`.
-    pub fn run(
-        r: &'a Restorer<'r>,
-        entry: &Entry,
-        snap_path: &Path,
-        root: Arc<DirNode>,
-        fd: Option<OwnedFd>,
-        tx: Sender<Job>,
-    ) {
-        let target = r.opts.target.clone();
-        let (children, complete, snap) = if entry.kind == Kind::Dir {
-            let (children, complete) = r.children(entry, &target);
-            (children, complete, snap_path.to_path_buf())
-        } else {
-            let dir = snap_path.parent().unwrap_or(Path::new("/"));
-            (vec![entry.clone()], false, dir.to_path_buf())
+impl Visit for Restore<'_, '_> {
+    type Error = Error;
+
+    fn enter(&mut self, _: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        let matched = match self.made.take() {
+            Some(made) => Some(self.push(made)),
+            None if !self.root_entered => None,
+            None => return Ok(None),
         };
-        let level = Level {
-            entry: None,
-            children,
-            next: 0,
-            // A single entry asked for by path is restored whatever the includes.
-            matched: entry.kind != Kind::Dir,
-            any: false,
-            change: None,
-            reported: true,
-            complete,
+        self.root_entered = true;
+        let tree = match self.r.repo.load_tree(&id) {
+            Ok(t) => t,
+            Err(err) => {
+                self.r.warn(with_path(err, &self.path));
+                self.stack.top_mut().data.complete = false;
+                Tree::default()
+            }
         };
-        let mut w = Walker {
-            r,
-            stack: Stack::new(root, fd, level),
-            path: target,
-            snap,
-            tx,
-            dry: r.opts.dry_run,
-            stopping: false,
-        };
-        w.walk();
+        if matched == Some(true) {
+            self.restored();
+        }
+        Ok(Some(tree))
     }
 
-    fn walk(&mut self) {
-        loop {
-            if !self.stopping && crate::interrupt::requested() {
-                self.stopping = true;
-                self.r.interrupted.store(true, Relaxed);
-            }
-            let top = self.stack.top_mut();
-            let lost = matches!(top.fd, DirFd::Lost(_));
-            let d = &mut top.data;
-            if !self.stopping && !lost && d.next < d.children.len() {
-                let i = d.next;
-                d.next += 1;
-                let stub = Entry::new(d.children[i].name.clone(), d.children[i].kind);
-                let child = std::mem::replace(&mut d.children[i], stub);
-                self.child(child);
-            } else if self.stack.len() > 1 {
-                self.leave();
-            } else {
-                if !self.stopping {
-                    self.delete_extras();
+    fn entry(&mut self, _: &[u8], e: &mut Entry) -> Result<Flow> {
+        let flow = self.flow();
+        if flow != Flow::Next {
+            return Ok(flow);
+        }
+        self.child(e);
+        if e.kind == Kind::Dir && e.subtree.is_none() {
+            // A directory stored without a tree (too large to store at
+            // backup) is made and left empty: the walker does not enter it.
+            if let Some(made) = self.made.take() {
+                if self.push(made) {
+                    self.restored();
                 }
-                return;
+                self.close(&[]);
             }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn leave(&mut self, _: &[u8], _: TreeId, tree: Tree) -> Result<()> {
+        self.close(&tree.entries);
+        Ok(())
+    }
+}
+
+impl<'a, 'r> Restore<'a, 'r> {
+    /// Whether the walk goes on to the next entry of the top directory:
+    /// not after a stop was requested, nor in a directory whose descriptor
+    /// was lost.
+    fn flow(&mut self) -> Flow {
+        if self.stop_requested() {
+            Flow::Stop
+        } else if matches!(self.stack.top().fd, DirFd::Lost(_)) {
+            Flow::Leave
+        } else {
+            Flow::Next
         }
     }
 
-    /// Restore one entry of the top directory, if picked.
-    fn child(&mut self, e: Entry) {
+    /// Notice a requested stop (once: the restore then reports it).
+    fn stop_requested(&mut self) -> bool {
+        if !self.stopping && crate::interrupt::requested() {
+            self.stopping = true;
+            self.r.interrupted.store(true, Relaxed);
+        }
+        self.stopping
+    }
+
+    /// Restore one entry of the top directory, if picked: a directory is
+    /// made and left in [`Restore::made`] to be entered.
+    fn child(&mut self, e: &mut Entry) {
         let pick = self
             .r
             .filter
@@ -138,15 +231,15 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
         let path = self.path.join(OsStr::from_bytes(&e.name));
         if e.kind == Kind::Dir && pick == Pick::Maybe {
-            return self.enter(e, false, path);
+            return self.make(e, false, path);
         }
         if let Err(err) = self.materialize() {
             return self.r.warn(err);
         }
         if e.kind == Kind::Dir {
-            return self.enter(e, true, path);
+            return self.make(e, true, path);
         }
-        match self.leaf(&e, &path) {
+        match self.leaf(e, &path) {
             Ok(action) => {
                 self.restored();
                 self.r.change(action, &path, e.kind);
@@ -178,44 +271,67 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.stack.top_mut().data.any = true;
     }
 
-    /// Make (or reuse) directory `e` and go into it.
-    fn enter(&mut self, e: Entry, matched: bool, path: PathBuf) {
+    /// Make (or reuse, or find) directory `e` (`matched`: included, not only
+    /// looked into), and keep it to be entered, its entry taken.
+    fn make(&mut self, e: &mut Entry, matched: bool, path: PathBuf) {
         let made = match (self.dry, matched, self.stack.top().raw()) {
-            (true, _, _) => self.dry_dir(&e, &path),
+            (true, _, _) => self.dry_dir(e, &path),
             (false, true, Some(dir)) => {
                 let node = self.stack.top().node.clone();
-                self.make_dir(dir, &node, &e, &path)
+                self.make_dir(dir, &node, e, &path)
             }
             (false, true, None) => Err(Error::io(&path, lost())),
-            (false, false, _) => self.find_dir(&e, &path),
+            (false, false, _) => self.find_dir(e, &path),
         };
         let (fd, id, change) = match made {
             Ok(m) => m,
             Err(err) => return self.r.warn(err),
         };
-        let (children, complete) = self.r.children(&e, &path);
         let node = self.stack.top().node.child(&e.name, id);
-        self.snap.push(OsStr::from_bytes(&e.name));
-        self.path = path;
         let level = Level {
-            entry: Some(e),
-            children,
-            next: 0,
+            entry: Some(take(e)),
             matched,
             any: false,
             change,
             reported: false,
-            complete,
+            complete: true,
         };
-        self.stack.push(node, fd, level);
-        if matched {
-            self.restored();
-        }
+        self.made = Some(Made {
+            node,
+            fd,
+            path,
+            level,
+        });
     }
 
-    /// Done with the top directory: remove what the snapshot does not have,
-    /// set its metadata, and go back up.
-    fn leave(&mut self) {
+    /// Go into a directory [`Restore::make`] made. Returns whether it is
+    /// included (and so to be reported once its tree is read).
+    fn push(&mut self, made: Made) -> bool {
+        let Made {
+            node,
+            fd,
+            path,
+            level,
+        } = made;
+        let name = node.name();
+        self.snap.push(OsStr::from_bytes(name));
+        self.path = path;
+        let matched = level.matched;
+        self.stack.push(node, fd, level);
+        matched
+    }
+
+    /// Done with the top directory (`children`: the names in its tree):
+    /// remove what the snapshot does not have, set its metadata, and go
+    /// back up. The target, the root of the walk, is only cleared.
+    fn close(&mut self, children: &[Entry]) {
+        self.stop_requested();
+        if self.stack.len() == 1 {
+            if !self.stopping {
+                self.delete_extras(children);
+            }
+            return;
+        }
         let top = self.stack.top_mut();
         if let DirFd::Lost(err) = &mut top.fd {
             if let Some(e) = err.take() {
@@ -225,7 +341,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
         let lost = matches!(top.fd, DirFd::Lost(_));
         if !lost && !self.stopping {
-            self.delete_extras();
+            self.delete_extras(children);
         }
         let top = self.stack.top();
         let keep = !lost && (top.data.any || top.data.matched);
@@ -251,9 +367,9 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.snap.pop();
     }
 
-    /// With `delete`: remove from the top directory what its tree does not
-    /// have and the filters pick.
-    fn delete_extras(&mut self) {
+    /// With `delete`: remove from the top directory what its tree
+    /// (`children`, in name order) does not have and the filters pick.
+    fn delete_extras(&mut self, children: &[Entry]) {
         let top = self.stack.top();
         let Some(dir) = top.raw() else { return };
         if !self.r.opts.delete || !top.data.complete {
@@ -264,7 +380,6 @@ impl<'a, 'r> Walker<'a, 'r> {
             Err(e) => return self.r.warn(Error::io(&self.path, e)),
         };
         let (node, matched) = (top.node.clone(), top.data.matched);
-        let children = &top.data.children;
         let r = self.r;
         let mut removed = |p: &Path, k: Kind| r.change(Action::Delete, p, k);
         let warn = |e: Error| r.warn(e);
@@ -363,7 +478,7 @@ impl<'a, 'r> Walker<'a, 'r> {
 
     /// Directory `e`, entered only to look for included entries: an
     /// existing directory is opened; anything else waits (absent) until
-    /// something is found to restore in it ([`Walker::materialize`]).
+    /// something is found to restore in it ([`Restore::materialize`]).
     fn find_dir(&self, e: &Entry, path: &Path) -> Result<(Option<OwnedFd>, Id, Option<Action>)> {
         let io_err = |err| Error::io(path, err);
         let Some(dir) = self.stack.top().raw() else {
@@ -446,7 +561,7 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     /// Restore a non-directory into the top directory.
-    fn leaf(&mut self, e: &Entry, path: &Path) -> Result<Action> {
+    fn leaf(&mut self, e: &mut Entry, path: &Path) -> Result<Action> {
         let io_err = |err| Error::io(path, err);
         let top = self.stack.top();
         let node = top.node.clone();
@@ -503,7 +618,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         &self,
         dir: RawFd,
         node: Arc<DirNode>,
-        e: &Entry,
+        e: &mut Entry,
         name: &CStr,
         path: &Path,
     ) -> Result<()> {
@@ -527,7 +642,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         let job = Job {
             fd,
             dir: node,
-            entry: e.clone(),
+            entry: take(e),
             path: path.to_path_buf(),
             first_link,
         };
@@ -612,26 +727,19 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 }
 
+/// Take `e`, leaving its name (for `--delete`), kind and subtree (for the
+/// walker to go into a directory).
+fn take(e: &mut Entry) -> Entry {
+    let mut stub = Entry::new(e.name.clone(), e.kind);
+    stub.subtree = e.subtree;
+    std::mem::replace(e, stub)
+}
+
 fn lost() -> io::Error {
     io::Error::other("its directory could not be opened again")
 }
 
 impl Restorer<'_> {
-    /// The children of directory entry `e` (at `path`, for messages), and
-    /// whether they could be read.
-    fn children(&self, e: &Entry, path: &Path) -> (Vec<Entry>, bool) {
-        let Some(sub) = e.subtree else {
-            return (Vec::new(), true);
-        };
-        match self.repo.load_tree(&sub) {
-            Ok(t) => (t.entries, true),
-            Err(err) => {
-                self.warn(with_path(err, path));
-                (Vec::new(), false)
-            }
-        }
-    }
-
     /// Count `e` as a dry run's restore would.
     fn count_dry(&self, e: &Entry) {
         if e.kind == Kind::File {

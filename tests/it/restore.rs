@@ -10,8 +10,12 @@ mod delete;
 mod interrupt;
 // Every type that can be hard-linked comes back linked.
 mod links;
+// A directory moved away while restore is below it: the rest of it is lost, once.
+mod lost;
 // Names in the target swapped for symlinks, before and during a restore.
 mod race;
+// A directory stored without its tree comes back empty, with its metadata.
+mod treeless;
 
 use crate::common::TempRepo;
 use std::ffi::OsStr;
