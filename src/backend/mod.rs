@@ -196,13 +196,6 @@ pub trait Backend: Send + Sync {
     fn settle(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
-
-    /// A hint, not a request: bytes `offset..offset + len` of object `name`
-    /// will be read soon (a restore announces the frames its queued files
-    /// need, in the order it will need them). Storage that is waited for
-    /// per request may download them ahead (see `readahead`); local
-    /// storage reads them where they lie and ignores the hint.
-    fn will_read(&self, _t: FileType, _name: &str, _offset: u64, _len: u64) {}
 }
 
 /// The settle time of remote storage: `REWIND_LOCK_SETTLE` milliseconds,

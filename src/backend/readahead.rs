@@ -24,13 +24,6 @@
 //! it itself. Objects are write-once, so a kept window never goes stale.
 //! Everything but small pack range reads passes straight through, and so do
 //! all reads of a local backend (never wrapped).
-//!
-//! A reader that knows what it will read next announces it
-//! ([`Backend::will_read`]): a restore's writer announces the next 8 MiB of
-//! its file's frames as it goes. Announced windows not kept are fetched at
-//! once, and from the first announcement on [`KEPT_ANNOUNCED`] windows are
-//! kept (each window is then downloaded once in a whole restore of the
-//! benchmark corpus, where [`KEPT`] downloaded a fifth of them again).
 
 use super::{Backend, FileType, ObjectInfo};
 use crate::error::{Error, Result};
@@ -41,11 +34,6 @@ use std::sync::{Arc, Mutex};
 pub const WINDOW: u64 = 2 << 20;
 /// Windows kept in memory, at most (64 MiB).
 pub const KEPT: usize = 32;
-/// Windows kept in memory once reads are announced (256 MiB): a restore's
-/// writers read many files at once, at their own pace, so a window of a
-/// pack the backup filled from several files at once is read again long
-/// after its first read (seen: after 30 to 180 other windows).
-pub const KEPT_ANNOUNCED: usize = 128;
 /// Windows fetched ahead of a reader going forward through a pack.
 pub const AHEAD: usize = 4;
 
@@ -53,21 +41,15 @@ pub const AHEAD: usize = 4;
 /// a failed download).
 type Slot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
 
-/// Bytes `start..end` of pack `name`, `end` clipped at the pack's size
-/// once that is known.
+/// Bytes `start..end` of pack `name` (window `start / WINDOW`; the last
+/// one ends at the pack's end).
 struct Window {
     name: String,
     start: u64,
     end: u64,
-    /// The pack's size, `u64::MAX` until known (an announced window: its
-    /// download asks first).
-    pack_size: u64,
     slot: Slot,
     /// Fetched ahead of its first reader.
     ahead: bool,
-    /// Announced: its reader announces what it reads next (no guessing
-    /// ahead when it is read).
-    announced: bool,
 }
 
 impl Window {
@@ -77,10 +59,8 @@ impl Window {
             name: name.to_string(),
             start,
             end: pack_size.min(start.saturating_add(WINDOW)),
-            pack_size,
             slot: Slot::default(),
             ahead,
-            announced: false,
         }
     }
 
@@ -95,20 +75,10 @@ impl Window {
 }
 
 /// The kept windows.
+#[derive(Default)]
 struct State {
     /// Least recently used first.
     windows: VecDeque<Window>,
-    /// [`KEPT`], or [`KEPT_ANNOUNCED`] after the first announcement.
-    kept: usize,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            windows: VecDeque::new(),
-            kept: KEPT,
-        }
-    }
 }
 
 impl State {
@@ -120,10 +90,10 @@ impl State {
     }
 
     /// Enter `w` as the most recently used window, dropping the least
-    /// recently used ones beyond the number kept.
+    /// recently used ones beyond [`KEPT`].
     fn push(&mut self, w: Window) {
         self.windows.push_back(w);
-        while self.windows.len() > self.kept {
+        while self.windows.len() > KEPT {
             self.windows.pop_front();
         }
     }
@@ -135,11 +105,7 @@ impl State {
         let (window, ahead) = match self.find(name, k) {
             Some(pos) => {
                 let mut window = self.windows.remove(pos).expect("position is in range");
-                let ahead = if window.ahead && !window.announced {
-                    AHEAD
-                } else {
-                    0
-                };
+                let ahead = if window.ahead { AHEAD } else { 0 };
                 window.ahead = false;
                 (window, ahead)
             }
@@ -151,8 +117,7 @@ impl State {
         };
         let mut fetch = Vec::new();
         let out = window.handle();
-        self.windows.push_back(window);
-        let size = size.min(out.pack_size);
+        self.push(window);
         for j in k + 1..=k + ahead as u64 {
             if j.saturating_mul(WINDOW) >= size {
                 break;
@@ -199,33 +164,13 @@ fn pack_size(inner: &dyn Backend, sizes: &Sizes, name: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// The bytes of window `w`, downloaded once (an announced window asks for
-/// its pack's size first, and clips its end).
-fn fill(
-    inner: &dyn Backend,
-    state: &Mutex<State>,
-    sizes: &Sizes,
-    w: &Window,
-) -> Result<Arc<Vec<u8>>> {
+/// The bytes of window `w`, downloaded once.
+fn fill(inner: &dyn Backend, w: &Window) -> Result<Arc<Vec<u8>>> {
     let mut held = w.slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(bytes) = held.as_ref() {
         return Ok(bytes.clone());
     }
-    let mut end = w.end;
-    if w.pack_size == u64::MAX {
-        let size = pack_size(inner, sizes, &w.name)?;
-        end = end.min(size);
-        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(x) = st
-            .windows
-            .iter_mut()
-            .find(|x| Arc::ptr_eq(&x.slot, &w.slot))
-        {
-            x.end = end;
-            x.pack_size = size;
-        }
-    }
-    let len = end.saturating_sub(w.start) as usize;
+    let len = w.end.saturating_sub(w.start) as usize;
     let bytes = Arc::new(inner.get_range(FileType::Pack, &w.name, w.start, len)?);
     *held = Some(bytes.clone());
     Ok(bytes)
@@ -258,12 +203,11 @@ impl ReadAhead {
     fn fetch_ahead(&self, windows: Vec<Window>) {
         for x in windows {
             let (inner, pending) = (self.inner.clone(), self.pending.clone());
-            let (state, sizes) = (self.state.clone(), self.sizes.clone());
             *pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let spawned = std::thread::Builder::new()
                 .name("read-ahead".into())
                 .spawn(move || {
-                    let _ = fill(&*inner, &state, &sizes, &x);
+                    let _ = fill(&*inner, &x);
                     let mut n = pending.0.lock().unwrap_or_else(|e| e.into_inner());
                     *n -= 1;
                     pending.1.notify_all();
@@ -335,34 +279,12 @@ impl Backend for ReadAhead {
         }
         let (w, ahead) = self.state().slot(name, k, size);
         self.fetch_ahead(ahead);
-        let bytes = fill(&*self.inner, &self.state, &self.sizes, &w)?;
+        let bytes = fill(&*self.inner, &w)?;
         let from = (offset - w.start) as usize;
         bytes
             .get(from..from + len)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| Self::short(name, end))
-    }
-
-    fn will_read(&self, t: FileType, name: &str, offset: u64, len: u64) {
-        if t != FileType::Pack || len == 0 || len >= WINDOW {
-            return;
-        }
-        let last = offset.saturating_add(len - 1) / WINDOW;
-        let fetch = {
-            let mut st = self.state();
-            st.kept = KEPT_ANNOUNCED;
-            let mut fetch = Vec::new();
-            for k in offset / WINDOW..=last {
-                if st.find(name, k).is_none() {
-                    let mut w = Window::new(name, k, u64::MAX, true);
-                    w.announced = true;
-                    fetch.push(w.handle());
-                    st.push(w);
-                }
-            }
-            fetch
-        };
-        self.fetch_ahead(fetch);
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
@@ -516,41 +438,5 @@ mod tests {
         ra.quiesce();
         let s = counter.snapshot();
         assert_eq!(s.requests(), 2 + 3, "each window once: {}", s.summary());
-    }
-
-    /// Announced reads are downloaded before they are read, each window
-    /// once, and their reads then make no request.
-    #[test]
-    fn announced_reads_are_fetched_ahead() {
-        let (counter, ra, name, data) = fixture(4, 5 * WINDOW + 999, 1, 241);
-        let frames = [
-            (10u64, 70_000u64),
-            (3 * WINDOW - 10, 30),
-            (5 * WINDOW + 10, 989),
-        ];
-        for (off, len) in frames {
-            ra.will_read(FileType::Pack, &name, off, len);
-        }
-        ra.will_read(FileType::Pack, &name, 20, 40); // in an announced window
-        ra.quiesce();
-        let s = counter.snapshot();
-        // The put, one stat, windows 0, 2, 3 and 5 (clipped at the end).
-        assert_eq!(s.requests(), 1 + 1 + 4, "{}", s.summary());
-        for (off, len) in frames {
-            let got = ra
-                .get_range(FileType::Pack, &name, off, len as usize)
-                .unwrap();
-            assert_eq!(got, &data[off as usize..(off + len) as usize]);
-        }
-        ra.quiesce();
-        assert_eq!(
-            counter.snapshot().requests(),
-            6,
-            "{}",
-            counter.snapshot().summary()
-        );
-        // Local storage ignores announcements.
-        let mem = MemoryBackend::new();
-        mem.will_read(FileType::Pack, &name, 0, 10);
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobKind, Frame, PackEntry};
-use crate::format::tree::{Extent, Tree};
+use crate::format::tree::Tree;
 use std::sync::Arc;
 
 const MISSING_PACK: &str = "pack file is missing";
@@ -62,35 +62,6 @@ impl Repository {
     /// The plaintext of data blob `id`, which a tree says is `len` bytes.
     pub fn read_data(&self, id: &BlobId, len: u32) -> Result<Vec<u8>> {
         self.read_blob(id, Some(len))
-    }
-
-    /// Announce that the data of `extents` will be read soon, in this order:
-    /// remote storage then downloads the frames that hold it ahead of the
-    /// reads (see [`Backend::will_read`]). Nothing for a local repository; a
-    /// blob in no index is left to its read to report.
-    ///
-    /// [`Backend::will_read`]: crate::backend::Backend::will_read
-    pub fn will_read(&self, extents: &[Extent]) {
-        if self.backend.is_local() {
-            return;
-        }
-        let mut last = None;
-        for ext in extents {
-            if let Extent::Data { id, .. } = ext {
-                if let Ok(Some(loc)) = self.lookup(id) {
-                    let at = (loc.pack, loc.frame.offset);
-                    if last != Some(at) {
-                        self.backend.will_read(
-                            FileType::Pack,
-                            &loc.pack.to_hex(),
-                            loc.frame.offset as u64,
-                            loc.frame.stored_len as u64,
-                        );
-                        last = Some(at);
-                    }
-                }
-            }
-        }
     }
 
     /// The plaintext of blob `id` at `loc`, checked against its id.

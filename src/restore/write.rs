@@ -85,25 +85,11 @@ impl Restorer<'_> {
         let mut offset = 0u64;
         let mut written = 0u64;
         let failed = |e| Stop::Failed(Error::io(&job.path, e));
-        let extents = &job.entry.extents;
-        // Extents up to here are announced to the repository (remote
-        // storage downloads them ahead); `ahead` bytes of data past the one
-        // being read.
-        let (mut announced, mut ahead) = (0, 0u64);
-        for (i, ext) in extents.iter().enumerate() {
+        for ext in &job.entry.extents {
             if crate::interrupt::requested() {
                 return Err(Stop::Interrupted);
             }
-            let from = announced.max(i);
-            while announced < extents.len() && (announced <= i || ahead < ANNOUNCE_AHEAD) {
-                if let Extent::Data { len, .. } = extents[announced] {
-                    ahead += len as u64;
-                }
-                announced += 1;
-            }
-            self.repo.will_read(&extents[from..announced]);
             if let Extent::Data { id, len } = ext {
-                ahead = ahead.saturating_sub(*len as u64);
                 let data = self.repo.read_data(id, *len).map_err(Stop::Failed)?;
                 write_all_at(fd, &data, offset).map_err(failed)?;
                 written += data.len() as u64;
@@ -175,11 +161,6 @@ fn unlink_keeping_times(d: RawFd, name: &std::ffi::CStr) {
     ];
     unsafe { libc::futimens(d, ts.as_ptr()) };
 }
-
-/// Bytes of a file's data announced to the repository ahead of the one
-/// being read (see [`crate::repo::Repository::will_read`]): enough for a
-/// remote repository's downloads to keep ahead of decoding and writing.
-const ANNOUNCE_AHEAD: u64 = 8 << 20;
 
 fn write_all_at(fd: RawFd, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
