@@ -281,29 +281,30 @@ mod tests {
         (s, root, c)
     }
 
+    /// The events of a walk of the sample down to `/b/c/x` and out of `/b/c`.
+    const DOWN_TO_X: [&str; 8] = [
+        "enter ",
+        "/a",
+        "/b",
+        "enter /b",
+        "/b/c",
+        "enter /b/c",
+        "/b/c/x",
+        "leave /b/c",
+    ];
+
     #[test]
     fn name_order_parents_first_leave_after_children() {
         let (s, root, _) = sample();
         let mut log = Log::new(&s);
         walk(root, b"", &mut log).unwrap();
         let want = [
-            "enter ",
-            "/a",
-            "/b",
-            "enter /b",
-            "/b/c",
-            "enter /b/c",
-            "/b/c/x",
-            "leave /b/c",
-            "/b/y",
-            "leave /b",
-            "/e",
-            "enter /e",
-            "/e/x",
-            "leave /e",
-            "/z",
-            "leave ",
-        ];
+            &DOWN_TO_X[..],
+            &[
+                "/b/y", "leave /b", "/e", "enter /e", "/e/x", "leave /e", "/z", "leave ",
+            ],
+        ]
+        .concat();
         assert_eq!(log.events, want);
     }
 
@@ -339,20 +340,7 @@ mod tests {
             ..Log::new(&s)
         };
         walk(root, b"", &mut log).unwrap();
-        let want = [
-            "enter ",
-            "/a",
-            "/b",
-            "enter /b",
-            "/b/c",
-            "enter /b/c",
-            "/b/c/x",
-            "leave /b/c",
-            "/b/y",
-            "leave /b",
-            "/e",
-            "leave ",
-        ];
+        let want = [&DOWN_TO_X[..], &["/b/y", "leave /b", "/e", "leave "]].concat();
         assert_eq!(log.events, want, "/e is not entered, /z not visited");
 
         let mut log = Log {
@@ -360,18 +348,7 @@ mod tests {
             ..Log::new(&s)
         };
         walk(root, b"", &mut log).unwrap();
-        let want = [
-            "enter ",
-            "/a",
-            "/b",
-            "enter /b",
-            "/b/c",
-            "enter /b/c",
-            "/b/c/x",
-            "leave /b/c",
-            "leave /b",
-            "leave ",
-        ];
+        let want = [&DOWN_TO_X[..], &["leave /b", "leave "]].concat();
         assert_eq!(log.events, want);
 
         let mut log = Log {

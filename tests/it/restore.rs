@@ -22,16 +22,31 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Output;
 
-/// Run `rewind restore SPEC --target TARGET EXTRA…`.
-fn restore(t: &TempRepo, spec: &str, target: &Path, extra: &[&str]) -> Output {
+/// `restore SPEC --target TARGET EXTRA…`.
+fn restore_args<'a>(spec: &'a str, target: &'a Path, extra: &[&'a str]) -> Vec<&'a OsStr> {
     let mut args = vec![
         OsStr::new("restore"),
         OsStr::new(spec),
         OsStr::new("--target"),
         target.as_os_str(),
     ];
-    args.extend(extra.iter().map(OsStr::new));
-    t.rewind(args)
+    args.extend(extra.iter().map(|e| OsStr::new(*e)));
+    args
+}
+
+/// Run `rewind restore SPEC --target TARGET EXTRA…`.
+fn restore(t: &TempRepo, spec: &str, target: &Path, extra: &[&str]) -> Output {
+    t.rewind(restore_args(spec, target, extra))
+}
+
+/// Start `rewind restore SPEC --target TARGET EXTRA…`, its stderr piped
+/// (stdout dropped).
+fn spawn_restore(t: &TempRepo, spec: &str, target: &Path, extra: &[&str]) -> std::process::Child {
+    t.cmd(restore_args(spec, target, extra))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// `latest:SRC`.

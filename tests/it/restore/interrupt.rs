@@ -2,7 +2,7 @@
 //! fully written is removed (none is left looking complete), the
 //! directories it was in get their metadata, and it says it was interrupted.
 
-use super::{restore, spec};
+use super::{restore, spawn_restore, spec};
 use crate::common::{compare, stderr, tree, TempRepo};
 use std::fs;
 use std::path::Path;
@@ -53,19 +53,7 @@ fn a_signal_stops_restore_with_no_half_written_file_left() {
         .enumerate()
     {
         let target = t.join(format!("out{round}"));
-        let child = t
-            .cmd([
-                "restore".as_ref(),
-                spec(&src).as_ref(),
-                "--target".as_ref(),
-                target.as_os_str(),
-                "--threads".as_ref(),
-                "2".as_ref(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_restore(&t, &spec(&src), &target, &["--threads", "2"]);
         let pid = child.id() as i32;
         // Stop it as soon as it has begun, so that the signal is waiting
         // when it goes on: it cannot have finished by then.

@@ -3,7 +3,7 @@
 //! so the rest of it is skipped with one error naming it, and nothing is
 //! written anywhere else.
 
-use super::spec;
+use super::{spawn_restore, spec};
 use crate::common::{stderr, tree, TempRepo};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,17 +42,7 @@ fn a_directory_moved_away_loses_the_rest_of_it_with_one_error() {
     let mut caught = 0;
     for round in 0..10 {
         let target = t.join(format!("out{round}"));
-        let child = t
-            .cmd([
-                "restore".as_ref(),
-                spec(&src).as_ref(),
-                "--target".as_ref(),
-                target.as_os_str(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_restore(&t, &spec(&src), &target, &[]);
         let pid = child.id() as i32;
         let start = Instant::now();
         while !target.join(&bottom).join("f0000").exists() {

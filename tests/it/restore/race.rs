@@ -3,7 +3,7 @@
 //! metadata only through descriptors it opened itself, so nothing outside
 //! the target ever changes, whatever the timing.
 
-use super::{restore, spec};
+use super::{restore, spawn_restore, spec};
 use crate::common::{compare, stderr, tree, TempRepo};
 use std::ffi::CString;
 use std::fs;
@@ -127,17 +127,7 @@ fn metadata_never_lands_outside_a_target_swapped_under_restore() {
         let name = format!("target{round}");
         let target = t.join(&name);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut child = t
-            .cmd([
-                "restore".as_ref(),
-                spec(&src).as_ref(),
-                "--target".as_ref(),
-                target.as_os_str(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_restore(&t, &spec(&src), &target, &[]);
         // Once restore has made the target and is at work in it.
         let started = loop {
             if fs::read_dir(&target).is_ok_and(|mut d| d.next().is_some()) {
