@@ -1,11 +1,13 @@
 //! The local cache: decoded index files (and, for remote repositories, tree
-//! packs), so that lookups search a memory map and a second backup from the
-//! same host downloads only what changed.
+//! packs and snapshot manifests), so that lookups search a memory map and a
+//! second backup from the same host downloads only what changed.
 //!
 //! ```text
 //! $XDG_CACHE_HOME/rewind/            CACHEDIR.TAG (backups with --exclude-caches skip it)
 //!   <repository id>/index/<name>     decoded index files (the index module's layout)
 //!   <repository id>/packs/<name>     whole tree packs of remote repositories
+//!   <repository id>/snapshots/<name> snapshot manifests of remote repositories,
+//!                                    as stored (encrypted as the repository is)
 //! ```
 //!
 //! Directories are 0700 and files 0600. Files are written under a temporary
@@ -85,6 +87,7 @@ impl DiskCache {
         make_dir(&dir)?;
         make_dir(&dir.join("index"))?;
         make_dir(&dir.join("packs"))?;
+        make_dir(&dir.join("snapshots"))?;
         Ok(DiskCache {
             dir,
             counter: AtomicU64::new(0),
@@ -183,6 +186,39 @@ impl DiskCache {
         let path = self.dir.join("packs").join(name);
         self.write(&path, bytes)?;
         Ok(path)
+    }
+
+    /// A cached snapshot manifest's stored bytes, if cached (checked
+    /// against its id by the caller, like one downloaded).
+    pub fn snapshot(&self, name: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.dir.join("snapshots").join(name))
+            .ok()?;
+        let mut bytes = Vec::new();
+        let limit = crate::backend::FileType::Snapshot.max_size();
+        f.take(limit + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= limit).then_some(bytes)
+    }
+
+    /// Cache a snapshot manifest's stored bytes.
+    pub fn put_snapshot(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write(&self.dir.join("snapshots").join(name), bytes)
+    }
+
+    /// Remove cached snapshot manifests not in `keep` (forgotten ones).
+    pub fn retain_snapshots(&self, keep: &dyn Fn(&str) -> bool) {
+        if let Ok(rd) = fs::read_dir(self.dir.join("snapshots")) {
+            for e in rd.flatten() {
+                if let Ok(n) = e.file_name().into_string() {
+                    if !keep(&n) {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
     }
 
     /// Remove cached packs not in `keep`.

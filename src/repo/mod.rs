@@ -185,6 +185,9 @@ impl Repository {
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let (id, bytes) = snapshot.encode(&self.codec, &self.hasher);
         self.backend.put(FileType::Snapshot, &id.to_hex(), &bytes)?;
+        if let Some(cache) = self.cache.as_ref().filter(|_| !self.backend.is_local()) {
+            let _ = cache.put_snapshot(&id.to_hex(), &bytes);
+        }
         Ok(id)
     }
 
@@ -195,11 +198,41 @@ impl Repository {
 
     /// Every snapshot, oldest first. Damaged manifests are returned as errors
     /// beside the good ones.
+    ///
+    /// A remote repository's manifests come from the local cache when it
+    /// has them (checked against their ids as downloaded ones are: a
+    /// damaged cached file is fetched again), so that a backup finding its
+    /// parent lists the snapshots but downloads only new ones; manifests no
+    /// longer listed leave the cache.
     pub fn snapshots(&self) -> Result<SnapshotList> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for id in self.snapshot_ids()? {
-            match self.load_snapshot(&id) {
+        let ids = self.snapshot_ids()?;
+        let cache = self.cache.as_ref().filter(|_| !self.backend.is_local());
+        if let Some(cache) = cache {
+            let listed: HashSet<String> = ids.iter().map(|id| id.to_hex()).collect();
+            cache.retain_snapshots(&|name| listed.contains(name));
+        }
+        for id in ids {
+            let cached = cache.and_then(|c| {
+                let bytes = c.snapshot(&id.to_hex())?;
+                Snapshot::decode(&bytes, &self.codec, &self.hasher, &id).ok()
+            });
+            if let Some(s) = cached {
+                good.push((id, s));
+                continue;
+            }
+            let loaded = self
+                .backend
+                .get(FileType::Snapshot, &id.to_hex())
+                .and_then(|bytes| {
+                    let s = Snapshot::decode(&bytes, &self.codec, &self.hasher, &id)?;
+                    if let Some(c) = cache {
+                        let _ = c.put_snapshot(&id.to_hex(), &bytes);
+                    }
+                    Ok(s)
+                });
+            match loaded {
                 Ok(s) => good.push((id, s)),
                 Err(Error::NotFound(_)) => {} // removed by a concurrent forget
                 Err(e) => bad.push(e),

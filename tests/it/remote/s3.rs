@@ -145,6 +145,11 @@ fn a_second_backup_downloads_nothing_and_makes_a_few_dozen_requests() {
         "index files come from the cache: {seen:#?}"
     );
     assert_eq!(gets("data"), 0, "tree packs come from the cache: {seen:#?}");
+    assert_eq!(
+        gets("snapshots"),
+        0,
+        "snapshot manifests come from the cache: {seen:#?}"
+    );
     assert!(seen.len() <= 36, "{} requests: {seen:#?}", seen.len());
     let requests = &v["requests"];
     // The lock is removed after the JSON is printed: the one request it
@@ -162,6 +167,30 @@ fn a_second_backup_downloads_nothing_and_makes_a_few_dozen_requests() {
         seen.iter().filter(|s| s.method == "PUT").count()
     );
 
+    // A damaged cached manifest is fetched again (and cached again); a
+    // forgotten one leaves the cache.
+    let cached = cached_snapshots(&t.join("cache"));
+    assert_eq!(cached.len(), 3, "{cached:?}");
+    let stored = fs::read(&cached[0]).unwrap();
+    let mut bad = stored.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    fs::write(&cached[0], &bad).unwrap();
+    proxy.forget();
+    let listed = json(&t.ok(["snapshots", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let seen = proxy.seen();
+    let snapshot_gets = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/snapshots/"))
+        .count();
+    assert_eq!(snapshot_gets, 1, "{seen:#?}");
+    assert_eq!(fs::read(&cached[0]).unwrap(), stored);
+    let first = listed[0]["id"].as_str().unwrap().to_string();
+    t.ok(["forget", &first]);
+    t.ok(["snapshots"]);
+    assert_eq!(cached_snapshots(&t.join("cache")).len(), 2);
+
     // A cold cache: everything needed is downloaded again, and the backup
     // still finds its parent.
     fs::remove_dir_all(t.join("cache")).unwrap();
@@ -175,6 +204,24 @@ fn a_second_backup_downloads_nothing_and_makes_a_few_dozen_requests() {
     assert!(seen
         .iter()
         .any(|s| s.method == "GET" && s.path.contains("/data/")));
+}
+
+/// The snapshot manifests in the local cache under `root`.
+fn cached_snapshots(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if d.file_name().is_some_and(|n| n == "snapshots") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The mount reads a remote repository lazily: a file's bytes by range
