@@ -61,7 +61,9 @@ fn slowdown_errors_and_resets_are_tried_again() {
     assert!(v["requests"]["retried"].as_u64().unwrap() >= 8, "{v}");
     proxy.clear();
     check_clean(&t);
-    // Reads are tried again too: restore reads the snapshot through a reset.
+    // Reads are tried again too: restore reads the snapshot through a reset
+    // (with a cold cache: the backup cached the manifest it wrote).
+    fs::remove_dir_all(t.join("cache")).unwrap();
     proxy.forget();
     proxy.inject("GET", "/snapshots/", Fault::Reset, 1);
     let out = t.join("out");
