@@ -143,15 +143,7 @@ impl DiskCache {
     /// Remove cached index files whose key `keep` refuses (and leftovers of
     /// writes that never finished).
     pub fn retain_index(&self, keep: &dyn Fn(&str) -> bool) {
-        if let Ok(rd) = fs::read_dir(self.dir.join("index")) {
-            for e in rd.flatten() {
-                if let Ok(n) = e.file_name().into_string() {
-                    if !keep(&n) {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
+        self.retain("index", keep);
     }
 
     /// A cached pack, whole; `None` when it is not cached.
@@ -210,25 +202,23 @@ impl DiskCache {
 
     /// Remove cached snapshot manifests not in `keep` (forgotten ones).
     pub fn retain_snapshots(&self, keep: &dyn Fn(&str) -> bool) {
-        if let Ok(rd) = fs::read_dir(self.dir.join("snapshots")) {
-            for e in rd.flatten() {
-                if let Ok(n) = e.file_name().into_string() {
-                    if !keep(&n) {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
+        self.retain("snapshots", keep);
     }
 
     /// Remove cached packs not in `keep`.
     pub fn retain_packs(&self, keep: &dyn Fn(&str) -> bool) {
-        if let Ok(rd) = fs::read_dir(self.dir.join("packs")) {
-            for e in rd.flatten() {
-                if let Ok(n) = e.file_name().into_string() {
-                    if !keep(&n) {
-                        let _ = fs::remove_file(e.path());
-                    }
+        self.retain("packs", keep);
+    }
+
+    /// Remove the files of subdirectory `dir` whose names `keep` refuses.
+    fn retain(&self, dir: &str, keep: &dyn Fn(&str) -> bool) {
+        let Ok(rd) = fs::read_dir(self.dir.join(dir)) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if let Ok(n) = e.file_name().into_string() {
+                if !keep(&n) {
+                    let _ = fs::remove_file(e.path());
                 }
             }
         }
