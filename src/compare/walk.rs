@@ -21,9 +21,11 @@ use super::queue::Queue;
 use super::trees::size_detail;
 use super::{join, Category, CategorySet, Change, Detail, Report};
 use crate::error::{Error, Result};
+use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::meta::{self, cstr, Names};
 use crate::progress::Progress;
+use crate::repo::walk::{walk, Flow, Visit};
 use crate::repo::Repository;
 use std::ffi::OsStr;
 use std::io;
@@ -432,43 +434,35 @@ impl Walker<'_> {
         self.removed_below(e, &path);
     }
 
-    /// Everything below `e` (at `path`), only in the snapshot: depth first
-    /// in name order, with an explicit stack of the listings it is in, so a
-    /// tree deeper than the thread's stack is reported like any other.
+    /// Everything below `e` (at `path`), only in the snapshot: the tree
+    /// walker's order (depth first, name order, depth bounded by memory); a
+    /// tree that cannot be read is reported and its directory left out.
     fn removed_below(&self, e: &Entry, path: &[u8]) {
-        let mut path = path.to_vec();
-        let mut stack = Vec::new();
-        stack.extend(self.removed_listing(e, &path));
-        while let Some((rest, len)) = stack.last_mut() {
-            let len = *len;
-            let Some(child) = rest.next() else {
-                stack.pop();
-                continue;
-            };
-            path.truncate(len);
-            push_name(&mut path, &child.name);
-            self.entries.fetch_add(1, Relaxed);
-            self.push(path.clone(), Some(child.kind), None, Vec::new());
-            stack.extend(self.removed_listing(&child, &path));
-        }
-    }
-
-    /// The entries of `e` (at `path`) when it is a directory, with the
-    /// length of its path; a tree that cannot be read is reported.
-    fn removed_listing(
-        &self,
-        e: &Entry,
-        path: &[u8],
-    ) -> Option<(std::vec::IntoIter<Entry>, usize)> {
-        if e.kind != Kind::Dir {
-            return None;
-        }
-        match self.load(e) {
-            Ok(tree) => Some((tree.entries.into_iter(), path.len())),
-            Err(err) => {
-                self.error(path.to_vec(), Kind::Dir, err);
-                None
+        struct Removed<'w, 'a>(&'w Walker<'a>);
+        impl Visit for Removed<'_, '_> {
+            type Error = Error;
+            fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+                self.0.trees_read.fetch_add(1, Relaxed);
+                match self.0.repo.load_tree(&id) {
+                    Ok(tree) => Ok(Some(tree)),
+                    Err(err) => {
+                        let at = if path.is_empty() { b"/" } else { path };
+                        self.0.error(at.to_vec(), Kind::Dir, err);
+                        Ok(None)
+                    }
+                }
             }
+            fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
+                self.0.entries.fetch_add(1, Relaxed);
+                self.0.push(path.to_vec(), Some(e.kind), None, Vec::new());
+                Ok(Flow::Next)
+            }
+        }
+        if let (Kind::Dir, Some(root)) = (e.kind, e.subtree) {
+            // The walk joins names with `/`: the root's own path is "".
+            let prefix = path.strip_suffix(b"/").unwrap_or(path);
+            // Its visitor never fails.
+            let _ = walk(root, prefix, &mut Removed(self));
         }
     }
 

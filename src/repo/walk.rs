@@ -47,7 +47,9 @@
 //! - `dump` is a pull iterator feeding a tar writer and a read-ahead of
 //!   file content; this walk pushes. It is iterative already.
 //! - `diff` of two snapshots and `diff`/`verify` against a live directory
-//!   merge two listings by name; the merge stays in `compare`.
+//!   merge two listings by name; the merge stays in `compare` (what is
+//!   below a directory found only in the snapshot, against a live tree, is
+//!   walked here).
 //! - `find` computes, once per distinct tree, what matches below it, and
 //!   then merges those results across snapshots.
 
