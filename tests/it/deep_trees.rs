@@ -4,11 +4,7 @@
 //! snapshot (issue 13), and so did `find` and `diff` of two snapshots, which
 //! keep explicit stacks of their own.
 
-use crate::common::{fault, TempRepo};
-use rewind::format::snapshot::Snapshot;
-use rewind::format::tree::{Entry, Extent, Kind, Time, Tree};
-use rewind::repo::writer::RepoWriter;
-use std::sync::Arc;
+use crate::common::TempRepo;
 
 /// Deep enough to overflow the main thread's 8 MiB stack with a frame of
 /// under 100 bytes per level (a backup this deep is a test of backup, so
@@ -29,38 +25,7 @@ fn leaf_path() -> String {
 
 /// A snapshot `levels` deep whose leaf holds `payload`, taken at `sec`.
 fn deep_snapshot_of(t: &TempRepo, payload: &[u8], sec: i64, levels: usize) {
-    let repo = Arc::new(fault::open(t));
-    let w = RepoWriter::new(repo, 3, false).unwrap();
-    let id = w.add_data(payload).unwrap();
-    let mut leaf = Entry::new(b"leaf".to_vec(), Kind::File);
-    leaf.mode = 0o640;
-    leaf.size = payload.len() as u64;
-    leaf.extents = vec![Extent::Data {
-        id,
-        len: payload.len() as u32,
-    }];
-    let mut tree = Tree::new(vec![leaf]);
-    for level in (0..=levels).rev() {
-        let name = if level == 0 { &b"deep"[..] } else { b"d" };
-        let mut d = Entry::new(name.to_vec(), Kind::Dir);
-        d.mode = 0o755;
-        d.subtree = Some(w.add_tree(&tree.encode()).unwrap());
-        tree = Tree::new(vec![d]);
-    }
-    let root = w.add_tree(&tree.encode()).unwrap();
-    w.commit(&Snapshot {
-        time: Time { sec, nsec: 0 },
-        host: "deep".into(),
-        username: "root".into(),
-        paths: vec!["/deep".into()],
-        tags: vec![],
-        tree: root,
-        parent: None,
-        program: "deep test".into(),
-        summary: Default::default(),
-        original: None,
-    })
-    .unwrap();
+    crate::common::deep_chain_snapshot(t, payload, sec, levels, &|_, _| {});
 }
 
 #[test]

@@ -348,3 +348,53 @@ pub fn stderr(o: &Output) -> String {
 pub fn restored(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").expect("absolute"))
 }
+
+/// Commit a snapshot of `/deep/d/d/…/d/leaf` (`levels` directories named
+/// `d`, `leaf` holding `payload`), taken at `sec`, written through the
+/// library (a backup this deep is a test of backup). `dir(level, entry)`
+/// sets each `d`'s metadata, level 1 the topmost; `deep` is 0755.
+pub fn deep_chain_snapshot(
+    t: &TempRepo,
+    payload: &[u8],
+    sec: i64,
+    levels: usize,
+    dir: &dyn Fn(usize, &mut rewind::format::tree::Entry),
+) {
+    use rewind::format::snapshot::Snapshot;
+    use rewind::format::tree::{Entry, Extent, Kind, Time, Tree};
+    let repo = std::sync::Arc::new(fault::open(t));
+    let w = rewind::repo::writer::RepoWriter::new(repo, 3, false).unwrap();
+    let id = w.add_data(payload).unwrap();
+    let mut leaf = Entry::new(b"leaf".to_vec(), Kind::File);
+    leaf.mode = 0o640;
+    leaf.size = payload.len() as u64;
+    leaf.extents = vec![Extent::Data {
+        id,
+        len: payload.len() as u32,
+    }];
+    let mut tree = Tree::new(vec![leaf]);
+    for level in (0..=levels).rev() {
+        let name = if level == 0 { &b"deep"[..] } else { b"d" };
+        let mut d = Entry::new(name.to_vec(), Kind::Dir);
+        d.mode = 0o755;
+        if level > 0 {
+            dir(level, &mut d);
+        }
+        d.subtree = Some(w.add_tree(&tree.encode()).unwrap());
+        tree = Tree::new(vec![d]);
+    }
+    let root = w.add_tree(&tree.encode()).unwrap();
+    w.commit(&Snapshot {
+        time: Time { sec, nsec: 0 },
+        host: "deep".into(),
+        username: "root".into(),
+        paths: vec!["/deep".into()],
+        tags: vec![],
+        tree: root,
+        parent: None,
+        program: "deep test".into(),
+        summary: Default::default(),
+        original: None,
+    })
+    .unwrap();
+}

@@ -3,9 +3,7 @@
 //! limit of 256 open files.
 
 use crate::common::{fault, TempRepo};
-use rewind::format::snapshot::Snapshot;
-use rewind::format::tree::{Entry, Extent, Kind, Time, Tree};
-use rewind::repo::writer::RepoWriter;
+use rewind::format::tree::Time;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -13,7 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 
 const LEVELS: usize = 30_000;
 
@@ -22,51 +19,16 @@ fn mtime(level: usize) -> i64 {
     1_600_000_000 + level as i64
 }
 
-/// A snapshot of `/deep/d/d/…/d/leaf`, `LEVELS` directories named `d`,
-/// written through the library (a backup this deep is a test of backup).
+/// A snapshot of `/deep/d/d/…/d/leaf`, `LEVELS` directories named `d`
+/// with modes and mtimes of their level.
 fn deep_snapshot(t: &TempRepo) {
-    let repo = Arc::new(fault::open(t));
-    let w = RepoWriter::new(repo, 3, false).unwrap();
-    let payload = b"at the bottom";
-    let id = w.add_data(payload).unwrap();
-    let mut leaf = Entry::new(b"leaf".to_vec(), Kind::File);
-    leaf.mode = 0o640;
-    leaf.size = payload.len() as u64;
-    leaf.extents = vec![Extent::Data {
-        id,
-        len: payload.len() as u32,
-    }];
-    let mut tree = Tree::new(vec![leaf]);
-    for level in (1..=LEVELS).rev() {
-        let mut d = Entry::new(b"d".to_vec(), Kind::Dir);
+    crate::common::deep_chain_snapshot(t, b"at the bottom", 1_700_000_000, LEVELS, &|level, d| {
         d.mode = if level % 2 == 0 { 0o750 } else { 0o705 };
         d.mtime = Time {
             sec: mtime(level),
             nsec: 0,
         };
-        d.subtree = Some(w.add_tree(&tree.encode()).unwrap());
-        tree = Tree::new(vec![d]);
-    }
-    let mut deep = Entry::new(b"deep".to_vec(), Kind::Dir);
-    deep.mode = 0o755;
-    deep.subtree = Some(w.add_tree(&tree.encode()).unwrap());
-    let root = w.add_tree(&Tree::new(vec![deep]).encode()).unwrap();
-    w.commit(&Snapshot {
-        time: Time {
-            sec: 1_700_000_000,
-            nsec: 0,
-        },
-        host: "deep".into(),
-        username: "root".into(),
-        paths: vec!["/deep".into()],
-        tags: vec![],
-        tree: root,
-        parent: None,
-        program: "deep test".into(),
-        summary: Default::default(),
-        original: None,
-    })
-    .unwrap();
+    });
 }
 
 fn open_dir(parent: i32, name: &std::ffi::CStr) -> OwnedFd {
