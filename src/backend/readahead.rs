@@ -141,8 +141,8 @@ pub struct ReadAhead {
     inner: Arc<dyn Backend>,
     /// Fetches ahead that have not ended yet (see [`ReadAhead::quiesce`]).
     pending: Arc<(Mutex<usize>, std::sync::Condvar)>,
-    sizes: Arc<Sizes>,
-    state: Arc<Mutex<State>>,
+    sizes: Sizes,
+    state: Mutex<State>,
 }
 
 /// Pack `name`'s size, asked for once (threads that want it together wait
@@ -181,8 +181,8 @@ impl ReadAhead {
         ReadAhead {
             inner,
             pending: Arc::default(),
-            sizes: Arc::default(),
-            state: Arc::default(),
+            sizes: Sizes::default(),
+            state: Mutex::default(),
         }
     }
 
