@@ -398,3 +398,26 @@ pub fn deep_chain_snapshot(
     })
     .unwrap();
 }
+
+/// Wait for `child`; its exit status and its peak resident memory in KiB:
+/// its `VmHWM`, polled every millisecond until it exits. Not wait4's
+/// `ru_maxrss`: a child started by fork or vfork counts its parent's
+/// memory (this test harness's, hundreds of MB while the whole suite runs)
+/// in its own maximum, carried across exec.
+pub fn wait_peak_rss(child: &mut std::process::Child) -> (std::process::ExitStatus, u64) {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Some(done) = child.try_wait().unwrap() {
+            assert!(peak > 0, "no VmHWM seen before the child exited");
+            return (done, peak);
+        }
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        let hwm = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        peak = peak.max(hwm.unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -249,9 +249,7 @@ fn prune_honours_max_unused_and_merges_the_index_files() {
     assert!(cat.stdout == tree::noise(1 << 20, 1), "{}", stderr(&cat));
 }
 
-/// Peak RSS in KiB of `rewind prune` on `t`: its VmHWM, polled until it
-/// exits. (Not wait4's ru_maxrss: a child started by vfork counts its
-/// parent's memory, the test harness's, in it.)
+/// Peak RSS in KiB of `rewind prune` on `t`.
 fn prune_peak_kib(t: &TempRepo) -> u64 {
     let mut child = t
         .cmd(["prune", "--max-unused", "0%"])
@@ -259,19 +257,8 @@ fn prune_peak_kib(t: &TempRepo) -> u64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        let text = fs::read_to_string(&status).unwrap_or_default();
-        let hwm = text
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-        peak = peak.max(hwm.unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(child.wait().unwrap().success());
-    assert!(peak > 0, "no VmHWM seen");
+    let (status, peak) = crate::common::wait_peak_rss(&mut child);
+    assert!(status.success());
     peak
 }
 

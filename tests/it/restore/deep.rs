@@ -44,8 +44,8 @@ fn fstat(fd: &OwnedFd) -> libc::stat {
 }
 
 /// Run `cmd` with at most `files` open descriptors; its exit code, stderr,
-/// and peak resident memory in KiB (from `wait4`, this child's alone).
-fn run_limited(mut cmd: std::process::Command, files: u64) -> (Option<i32>, String, i64) {
+/// and peak resident memory in KiB.
+fn run_limited(mut cmd: std::process::Command, files: u64) -> (Option<i32>, String, u64) {
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -59,25 +59,19 @@ fn run_limited(mut cmd: std::process::Command, files: u64) -> (Option<i32>, Stri
             Ok(())
         });
     }
-    #[allow(clippy::zombie_processes)]
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    // The child is reaped here with `wait4`, for its own rusage.
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    let pid = child.id() as i32;
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, err, usage.ru_maxrss)
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
+    let (status, peak) = crate::common::wait_peak_rss(&mut child);
+    (status.code(), reader.join().unwrap(), peak)
 }
 
 #[test]
