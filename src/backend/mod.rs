@@ -196,7 +196,20 @@ pub trait Backend: Send + Sync {
     fn settle(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+
+    /// Ranges of objects of type `t` (name, offset, length) that are about
+    /// to be read, in the order they will be. A backend that reads ahead
+    /// ([`readahead`]) may download them now and keep them while the
+    /// returned [`Planned`] lives, and may wait before returning until it
+    /// has room for them; `None` when it keeps nothing (the default). A
+    /// caller drops the plan when its reads are done or abandoned.
+    fn plan(&self, _t: FileType, _reads: &[(String, u64, u64)]) -> Option<Planned> {
+        None
+    }
 }
+
+/// What [`Backend::plan`] holds for its caller, released when dropped.
+pub type Planned = Box<dyn Send + Sync>;
 
 /// The settle time of remote storage: `REWIND_LOCK_SETTLE` milliseconds,
 /// else zero (S3, Garage, Ceph and MinIO list an object once its `PUT`

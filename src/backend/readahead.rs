@@ -1,123 +1,179 @@
 //! Read-ahead for packs in remote storage: small range reads become reads of
-//! whole windows, kept for the next reads near them.
+//! whole windows, kept for the next reads near them, and reads announced
+//! ahead ([`Backend::plan`]) are downloaded before they are made.
 //!
 //! A restore or the mount reads a pack a frame at a time (tens of KiB),
 //! mostly in the order the backup wrote them. On object storage each read
 //! is a request with a round trip and a price; [`ReadAhead`] cuts each pack
 //! into aligned windows of [`WINDOW`] bytes (the last one clipped at the
 //! pack's end, learnt once per pack by `stat`) and turns a small read that
-//! no kept window holds into a download of its window; the last [`KEPT`]
-//! windows stay in memory. Windows never overlap, so readers that enter a
-//! pack at different places (a restore's threads, each on its own files)
-//! never download a byte twice while it is kept; a read across a window's
-//! end takes from both. A read that ends at the pack's end and no kept
-//! window holds (a trailer, for check and repair) downloads only its bytes.
-//! Threads whose reads fall in a window being downloaded wait for it. A
-//! failed download is not kept: the next read tries again.
+//! no kept window holds into a download of its window. Windows never
+//! overlap, so readers that enter a pack at different places (a restore's
+//! threads, each on its own files) never download a byte twice while it is
+//! kept; a read across a window's end takes from both. A read that ends at
+//! the pack's end and no kept window holds (a trailer, for check and
+//! repair) downloads only its bytes. Threads whose reads fall in a window
+//! being downloaded wait for it. A failed download is not kept: the next
+//! read tries again. Objects are write-once, so a kept window never goes
+//! stale. Everything but small pack range reads passes straight through,
+//! and so do all reads of a local backend (never wrapped).
 //!
-//! Windows are also fetched before they are read, on threads of their own,
-//! so that downloads overlap with decoding and with each other: a new window
-//! has the one after it fetched; a window read after the one before it (a
-//! reader going forward through the pack) or fetched ahead has the next
-//! [`AHEAD`] fetched. A reader that comes to a window still downloading
-//! waits for it; one that comes to a window whose download failed downloads
-//! it itself. Objects are write-once, so a kept window never goes stale.
-//! Everything but small pack range reads passes straight through, and so do
-//! all reads of a local backend (never wrapped).
+//! # Planned windows
+//!
+//! A reader that knows what it will read next (a restore, for each file it
+//! queues) plans it: the windows its small reads fall in, at most
+//! [`PLAN_MAX`] per plan, are *pinned* in the plan's order, and up to
+//! [`FETCHERS`] threads download pinned windows in that order, so that the
+//! connections stay busy while readers decode and write. A window stays as
+//! long as one plan that pinned it is alive (counted once per plan, however
+//! many reads of it the plan makes), then is an ordinary kept window. At
+//! most [`PLANNED`] windows are pinned: a plan that would pin more waits
+//! until plans are dropped (a plan made when none is alive never waits, so
+//! a lone plan cannot wait for itself). A pinned window no longer pinned by
+//! the time its turn comes is not downloaded. A reader that comes to a
+//! pinned window still queued downloads it itself, and one whose download
+//! failed is left for the reader too.
+//!
+//! # Fetching ahead
+//!
+//! Windows not planned are also fetched before they are read, on threads
+//! of their own: a new window has the one after it fetched; a window read
+//! after the one before it (a reader going forward through the pack), one
+//! fetched ahead, or the last window of a plan that was cut at
+//! [`PLAN_MAX`] has the next [`AHEAD`] fetched.
+//!
+//! # Memory
+//!
+//! At most [`KEPT`] windows not pinned and [`PLANNED`] pinned ones are held
+//! (`(KEPT + PLANNED) * WINDOW`, 128 MiB), besides the reads being copied
+//! out of them.
 
-use super::{Backend, FileType, ObjectInfo};
+use super::{Backend, FileType, ObjectInfo, Planned};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The size of a window.
 pub const WINDOW: u64 = 2 << 20;
-/// Windows kept in memory, at most (64 MiB).
+/// Windows kept in memory that no plan pins, at most (64 MiB).
 pub const KEPT: usize = 32;
 /// Windows fetched ahead of a reader going forward through a pack.
 pub const AHEAD: usize = 4;
+/// Windows pinned by plans, at most (64 MiB).
+pub const PLANNED: usize = 32;
+/// Windows one plan pins, at most (the reader's own fetching ahead takes
+/// over after them).
+pub const PLAN_MAX: usize = 4;
+/// Threads downloading planned windows.
+pub const FETCHERS: usize = 6;
 
-/// A window: filled once by its first reader, `None` until then (or after
-/// a failed download).
+/// A window's bytes: filled once by its first reader, `None` until then
+/// (or after a failed download).
 type Slot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
 
-/// Bytes `start..end` of pack `name` (window `start / WINDOW`; the last
-/// one ends at the pack's end).
+/// Window `k` of pack `name`: bytes from `k * WINDOW` to the next window's
+/// start or the pack's end.
 struct Window {
     name: String,
-    start: u64,
-    end: u64,
+    k: u64,
     slot: Slot,
-    /// Fetched ahead of its first reader.
+    /// Its first read has the windows after it fetched ahead.
     ahead: bool,
+    /// The live plans that pinned it.
+    pins: usize,
+    /// In the queue of planned downloads.
+    queued: bool,
 }
 
 impl Window {
-    fn new(name: &str, k: u64, pack_size: u64, ahead: bool) -> Window {
-        let start = k * WINDOW;
+    fn new(name: &str, k: u64, ahead: bool) -> Window {
         Window {
             name: name.to_string(),
-            start,
-            end: pack_size.min(start.saturating_add(WINDOW)),
+            k,
             slot: Slot::default(),
             ahead,
+            pins: 0,
+            queued: false,
         }
     }
 
-    /// Another handle on the same window (for the thread that fills it).
-    fn handle(&self) -> Window {
-        Window {
+    fn handle(&self) -> Handle {
+        Handle {
             name: self.name.clone(),
+            k: self.k,
             slot: self.slot.clone(),
-            ..*self
         }
     }
 }
 
-/// The kept windows.
+/// What a download of a window needs.
+struct Handle {
+    name: String,
+    k: u64,
+    slot: Slot,
+}
+
+/// The kept windows and the planned downloads.
 #[derive(Default)]
 struct State {
     /// Least recently used first.
     windows: VecDeque<Window>,
+    /// Windows with `pins > 0`.
+    pinned: usize,
+    /// Pinned windows to download, in the order they were planned.
+    queue: VecDeque<Handle>,
+    /// Threads downloading from `queue`.
+    fetchers: usize,
 }
 
 impl State {
     fn find(&self, name: &str, k: u64) -> Option<usize> {
-        let start = k * WINDOW;
-        self.windows
-            .iter()
-            .position(|x| x.start == start && x.name == name)
+        self.windows.iter().position(|x| x.k == k && x.name == name)
     }
 
-    /// Enter `w` as the most recently used window, dropping the least
-    /// recently used ones beyond [`KEPT`].
+    fn is_pinned(&self, name: &str, k: u64) -> bool {
+        self.find(name, k).is_some_and(|p| self.windows[p].pins > 0)
+    }
+
+    /// Enter `w` as the most recently used window.
     fn push(&mut self, w: Window) {
         self.windows.push_back(w);
-        while self.windows.len() > KEPT {
-            self.windows.pop_front();
+        self.evict();
+    }
+
+    /// Drop the least recently used windows not pinned beyond [`KEPT`].
+    fn evict(&mut self) {
+        let mut free = self.windows.len() - self.pinned;
+        let mut i = 0;
+        while free > KEPT && i < self.windows.len() {
+            if self.windows[i].pins == 0 {
+                self.windows.remove(i);
+                free -= 1;
+            } else {
+                i += 1;
+            }
         }
     }
 
-    /// Window `k` of `name`, made most recently used (or a new one, for a
-    /// pack of `size` bytes); with the windows to fetch ahead of it (see
-    /// the module docs), already entered as kept.
-    fn slot(&mut self, name: &str, k: u64, size: u64) -> (Window, Vec<Window>) {
-        let (window, ahead) = match self.find(name, k) {
+    /// Window `k` of `name`, made most recently used (or a new one); with
+    /// the windows to fetch ahead of it (see the module docs), already
+    /// entered as kept.
+    fn slot(&mut self, name: &str, k: u64, size: u64) -> (Handle, Vec<Handle>) {
+        let (mut window, ahead) = match self.find(name, k) {
             Some(pos) => {
-                let mut window = self.windows.remove(pos).expect("position is in range");
+                let window = self.windows.remove(pos).expect("position is in range");
                 let ahead = if window.ahead { AHEAD } else { 0 };
-                window.ahead = false;
                 (window, ahead)
             }
             None => {
                 let forward = k > 0 && self.find(name, k - 1).is_some();
-                let window = Window::new(name, k, size, false);
-                (window, if forward { AHEAD } else { 1 })
+                (Window::new(name, k, false), if forward { AHEAD } else { 1 })
             }
         };
-        let mut fetch = Vec::new();
+        window.ahead = false;
         let out = window.handle();
         self.push(window);
+        let mut fetch = Vec::new();
         for j in k + 1..=k + ahead as u64 {
             if j.saturating_mul(WINDOW) >= size {
                 break;
@@ -125,143 +181,334 @@ impl State {
             if self.find(name, j).is_some() {
                 continue;
             }
-            let w = Window::new(name, j, size, true);
+            let w = Window::new(name, j, true);
             fetch.push(w.handle());
             self.push(w);
         }
         (out, fetch)
+    }
+
+    /// Pin window `k` of `name` for one more plan; the window to download,
+    /// when it is new, or holds nothing and is neither queued nor being
+    /// downloaded.
+    fn pin(&mut self, name: &str, k: u64) -> Option<Handle> {
+        let pos = match self.find(name, k) {
+            Some(pos) => pos,
+            None => {
+                self.windows.push_back(Window::new(name, k, false));
+                self.windows.len() - 1
+            }
+        };
+        let w = &mut self.windows[pos];
+        w.pins += 1;
+        if w.pins == 1 {
+            self.pinned += 1;
+        }
+        let empty = matches!(w.slot.try_lock().as_deref(), Ok(None));
+        if !empty || w.queued {
+            return None;
+        }
+        w.queued = true;
+        Some(w.handle())
+    }
+
+    /// A plan that pinned window `k` of `name` is gone.
+    fn unpin(&mut self, name: &str, k: u64) {
+        if let Some(pos) = self.find(name, k) {
+            let w = &mut self.windows[pos];
+            if w.pins > 0 {
+                w.pins -= 1;
+                if w.pins == 0 {
+                    self.pinned -= 1;
+                }
+            }
+        }
+    }
+
+    /// The next queued window still pinned (the very window, not one made
+    /// again since), or `None` when the queue is empty.
+    fn next_planned(&mut self) -> Option<Handle> {
+        while let Some(h) = self.queue.pop_front() {
+            let Some(p) = self.find(&h.name, h.k) else {
+                continue;
+            };
+            let w = &mut self.windows[p];
+            if Arc::ptr_eq(&w.slot, &h.slot) {
+                w.queued = false;
+                if w.pins > 0 {
+                    return Some(h);
+                }
+            }
+        }
+        None
     }
 }
 
 /// Pack sizes, each asked for once.
 type Sizes = Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>;
 
-/// A backend whose small pack reads are served from whole windows.
-pub struct ReadAhead {
+/// What the read-ahead, its threads and its plans share.
+struct Shared {
     inner: Arc<dyn Backend>,
-    /// Fetches ahead that have not ended yet (see [`ReadAhead::quiesce`]).
-    pending: Arc<(Mutex<usize>, std::sync::Condvar)>,
     sizes: Sizes,
     state: Mutex<State>,
+    /// Signalled when a plan is dropped.
+    released: Condvar,
+    /// Downloads ahead that have not ended yet (see [`ReadAhead::quiesce`]).
+    pending: (Mutex<usize>, Condvar),
 }
 
-/// Pack `name`'s size, asked for once (threads that want it together wait
-/// for one `stat`).
-fn pack_size(inner: &dyn Backend, sizes: &Sizes, name: &str) -> Result<u64> {
-    let slot = {
-        let mut sizes = sizes.lock().unwrap_or_else(|e| e.into_inner());
-        if sizes.len() >= 4096 {
-            sizes.clear();
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pack `name`'s size, asked for once (threads that want it together
+    /// wait for one `stat`).
+    fn pack_size(&self, name: &str) -> Result<u64> {
+        let slot = {
+            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            if sizes.len() >= 4096 {
+                sizes.clear();
+            }
+            sizes.entry(name.to_string()).or_default().clone()
+        };
+        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = *held {
+            return Ok(n);
         }
-        sizes.entry(name.to_string()).or_default().clone()
-    };
-    let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = *held {
-        return Ok(n);
+        let n = self.inner.stat(FileType::Pack, name)?.size;
+        *held = Some(n);
+        Ok(n)
     }
-    let n = inner.stat(FileType::Pack, name)?.size;
-    *held = Some(n);
-    Ok(n)
+
+    /// Download window `w` of a pack of `size` bytes unless it is filled or
+    /// being downloaded (a failure is left for its reader).
+    fn fill_free(&self, w: &Handle, size: u64) {
+        let Ok(mut held) = w.slot.try_lock() else {
+            return;
+        };
+        if held.is_none() {
+            let _ = self.download(w, size).map(|bytes| *held = Some(bytes));
+        }
+    }
+
+    fn download(&self, w: &Handle, size: u64) -> Result<Arc<Vec<u8>>> {
+        let start = w.k.saturating_mul(WINDOW);
+        let end = size.min(start.saturating_add(WINDOW));
+        if end <= start {
+            return Err(short(&w.name, start.saturating_add(1)));
+        }
+        let len = (end - start) as usize;
+        Ok(Arc::new(self.inner.get_range(
+            FileType::Pack,
+            &w.name,
+            start,
+            len,
+        )?))
+    }
+
+    /// The bytes of window `w` of a pack of `size` bytes, downloaded once.
+    fn fill(&self, w: &Handle, size: u64) -> Result<Arc<Vec<u8>>> {
+        let mut held = w.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bytes) = held.as_ref() {
+            return Ok(bytes.clone());
+        }
+        let bytes = self.download(w, size)?;
+        *held = Some(bytes.clone());
+        Ok(bytes)
+    }
+
+    fn pending(&self, delta: isize) {
+        let mut n = self.pending.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_add_signed(delta);
+        self.pending.1.notify_all();
+    }
+
+    /// A fetcher: download planned windows until none is queued (a failed
+    /// download is left for the reader to try again).
+    fn fetch_planned(&self) {
+        loop {
+            let next = {
+                let mut st = self.state();
+                let next = st.next_planned();
+                if next.is_none() {
+                    st.fetchers -= 1;
+                }
+                next
+            };
+            let Some(w) = next else { break };
+            if let Ok(size) = self.pack_size(&w.name) {
+                self.fill_free(&w, size);
+            }
+        }
+        self.pending(-1);
+    }
 }
 
-/// The bytes of window `w`, downloaded once.
-fn fill(inner: &dyn Backend, w: &Window) -> Result<Arc<Vec<u8>>> {
-    let mut held = w.slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = held.as_ref() {
-        return Ok(bytes.clone());
+fn short(name: &str, end: u64) -> Error {
+    Error::corrupt(
+        FileType::Pack.describe(name),
+        format!("object ends before byte {end}"),
+    )
+}
+
+/// Windows pinned by one plan, released when it is dropped.
+struct Plan {
+    shared: Arc<Shared>,
+    windows: Vec<(String, u64)>,
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.state();
+            for (name, k) in &self.windows {
+                st.unpin(name, *k);
+            }
+            st.evict();
+        }
+        self.shared.released.notify_all();
     }
-    let len = w.end.saturating_sub(w.start) as usize;
-    let bytes = Arc::new(inner.get_range(FileType::Pack, &w.name, w.start, len)?);
-    *held = Some(bytes.clone());
-    Ok(bytes)
+}
+
+/// The distinct windows that `reads` (pack, offset, length) fall in, in
+/// order, at most [`PLAN_MAX`]; and whether some were cut off. Reads that
+/// pass through (empty, or a window or more) have none.
+fn windows_of(reads: &[(String, u64, u64)]) -> (Vec<(String, u64)>, bool) {
+    let mut want: Vec<(String, u64)> = Vec::new();
+    for (name, offset, len) in reads {
+        if *len == 0 || *len >= WINDOW {
+            continue;
+        }
+        let Some(end) = offset.checked_add(*len) else {
+            continue;
+        };
+        for k in offset / WINDOW..=(end - 1) / WINDOW {
+            if want.iter().any(|(n, j)| *j == k && n == name) {
+                continue;
+            }
+            if want.len() == PLAN_MAX {
+                return (want, true);
+            }
+            want.push((name.clone(), k));
+        }
+    }
+    (want, false)
+}
+
+/// A backend whose small pack reads are served from whole windows.
+pub struct ReadAhead {
+    shared: Arc<Shared>,
 }
 
 impl ReadAhead {
     pub fn new(inner: Arc<dyn Backend>) -> Self {
         ReadAhead {
-            inner,
-            pending: Arc::default(),
-            sizes: Sizes::default(),
-            state: Mutex::default(),
+            shared: Arc::new(Shared {
+                inner,
+                sizes: Sizes::default(),
+                state: Mutex::default(),
+                released: Condvar::new(),
+                pending: Default::default(),
+            }),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn inner(&self) -> &dyn Backend {
+        &*self.shared.inner
     }
 
     /// Whether a kept window holds byte `offset` of `name`.
     fn kept(&self, name: &str, offset: u64) -> bool {
-        self.state()
-            .windows
-            .iter()
-            .any(|x| x.name == name && x.start <= offset && offset < x.end)
+        self.shared.state().find(name, offset / WINDOW).is_some()
     }
 
-    /// Download `windows` on threads of their own (a failed download is
-    /// left for the reader to try again).
-    fn fetch_ahead(&self, windows: Vec<Window>) {
-        for x in windows {
-            let (inner, pending) = (self.inner.clone(), self.pending.clone());
-            *pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    /// Download `windows` of a pack of `size` bytes on threads of their own
+    /// (a failed download is left for the reader to try again).
+    fn fetch_ahead(&self, windows: Vec<Handle>, size: u64) {
+        for w in windows {
+            let shared = self.shared.clone();
+            shared.pending(1);
             let spawned = std::thread::Builder::new()
                 .name("read-ahead".into())
                 .spawn(move || {
-                    let _ = fill(&*inner, &x);
-                    let mut n = pending.0.lock().unwrap_or_else(|e| e.into_inner());
-                    *n -= 1;
-                    pending.1.notify_all();
+                    let _ = shared.fill(&w, size);
+                    shared.pending(-1);
                 });
             if spawned.is_err() {
-                *self.pending.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                self.shared.pending(-1);
             }
         }
     }
 
-    /// Wait until no fetch ahead is running (tests count requests).
-    #[cfg(test)]
-    fn quiesce(&self) {
-        let mut n = self.pending.0.lock().unwrap_or_else(|e| e.into_inner());
-        while *n > 0 {
-            n = self.pending.1.wait(n).unwrap_or_else(|e| e.into_inner());
+    /// Start fetchers for the queued planned windows, up to [`FETCHERS`].
+    fn start_fetchers(&self, st: &mut State) {
+        while st.fetchers < FETCHERS && st.fetchers < st.queue.len() {
+            let shared = self.shared.clone();
+            shared.pending(1);
+            let spawned = std::thread::Builder::new()
+                .name("fetch-planned".into())
+                .spawn(move || shared.fetch_planned());
+            if spawned.is_err() {
+                // Readers download what is left themselves.
+                self.shared.pending(-1);
+                break;
+            }
+            st.fetchers += 1;
         }
     }
 
-    fn short(name: &str, end: u64) -> Error {
-        Error::corrupt(
-            FileType::Pack.describe(name),
-            format!("object ends before byte {end}"),
-        )
+    /// Wait until no download ahead is running (tests count requests).
+    #[cfg(test)]
+    fn quiesce(&self) {
+        let p = &self.shared.pending;
+        let mut n = p.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            n = p.1.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Windows pinned now.
+    #[cfg(test)]
+    fn pinned(&self) -> usize {
+        let st = self.shared.state();
+        assert_eq!(
+            st.pinned,
+            st.windows.iter().filter(|w| w.pins > 0).count(),
+            "pinned count agrees with the windows"
+        );
+        st.pinned
     }
 }
 
 impl Backend for ReadAhead {
     fn location(&self) -> String {
-        self.inner.location()
+        self.inner().location()
     }
 
     fn create(&self) -> Result<()> {
-        self.inner.create()
+        self.inner().create()
     }
 
     fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        self.inner.put(t, name, data)
+        self.inner().put(t, name, data)
     }
 
     fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        self.inner.get(t, name)
+        self.inner().get(t, name)
     }
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         if t != FileType::Pack || len == 0 || len as u64 >= WINDOW {
-            return self.inner.get_range(t, name, offset, len);
+            return self.inner().get_range(t, name, offset, len);
         }
         let end = offset
             .checked_add(len as u64)
-            .ok_or_else(|| Self::short(name, u64::MAX))?;
-        let size = pack_size(&*self.inner, &self.sizes, name)?;
+            .ok_or_else(|| short(name, u64::MAX))?;
+        let size = self.shared.pack_size(name)?;
         if end > size {
-            return Err(Self::short(name, end));
+            return Err(short(name, end));
         }
         let k = offset / WINDOW;
         let mid = (k + 1) * WINDOW;
@@ -275,36 +522,76 @@ impl Backend for ReadAhead {
         if end == size && !self.kept(name, offset) {
             // A pack's trailer (check, repair), or its last frame read
             // alone: those bytes only.
-            return self.inner.get_range(t, name, offset, len);
+            return self.inner().get_range(t, name, offset, len);
         }
-        let (w, ahead) = self.state().slot(name, k, size);
-        self.fetch_ahead(ahead);
-        let bytes = fill(&*self.inner, &w)?;
-        let from = (offset - w.start) as usize;
+        let (w, ahead) = self.shared.state().slot(name, k, size);
+        self.fetch_ahead(ahead, size);
+        let bytes = self.shared.fill(&w, size)?;
+        let from = (offset - k * WINDOW) as usize;
         bytes
             .get(from..from + len)
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| Self::short(name, end))
+            .ok_or_else(|| short(name, end))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
-        self.inner.list(t)
+        self.inner().list(t)
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
-        self.inner.stat(t, name)
+        self.inner().stat(t, name)
     }
 
     fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        self.inner.delete(t, name)
+        self.inner().delete(t, name)
     }
 
     fn is_local(&self) -> bool {
-        self.inner.is_local()
+        self.inner().is_local()
     }
 
     fn settle(&self) -> std::time::Duration {
-        self.inner.settle()
+        self.inner().settle()
+    }
+
+    /// Pins the windows of `reads` (see the module docs), waiting while
+    /// [`PLANNED`] windows are pinned.
+    fn plan(&self, t: FileType, reads: &[(String, u64, u64)]) -> Option<Planned> {
+        if t != FileType::Pack {
+            return None;
+        }
+        let (want, cut) = windows_of(reads);
+        if want.is_empty() {
+            return None;
+        }
+        let mut st = self.shared.state();
+        loop {
+            let new = want.iter().filter(|(n, k)| !st.is_pinned(n, *k)).count();
+            if new == 0 || st.pinned == 0 || st.pinned + new <= PLANNED {
+                break;
+            }
+            st = self
+                .shared
+                .released
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        for (name, k) in &want {
+            if let Some(h) = st.pin(name, *k) {
+                st.queue.push_back(h);
+            }
+        }
+        if let (true, Some((name, k))) = (cut, want.last()) {
+            if let Some(pos) = st.find(name, *k) {
+                st.windows[pos].ahead = true;
+            }
+        }
+        self.start_fetchers(&mut st);
+        drop(st);
+        Some(Box::new(Plan {
+            shared: self.shared.clone(),
+            windows: want,
+        }))
     }
 }
 
@@ -438,5 +725,190 @@ mod tests {
         ra.quiesce();
         let s = counter.snapshot();
         assert_eq!(s.requests(), 2 + 3, "each window once: {}", s.summary());
+    }
+
+    /// A backend whose pack range reads fail while `fail` is above zero.
+    struct Flaky {
+        inner: MemoryBackend,
+        fail: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Backend for Flaky {
+        fn location(&self) -> String {
+            "flaky".into()
+        }
+        fn create(&self) -> Result<()> {
+            Ok(())
+        }
+        fn put(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+            self.inner.put(t, name, data)
+        }
+        fn get(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+            self.inner.get(t, name)
+        }
+        fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let failing = self
+                .fail
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err(Error::io(
+                    "flaky",
+                    std::io::Error::other("connection reset"),
+                ));
+            }
+            self.inner.get_range(t, name, offset, len)
+        }
+        fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
+            self.inner.list(t)
+        }
+        fn stat(&self, t: FileType, name: &str) -> Result<ObjectInfo> {
+            self.inner.stat(t, name)
+        }
+        fn delete(&self, t: FileType, name: &str) -> Result<()> {
+            self.inner.delete(t, name)
+        }
+    }
+
+    /// A plan of the frames `frames` (offset, length) of `name`.
+    fn plan(ra: &ReadAhead, name: &str, frames: &[(u64, u64)]) -> Planned {
+        let reads: Vec<_> = frames
+            .iter()
+            .map(|&(o, l)| (name.to_string(), o, l))
+            .collect();
+        ra.plan(FileType::Pack, &reads).expect("windows to plan")
+    }
+
+    /// Planned windows are downloaded before they are read, each once, and
+    /// serve the reads without a request; they stay while a plan holds
+    /// them and are no longer pinned once every plan is dropped. A plan
+    /// pins at most PLAN_MAX windows; reads that pass through plan nothing.
+    #[test]
+    fn planned_windows_come_ahead_and_go_when_their_plans_do() {
+        let size = 12 * WINDOW + 999;
+        let (counter, ra, name, data) = fixture(4, size, 11, 241);
+        let gets = || counter.snapshot().requests() - 1; // the put
+        let a = plan(&ra, &name, &[(10, 5000), (WINDOW - 100, 300)]);
+        let b = plan(&ra, &name, &[(WINDOW + 7, 10), (3 * WINDOW, 10)]);
+        ra.quiesce();
+        assert_eq!(ra.pinned(), 3, "windows 0, 1 and 3");
+        assert_eq!(gets(), 1 + 3, "a stat and each window once");
+        read_ok(&ra, &name, &data, 10, 5000);
+        read_ok(&ra, &name, &data, WINDOW - 100, 300);
+        read_ok(&ra, &name, &data, 3 * WINDOW, 10);
+        ra.quiesce();
+        assert_eq!(gets(), 4, "{}", counter.snapshot().summary());
+        drop(a);
+        assert_eq!(ra.pinned(), 2, "window 1 is b's too");
+        drop(b);
+        assert_eq!(ra.pinned(), 0);
+        let many: Vec<(u64, u64)> = (0..10).map(|k| (k * WINDOW + 1, 100)).collect();
+        let c = plan(&ra, &name, &many);
+        assert_eq!(ra.pinned(), PLAN_MAX);
+        drop(c);
+        assert!(ra
+            .plan(FileType::Pack, &[(name.clone(), 0, WINDOW), (name, 5, 0)])
+            .is_none());
+        assert_eq!(ra.pinned(), 0);
+    }
+
+    /// Plans wait while PLANNED windows are pinned, and go on when a plan
+    /// is dropped; a plan of windows already pinned, or one made while
+    /// none is, never waits.
+    #[test]
+    fn a_full_budget_holds_plans_until_one_is_dropped() {
+        let size = (PLANNED as u64 + 8) * WINDOW;
+        let (_counter, ra, name, _data) = fixture(5, size, 3, 239);
+        let ra = Arc::new(ra);
+        let mut held = Vec::new();
+        for p in 0..PLANNED / PLAN_MAX {
+            let frames: Vec<(u64, u64)> = (0..PLAN_MAX as u64)
+                .map(|i| ((p * PLAN_MAX) as u64 * WINDOW + i * WINDOW, 64))
+                .collect();
+            held.push(plan(&ra, &name, &frames));
+        }
+        assert_eq!(ra.pinned(), PLANNED);
+        // Windows already pinned: no wait.
+        drop(plan(&ra, &name, &[(0, 64), (WINDOW, 64)]));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = {
+            let (ra, name) = (ra.clone(), name.clone());
+            std::thread::spawn(move || {
+                let p = plan(&ra, &name, &[(PLANNED as u64 * WINDOW, 64)]);
+                tx.send(()).unwrap();
+                p
+            })
+        };
+        let wait = std::time::Duration::from_millis(300);
+        assert!(rx.recv_timeout(wait).is_err(), "the plan waits");
+        held.pop();
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the plan goes on once another is dropped");
+        let late = waiting.join().unwrap();
+        assert_eq!(ra.pinned(), PLANNED - PLAN_MAX + 1);
+        drop(held);
+        drop(late);
+        assert_eq!(ra.pinned(), 0);
+        // None pinned: even a plan bigger than the rest goes at once.
+        drop(plan(&ra, &name, &[(0, 64)]));
+    }
+
+    /// A planned window whose download failed is not kept as failed: its
+    /// reader downloads it itself.
+    #[test]
+    fn a_failed_planned_download_is_left_to_the_reader() {
+        let counter = Counter::default();
+        let flaky = Arc::new(Flaky {
+            inner: MemoryBackend::new(),
+            fail: 0.into(),
+        });
+        let counted: Arc<dyn Backend> = Arc::new(Counting::new(flaky.clone(), counter.clone()));
+        let ra = ReadAhead::new(counted);
+        let name = pack_name(6);
+        let data: Vec<u8> = (0..3 * WINDOW as usize).map(|i| (i % 233) as u8).collect();
+        ra.put(FileType::Pack, &name, &data).unwrap();
+        flaky.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+        let p = plan(&ra, &name, &[(100, 50), (WINDOW + 100, 50)]);
+        ra.quiesce();
+        assert_eq!(
+            flaky.fail.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "both planned downloads failed"
+        );
+        let before = counter.snapshot().requests();
+        read_ok(&ra, &name, &data, 100, 50);
+        read_ok(&ra, &name, &data, WINDOW + 100, 50);
+        ra.quiesce();
+        assert_eq!(
+            counter.snapshot().requests() - before,
+            2,
+            "each reader downloads its window again"
+        );
+        drop(p);
+        assert_eq!(ra.pinned(), 0);
+    }
+
+    /// Pins are counted per plan, not per read: blobs of one bundled frame
+    /// (the same range listed again), frames across a window's end, and
+    /// reads made many times leave nothing pinned once the plans are gone.
+    #[test]
+    fn bundled_frames_and_repeated_reads_leak_no_pin() {
+        let (_counter, ra, name, data) = fixture(7, 4 * WINDOW, 5, 227);
+        let bundle = (WINDOW - 1000, 3000);
+        let frames = [bundle, bundle, bundle, (30, 40), bundle, (30, 40)];
+        let plans: Vec<Planned> = (0..5).map(|_| plan(&ra, &name, &frames)).collect();
+        assert_eq!(ra.pinned(), 2, "windows 0 and 1");
+        for _ in 0..7 {
+            read_ok(&ra, &name, &data, bundle.0, bundle.1 as usize);
+            read_ok(&ra, &name, &data, 30, 40);
+        }
+        let (want, cut) = windows_of(&vec![(name.clone(), bundle.0, bundle.1); 3]);
+        assert_eq!((want.len(), cut), (2, false));
+        drop(plans);
+        ra.quiesce();
+        assert_eq!(ra.pinned(), 0);
+        let st = ra.shared.state();
+        assert!(st.windows.iter().all(|w| w.pins == 0 && !w.queued));
     }
 }

@@ -2,7 +2,7 @@
 //! id and the length the caller expects.
 
 use super::Repository;
-use crate::backend::FileType;
+use crate::backend::{FileType, Planned};
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::Location;
@@ -62,6 +62,41 @@ impl Repository {
     /// The plaintext of data blob `id`, which a tree says is `len` bytes.
     pub fn read_data(&self, id: &BlobId, len: u32) -> Result<Vec<u8>> {
         self.read_blob(id, Some(len))
+    }
+
+    /// Tell a remote backend the pack ranges that reading data blobs `ids`
+    /// (in this order, by [`Repository::read_data`]) will take, up to `max`
+    /// stored bytes: it may download them ahead and keep them until the
+    /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
+    /// Blobs not in the index are left out (their read fails on its own);
+    /// a local repository plans nothing.
+    pub fn plan_data<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BlobId>,
+        max: u64,
+    ) -> Option<Planned> {
+        if self.backend.is_local() {
+            return None;
+        }
+        let mut reads: Vec<(String, u64, u64)> = Vec::new();
+        let mut total = 0u64;
+        for id in ids {
+            if total >= max {
+                break;
+            }
+            let Ok(Some(loc)) = self.lookup(id) else {
+                continue;
+            };
+            let (offset, len) = (loc.frame.offset as u64, loc.frame.stored_len as u64);
+            let name = loc.pack.to_hex();
+            // Blobs of one bundled frame: one read of it.
+            if reads.last().is_some_and(|r| r.0 == name && r.1 == offset) {
+                continue;
+            }
+            total = total.saturating_add(len);
+            reads.push((name, offset, len));
+        }
+        self.backend.plan(FileType::Pack, &reads)
     }
 
     /// The plaintext of blob `id` at `loc`, checked against its id.

@@ -34,8 +34,21 @@
 //!
 //! Linear in depth and small: per level of the walk, one decoded tree and a
 //! name; at most `dirs::WINDOW` directories open besides the target; files
-//! queued for the pool are bounded. Hard-link groups and failed files keep a
+//! queued for the pool are bounded (`queue_len`: 16 per writer from a local
+//! repository; from a remote one up to 4096, or half the open files the
+//! process may have). Hard-link groups and failed files keep a
 //! `dirs::DirNode` (a name per level), not a descriptor.
+//!
+//! # Planned downloads
+//!
+//! From a remote repository, each file's first reads (up to 8 MiB of stored
+//! data) are planned when the walk queues it, before it reaches the pool:
+//! the backend's read-ahead ([`crate::backend::readahead`]) downloads them
+//! on several connections while the pool writes the files queued before,
+//! and keeps them until the file is written or has failed. The walk waits
+//! when the plans hold their budget (64 MiB); the pool never does. Every
+//! blob is still read through [`Repository::read_data`], decoded and
+//! checked there.
 //!
 //! # Filters, `--delete`, `--dry-run`
 //!
@@ -234,7 +247,7 @@ pub fn restore(
         None => DirNode::root((0, 0)),
     };
     let threads = if opts.dry_run { 0 } else { opts.threads.max(1) };
-    let (tx, rx) = crossbeam_channel::bounded::<write::Job>(threads.max(1) * 16);
+    let (tx, rx) = crossbeam_channel::bounded::<write::Job>(queue_len(repo, threads));
     std::thread::scope(|s| {
         for _ in 0..threads {
             let rx = rx.clone();
@@ -279,6 +292,34 @@ pub fn restore(
         xattr_denied: c.xattr_denied.load(Relaxed),
     })
 }
+
+/// Files queued for the pool, at most (each holds its descriptor). From a
+/// remote repository the queue is as long as open files allow, up to
+/// [`REMOTE_QUEUE`]: files are planned when queued ([`Restorer::plan`]), and
+/// small files need many in the queue to plan far enough ahead to keep the
+/// connections busy; the plans' own budget bounds their memory.
+fn queue_len(repo: &Repository, threads: usize) -> usize {
+    let local = threads.max(1) * 16;
+    if repo.is_local() {
+        return local;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return local;
+    }
+    let spare = usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(256)
+        / 2;
+    spare.clamp(local, REMOTE_QUEUE.max(local))
+}
+
+/// Files queued for the pool from a remote repository, at most.
+const REMOTE_QUEUE: usize = 4096;
 
 /// Open the target once (a symlink given as the target is followed, as `cd`
 /// would), creating it if needed; refuse a non-empty one unless
@@ -337,7 +378,11 @@ fn with_path(e: Error, path: &Path) -> Error {
             object: format!("{} ({object})", path.display()),
             reason,
         },
-        Error::Io { .. } | Error::Interrupted(_) => e,
+        Error::Io { path: ref p, .. } if p == path => e,
+        Error::Interrupted(_) => e,
+        // The repository's object that could not be read (a download that
+        // failed): the file it was for, then the object and why.
+        Error::Io { .. } => Error::io(path, io::Error::other(e.to_string())),
         other => Error::InvalidInput(format!("{}: {other}", path.display())),
     }
 }

@@ -639,12 +639,14 @@ impl<'a, 'r> Restore<'a, 'r> {
             };
             self.r.links.add_first(key, first, true)
         });
+        let plan = self.r.plan(&e.extents);
         let job = Job {
             fd,
             dir: node,
             entry: take(e),
             path: path.to_path_buf(),
             first_link,
+            plan,
         };
         let _ = self.tx.send(job);
         Ok(())

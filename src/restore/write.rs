@@ -3,6 +3,7 @@
 
 use super::dirs::DirNode;
 use super::{cvt, with_path, Restorer};
+use crate::backend::Planned;
 use crate::error::Error;
 use crate::format::tree::{Entry, Extent};
 use crate::meta::{self, cstr, Handle};
@@ -14,6 +15,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+/// Stored bytes of a file planned when it is queued, at most.
+const PLAN_BYTES: u64 = 8 << 20;
+
 /// A file whose content the pool writes.
 pub struct Job {
     /// Created empty by the walk, open for writing.
@@ -24,6 +28,9 @@ pub struct Job {
     pub path: PathBuf,
     /// The first member of a hard-link group: others may be linked to it.
     pub first_link: bool,
+    /// Its first reads, announced to the backend ([`Restorer::plan`]);
+    /// dropped once its content is written or has failed.
+    pub plan: Option<Planned>,
 }
 
 /// Why a file is not finished.
@@ -35,8 +42,10 @@ enum Stop {
 impl Restorer<'_> {
     /// Content, then metadata through the descriptor; a file that is not
     /// complete is removed (at the end), with the links made to it.
-    pub(super) fn write_file(&self, job: Job) {
-        match self.write_content(&job) {
+    pub(super) fn write_file(&self, mut job: Job) {
+        let written = self.write_content(&job);
+        drop(job.plan.take());
+        match written {
             Ok(n) => {
                 self.counts.files.fetch_add(1, Relaxed);
                 self.counts.bytes.fetch_add(n, Relaxed);
@@ -78,6 +87,17 @@ impl Restorer<'_> {
             );
             self.warn(Error::io(&path, io::Error::other(why)));
         }
+    }
+
+    /// Announce the first [`PLAN_BYTES`] of a file's data to the backend,
+    /// before the file is queued: a remote one downloads them while the
+    /// pool works on the files queued before.
+    pub(super) fn plan(&self, extents: &[Extent]) -> Option<Planned> {
+        let ids = extents.iter().filter_map(|x| match x {
+            Extent::Data { id, .. } => Some(id),
+            Extent::Hole { .. } => None,
+        });
+        self.repo.plan_data(ids, PLAN_BYTES)
     }
 
     fn write_content(&self, job: &Job) -> std::result::Result<u64, Stop> {

@@ -5,6 +5,8 @@
 mod s3;
 // Faults: SlowDown, resets, a killed server, a killed backup, bad credentials.
 mod s3_faults;
+// Restore: planned downloads, exact trees, a file that cannot be read.
+mod s3_restore;
 // Many hosts and their locks in one bucket.
 mod s3_hosts;
 // A repository over SFTP.
