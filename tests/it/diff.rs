@@ -303,3 +303,48 @@ fn the_second_argument_is_a_path_when_it_looks_like_one() {
         stderr(&out)
     );
 }
+
+/// A directory that became a file and a file that became a directory:
+/// the change of type, then everything below the old directory as missing
+/// and below the new one as extra; the same between snapshots and live.
+#[test]
+fn a_type_change_reports_what_was_below_each_side() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(src.join("was-dir/sub")).unwrap();
+    fs::write(src.join("was-dir/x"), b"x").unwrap();
+    fs::write(src.join("was-dir/sub/y"), b"y").unwrap();
+    fs::write(src.join("was-file"), b"f").unwrap();
+    fs::write(src.join("same"), b"s").unwrap();
+    let before = t.backup(&src);
+    fs::remove_dir_all(src.join("was-dir")).unwrap();
+    fs::write(src.join("was-dir"), b"now a file").unwrap();
+    fs::remove_file(src.join("was-file")).unwrap();
+    fs::create_dir_all(src.join("was-file/new")).unwrap();
+    fs::write(src.join("was-file/new/z"), b"z").unwrap();
+    let p = |s: &str| src.join(s).display().to_string();
+    let got = |v: &serde_json::Value| -> BTreeSet<(String, String)> {
+        changes(v)
+            .into_iter()
+            .filter(|(_, path, _)| path != &src.display().to_string())
+            .map(|(status, path, _)| (status, path))
+            .collect()
+    };
+    let want: BTreeSet<(String, String)> = [
+        ("T", "was-dir"),
+        ("D", "was-dir/x"),
+        ("D", "was-dir/sub"),
+        ("D", "was-dir/sub/y"),
+        ("T", "was-file"),
+        ("A", "was-file/new"),
+        ("A", "was-file/new/z"),
+    ]
+    .iter()
+    .map(|(s, x)| (s.to_string(), p(x)))
+    .collect();
+    let (code, v) = diff_json(&t, &[os(&before), src.as_os_str()]);
+    assert_eq!((code, got(&v)), (1, want.clone()), "live: {v}");
+    let after = t.backup(&src);
+    let (code, v) = diff_json(&t, &[os(&before), os(&after), src.as_os_str()]);
+    assert_eq!((code, got(&v)), (1, want), "snapshots: {v}");
+}
