@@ -1,5 +1,12 @@
 //! The tree walker: one depth-first walk over a snapshot's trees, shared by
-//! `restore`, `check`, `prune`, `stats`, `ls`, `copy` and `repair`.
+//! `restore`, `check`, `prune`, `stats`, `ls`, `copy`, `repair`, `find`,
+//! and `diff`/`verify`. [`run`] is the walker itself, over any listings of
+//! named entries ([`Walk`]); [`walk`] is its use over trees ([`Visit`]).
+//! Merges of several listings walk with it too: `diff` of two snapshots
+//! (a directory is a pair of trees, listed merged by name), `diff`/`verify`
+//! against a live tree (a tree beside an open directory), and `find`'s
+//! report across snapshots (a directory is the group of snapshots holding
+//! it).
 //!
 //! [`walk`] visits the entries below a root tree in name order, each
 //! directory's entry before what is below it (the order `ls` prints and a
@@ -43,15 +50,9 @@
 //!   pushed in [`Visit::enter`] and popped in [`Visit::leave`], which the
 //!   walker calls in pairs.
 //!
-//! Not every walk goes through here, and why:
-//! - `dump` is a pull iterator feeding a tar writer and a read-ahead of
-//!   file content; this walk pushes. It is iterative already.
-//! - `diff` of two snapshots and `diff`/`verify` against a live directory
-//!   merge two listings by name; the merge stays in `compare` (what is
-//!   below a directory found only in the snapshot, against a live tree, is
-//!   walked here).
-//! - `find` computes, once per distinct tree, what matches below it, and
-//!   then merges those results across snapshots.
+//! One walk does not go through here: `dump` is a pull iterator feeding a
+//! tar writer and a read-ahead of file content (this walk pushes); it is
+//! iterative too.
 
 use crate::error::{Error, Result};
 use crate::format::id::TreeId;
