@@ -15,8 +15,10 @@ use super::{Category, CategorySet, Change, Detail, Report};
 use crate::error::{Error, Result};
 use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Extent, Kind, Tree};
+use crate::repo::content::{Piece, Pieces, ReadAhead};
 use crate::repo::walk::{self, Flow, Walk};
 use crate::repo::Repository;
+use std::sync::Arc;
 
 /// How to diff two snapshots.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,7 +30,7 @@ pub struct DiffOptions {
 /// Every change from entry `a` to entry `b` (found at `path` in their
 /// snapshots) and below: `a` is the older side.
 pub fn diff_snapshots(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     a: &Entry,
     b: &Entry,
     path: &[u8],
@@ -55,7 +57,7 @@ pub fn diff_snapshots(
 }
 
 struct TreeDiff<'a> {
-    repo: &'a Repository,
+    repo: &'a Arc<Repository>,
     ignore: CategorySet,
     rules: Rules,
     report: Report,
@@ -222,12 +224,19 @@ impl TreeDiff<'_> {
     }
 
     /// Whether two extent lists (of one size) hold the same bytes, holes
-    /// reading as zeros: read from the repository.
+    /// reading as zeros: read from the repository by the content reader.
     fn same_bytes(&mut self, a: &[Extent], b: &[Extent]) -> Result<bool> {
-        let (mut x, mut y) = (Pieces::new(a), Pieces::new(b));
+        let read = |e: &[Extent]| {
+            let opts = ReadAhead {
+                threads: 2,
+                budget: 8 << 20,
+            };
+            Pieces::new(self.repo.clone(), e.to_vec(), opts).map(Cursor::new)
+        };
+        let (mut x, mut y) = (read(a)?, read(b)?);
         loop {
-            x.fill(self.repo)?;
-            y.fill(self.repo)?;
+            x.fill()?;
+            y.fill()?;
             let (rx, ry) = (x.remaining(), y.remaining());
             if rx == 0 || ry == 0 {
                 return Ok(rx == ry);
@@ -261,38 +270,37 @@ fn hole_text(h: &[(u64, u64)]) -> String {
     format!("{} holes, {bytes} bytes", h.len())
 }
 
-/// A file's bytes, one extent at a time: a data blob read from the
-/// repository, or a run of zeros.
-struct Pieces<'e> {
-    rest: std::slice::Iter<'e, Extent>,
+/// A place in a file's pieces: the piece at hand (bytes, or `None` for a
+/// hole) and how much of it is used.
+struct Cursor {
+    pieces: Pieces,
     data: Option<Vec<u8>>,
     len: u64,
     used: u64,
 }
 
-impl<'e> Pieces<'e> {
-    fn new(extents: &'e [Extent]) -> Self {
-        Pieces {
-            rest: extents.iter(),
+impl Cursor {
+    fn new(pieces: Pieces) -> Self {
+        Cursor {
+            pieces,
             data: None,
             len: 0,
             used: 0,
         }
     }
 
-    /// Move to the next non-empty extent once the current one is used up.
-    fn fill(&mut self, repo: &Repository) -> Result<()> {
+    /// Move to the next non-empty piece once the current one is used up.
+    fn fill(&mut self) -> Result<()> {
         while self.used == self.len {
-            let Some(e) = self.rest.next() else {
+            let Some(piece) = self.pieces.next() else {
                 return Ok(());
             };
-            (self.data, self.len, self.used) = match *e {
-                Extent::Data { id, len } => {
-                    let d = repo.read_data(&id, len)?;
+            (self.data, self.len, self.used) = match piece? {
+                Piece::Data(d) => {
                     let n = d.len() as u64;
                     (Some(d), n, 0)
                 }
-                Extent::Hole { len } => (None, len, 0),
+                Piece::Hole(len) => (None, len, 0),
             };
         }
         Ok(())

@@ -348,3 +348,52 @@ fn a_type_change_reports_what_was_below_each_side() {
     let (code, v) = diff_json(&t, &[os(&before), os(&after), src.as_os_str()]);
     assert_eq!((code, got(&v)), (1, want), "snapshots: {v}");
 }
+
+/// Two snapshots of a file of one size whose holes moved: the bytes are
+/// read from the repository and compared. Zeros written where a hole was
+/// are a change of holes only; other bytes there are a change of content.
+#[test]
+fn moved_holes_are_compared_by_their_bytes() {
+    use std::os::unix::fs::FileExt;
+    const MIB: u64 = 1 << 20;
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    // [1 MiB of a][1 MiB hole][1 MiB of b]
+    let sparse = |p: &Path| {
+        let f = fs::File::create(p).unwrap();
+        f.set_len(3 * MIB).unwrap();
+        f.write_all_at(&vec![b'a'; MIB as usize], 0).unwrap();
+        f.write_all_at(&vec![b'b'; MIB as usize], 2 * MIB).unwrap();
+    };
+    let filled = |p: &Path, middle: u8| {
+        let f = fs::File::create(p).unwrap();
+        f.write_all_at(&vec![b'a'; MIB as usize], 0).unwrap();
+        f.write_all_at(&vec![middle; MIB as usize], MIB).unwrap();
+        f.write_all_at(&vec![b'b'; MIB as usize], 2 * MIB).unwrap();
+    };
+    sparse(&src.join("zeros"));
+    sparse(&src.join("other"));
+    let before = t.backup(&src);
+    filled(&src.join("zeros"), 0);
+    filled(&src.join("other"), b'x');
+    let after = t.backup(&src);
+    let (code, v) = diff_json(&t, &[os(&before), os(&after), src.as_os_str()]);
+    assert_eq!(code, 1);
+    let cats = |name: &str| -> Vec<String> {
+        let path = src.join(name).display().to_string();
+        let c = changes(&v).into_iter().find(|c| c.1 == path);
+        let c = c.unwrap_or_else(|| panic!("{name} not reported: {v}"));
+        c.2.split(',').map(str::to_string).collect()
+    };
+    let zeros = cats("zeros");
+    assert!(zeros.contains(&"holes".to_string()), "{zeros:?}");
+    assert!(!zeros.contains(&"content".to_string()), "{zeros:?}");
+    let other = cats("other");
+    assert!(other.contains(&"holes".to_string()), "{other:?}");
+    assert!(other.contains(&"content".to_string()), "{other:?}");
+    assert!(
+        v["stats"]["bytes_hashed"].as_u64().unwrap() >= 3 * MIB,
+        "bytes read and compared: {v}"
+    );
+}
