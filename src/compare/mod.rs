@@ -2,8 +2,11 @@
 //! the logic of `rewind diff` and `rewind verify`.
 //!
 //! ```text
-//! diff A B:      trees.rs  two trees side by side; equal subtree ids are skipped unread
-//! diff A LIVE:   walk.rs   a tree beside a directory: metadata first, content when stat says so
+//! diff A B:      trees.rs  two trees side by side (the tree walker over pairs of trees);
+//!                          equal subtree ids are skipped unread
+//! diff A LIVE:   walk.rs   a tree beside a directory (the tree walker over a tree and an
+//!                          open directory; a pool stats and reads): metadata first,
+//!                          content when stat says so
 //! verify A DIR:  walk.rs   the same walk, every file's bytes hashed, every category checked
 //!                entry.rs  the pure part: one entry against another, category by category
 //!                live.rs   the live side: an entry from stat, content by hash, hole layout

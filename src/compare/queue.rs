@@ -57,6 +57,13 @@ impl<T> Queue<T> {
         }
     }
 
+    /// A producer outside the workers (a walk handing out jobs): the queue
+    /// is not done while the returned guard lives.
+    pub fn hold(&self) -> Hold<'_, T> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).open += 1;
+        Hold(self)
+    }
+
     /// A job taken with [`Queue::next`] is done (and has queued what it made).
     pub fn finished(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,6 +71,15 @@ impl<T> Queue<T> {
         if s.open == 0 {
             self.ready.notify_all();
         }
+    }
+}
+
+/// See [`Queue::hold`].
+pub(super) struct Hold<'q, T>(&'q Queue<T>);
+
+impl<T> Drop for Hold<'_, T> {
+    fn drop(&mut self) {
+        self.0.finished();
     }
 }
 

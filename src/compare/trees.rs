@@ -2,19 +2,23 @@
 //! subtree id is the same on both sides is skipped without being read, so the
 //! cost follows the size of the change, not of the tree.
 //!
-//! The merge keeps an explicit stack of the directory pairs it is in (each
-//! side's remaining entries), and one path buffer, so a pair of snapshots
-//! deeper than the thread's stack is compared like any other. Trees are read
-//! in the order a recursive merge would read them: a directory's pair when
-//! it is met, and for a directory that changed type, the old side's listing
-//! first, the new side's once everything below the old one is reported.
+//! The merge is a walk of the tree walker ([`crate::repo::walk::run`]) over
+//! pairs of listings: a directory of the walk is a pair of trees (either
+//! side may be absent: a directory on one side only, or one that changed
+//! type, is walked against nothing), and its listing is the two trees'
+//! entries merged by name. So the order, the depth bound (an explicit
+//! stack, one path buffer) and the reading order (a directory's pair when
+//! its entry is met) are the walker's.
 
 use super::entry::{holes, meta_details, Rules};
 use super::{Category, CategorySet, Change, Detail, Report};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Extent, Kind, Tree};
+use crate::repo::content::{Piece, Pieces, ReadAhead};
+use crate::repo::walk::{self, Flow, Walk};
 use crate::repo::Repository;
+use std::sync::Arc;
 
 /// How to diff two snapshots.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,7 +30,7 @@ pub struct DiffOptions {
 /// Every change from entry `a` to entry `b` (found at `path` in their
 /// snapshots) and below: `a` is the older side.
 pub fn diff_snapshots(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     a: &Entry,
     b: &Entry,
     path: &[u8],
@@ -41,144 +45,136 @@ pub fn diff_snapshots(
             nlink: true,
         },
         report: Report::default(),
-        path: path.to_vec(),
-        stack: Vec::new(),
     };
-    d.pair(a, b)?;
-    d.run()?;
+    d.pair(path, a, b)?;
+    if let Some(below) = below(Some(a), Some(b)) {
+        // The walk joins names with `/`: the root's own path is "".
+        let prefix = path.strip_suffix(b"/").unwrap_or(path);
+        walk::run(below, prefix, &mut d)?;
+    }
     d.report.finish();
     Ok(d.report)
 }
 
 struct TreeDiff<'a> {
-    repo: &'a Repository,
+    repo: &'a Arc<Repository>,
     ignore: CategorySet,
     rules: Rules,
     report: Report,
-    /// The path of the entry at hand; each step's directory is a prefix.
-    path: Vec<u8>,
-    /// The directories the merge is in, innermost last.
-    stack: Vec<Step>,
 }
 
-#[derive(Clone, Copy)]
-enum Side {
-    A,
-    B,
+/// One name of a merged listing: its entry on each side that has it.
+struct Pair {
+    name: Vec<u8>,
+    a: Option<Entry>,
+    b: Option<Entry>,
 }
 
-/// A listing's remaining entries (boxed: a peeked entry is large).
-type Entries = Box<std::iter::Peekable<std::vec::IntoIter<Entry>>>;
+/// The trees to merge below entries `a` and `b` (one may be absent): the
+/// directory's on each side that has one, unless both are the same tree.
+/// A side with no directory (absent, another type, or stored without a
+/// tree) lists as empty.
+fn below(a: Option<&Entry>, b: Option<&Entry>) -> Option<(Option<TreeId>, Option<TreeId>)> {
+    let dir = |e: Option<&Entry>| e.filter(|e| e.kind == Kind::Dir).map(|e| e.subtree);
+    match (dir(a), dir(b)) {
+        (None, None) => None,
+        (Some(x), Some(y)) if x == y => None,
+        (x, y) => {
+            let (x, y) = (x.flatten(), y.flatten());
+            (x.is_some() || y.is_some()).then_some((x, y))
+        }
+    }
+}
 
-/// One directory of the merge, at `path_len` bytes of the path buffer.
-enum Step {
-    /// Two listings merged by name: an entry on one side only is reported
-    /// with everything below it (the other listing is then empty).
-    Merge {
-        a: Entries,
-        b: Entries,
-        path_len: usize,
-    },
-    /// A directory on one side only, not read yet.
-    Below {
-        id: Option<TreeId>,
-        side: Side,
-        path_len: usize,
-    },
+impl Walk for TreeDiff<'_> {
+    type Dir = (Option<TreeId>, Option<TreeId>);
+    type List = Vec<Pair>;
+    type Node = Pair;
+    type Error = Error;
+
+    fn nodes(list: &mut Vec<Pair>) -> &mut [Pair] {
+        list
+    }
+
+    fn name(p: &Pair) -> &[u8] {
+        &p.name
+    }
+
+    fn below(p: &Pair) -> Option<Self::Dir> {
+        below(p.a.as_ref(), p.b.as_ref())
+    }
+
+    fn enter(&mut self, _: &[u8], &(a, b): &Self::Dir) -> Result<Option<Vec<Pair>>> {
+        let (a, b) = (self.load(a)?, self.load(b)?);
+        Ok(Some(merge(a, b)))
+    }
+
+    fn entry(&mut self, path: &[u8], p: &mut Pair) -> Result<Flow> {
+        match (&p.a, &p.b) {
+            (Some(a), Some(b)) => self.pair(path, a, b)?,
+            (a, b) => {
+                self.report.entries += 1;
+                let kind = |e: &Option<Entry>| e.as_ref().map(|e| e.kind);
+                self.push(path, kind(a), kind(b), Vec::new());
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn leave(&mut self, _: &[u8], _: Self::Dir, _: Vec<Pair>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Two listings merged by name.
+fn merge(a: Tree, b: Tree) -> Vec<Pair> {
+    use std::cmp::Ordering;
+    let mut out = Vec::with_capacity(a.entries.len().max(b.entries.len()));
+    let (mut a, mut b) = (
+        a.entries.into_iter().peekable(),
+        b.entries.into_iter().peekable(),
+    );
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+        };
+        let (x, y) = match order {
+            Ordering::Less => (a.next(), None),
+            Ordering::Greater => (None, b.next()),
+            Ordering::Equal => (a.next(), b.next()),
+        };
+        let name = x.as_ref().or(y.as_ref()).expect("peeked").name.clone();
+        out.push(Pair { name, a: x, b: y });
+    }
 }
 
 impl TreeDiff<'_> {
-    /// Entries `a` and `b`, both at the path buffer.
-    fn pair(&mut self, a: &Entry, b: &Entry) -> Result<()> {
+    /// Entries `a` and `b`, both at `path`.
+    fn pair(&mut self, path: &[u8], a: &Entry, b: &Entry) -> Result<()> {
         self.report.entries += 1;
         if a.kind != b.kind {
-            self.push(Some(a.kind), Some(b.kind), Vec::new());
-            if b.kind == Kind::Dir {
-                self.stack.push(Step::Below {
-                    id: b.subtree,
-                    side: Side::B,
-                    path_len: self.path.len(),
-                });
-            }
-            return self.below(a, Side::A);
+            self.push(path, Some(a.kind), Some(b.kind), Vec::new());
+            return Ok(());
         }
         let mut details = Vec::new();
         meta_details(a, b, &self.rules, &mut details);
         if a.kind == Kind::File {
             self.content(a, b, &mut details)?;
         }
-        self.push(Some(a.kind), Some(b.kind), details);
-        if a.kind == Kind::Dir && a.subtree != b.subtree {
-            let (ta, tb) = (self.load(a.subtree)?, self.load(b.subtree)?);
-            self.merge(ta, tb);
-        }
+        self.push(path, Some(a.kind), Some(b.kind), details);
         Ok(())
     }
 
-    /// Merge two listings of the directory at the path buffer.
-    fn merge(&mut self, a: Tree, b: Tree) {
-        self.stack.push(Step::Merge {
-            a: Box::new(a.entries.into_iter().peekable()),
-            b: Box::new(b.entries.into_iter().peekable()),
-            path_len: self.path.len(),
-        });
-    }
-
-    /// Run the merge until the stack is empty: each step's next entry, in
-    /// name order, the innermost directory first.
-    fn run(&mut self) -> Result<()> {
-        use std::cmp::Ordering;
-        while let Some(top) = self.stack.last_mut() {
-            let (a, b, path_len) = match top {
-                Step::Merge { a, b, path_len } => (a, b, *path_len),
-                &mut Step::Below { id, side, path_len } => {
-                    self.stack.pop();
-                    self.path.truncate(path_len);
-                    let tree = self.load(id)?;
-                    match side {
-                        Side::A => self.merge(tree, Tree::default()),
-                        Side::B => self.merge(Tree::default(), tree),
-                    }
-                    continue;
-                }
-            };
-            let order = match (a.peek(), b.peek()) {
-                (None, None) => {
-                    self.stack.pop();
-                    continue;
-                }
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(x), Some(y)) => x.name.cmp(&y.name),
-            };
-            let (x, y) = match order {
-                Ordering::Less => (a.next(), None),
-                Ordering::Greater => (None, b.next()),
-                Ordering::Equal => (a.next(), b.next()),
-            };
-            self.path.truncate(path_len);
-            let name = &x.as_ref().or(y.as_ref()).expect("peeked").name;
-            if !self.path.ends_with(b"/") {
-                self.path.push(b'/');
-            }
-            self.path.extend_from_slice(name);
-            match (x, y) {
-                (Some(x), Some(y)) => self.pair(&x, &y)?,
-                (Some(x), None) => self.one_side(&x, Side::A)?,
-                (None, Some(y)) => self.one_side(&y, Side::B)?,
-                (None, None) => unreachable!("an entry was peeked"),
-            }
-        }
-        Ok(())
-    }
-
-    /// A change at the path buffer, unless there is none.
-    fn push(&mut self, a: Option<Kind>, b: Option<Kind>, details: Vec<Detail>) {
+    /// A change at `path`, unless there is none.
+    fn push(&mut self, path: &[u8], a: Option<Kind>, b: Option<Kind>, details: Vec<Detail>) {
         if details.is_empty() && a == b {
             return;
         }
         self.report.changes.push(Change {
-            path: self.path.clone(),
+            path: path.to_vec(),
             a,
             b,
             details,
@@ -193,31 +189,6 @@ impl TreeDiff<'_> {
             }
             None => Ok(Tree::default()),
         }
-    }
-
-    /// An entry on one side only (at the path buffer), and everything
-    /// below it.
-    fn one_side(&mut self, e: &Entry, side: Side) -> Result<()> {
-        self.report.entries += 1;
-        let (a, b) = match side {
-            Side::A => (Some(e.kind), None),
-            Side::B => (None, Some(e.kind)),
-        };
-        self.push(a, b, Vec::new());
-        self.below(e, side)
-    }
-
-    /// What is below `e` (at the path buffer), on one side only.
-    fn below(&mut self, e: &Entry, side: Side) -> Result<()> {
-        if e.kind != Kind::Dir {
-            return Ok(());
-        }
-        let tree = self.load(e.subtree)?;
-        match side {
-            Side::A => self.merge(tree, Tree::default()),
-            Side::B => self.merge(Tree::default(), tree),
-        }
-        Ok(())
     }
 
     /// Content and holes of two files, by extents (see the module docs of
@@ -253,12 +224,19 @@ impl TreeDiff<'_> {
     }
 
     /// Whether two extent lists (of one size) hold the same bytes, holes
-    /// reading as zeros: read from the repository.
+    /// reading as zeros: read from the repository by the content reader.
     fn same_bytes(&mut self, a: &[Extent], b: &[Extent]) -> Result<bool> {
-        let (mut x, mut y) = (Pieces::new(a), Pieces::new(b));
+        let read = |e: &[Extent]| {
+            let opts = ReadAhead {
+                threads: 2,
+                budget: 8 << 20,
+            };
+            Pieces::new(self.repo.clone(), e.to_vec(), opts).map(Cursor::new)
+        };
+        let (mut x, mut y) = (read(a)?, read(b)?);
         loop {
-            x.fill(self.repo)?;
-            y.fill(self.repo)?;
+            x.fill()?;
+            y.fill()?;
             let (rx, ry) = (x.remaining(), y.remaining());
             if rx == 0 || ry == 0 {
                 return Ok(rx == ry);
@@ -292,38 +270,37 @@ fn hole_text(h: &[(u64, u64)]) -> String {
     format!("{} holes, {bytes} bytes", h.len())
 }
 
-/// A file's bytes, one extent at a time: a data blob read from the
-/// repository, or a run of zeros.
-struct Pieces<'e> {
-    rest: std::slice::Iter<'e, Extent>,
+/// A place in a file's pieces: the piece at hand (bytes, or `None` for a
+/// hole) and how much of it is used.
+struct Cursor {
+    pieces: Pieces,
     data: Option<Vec<u8>>,
     len: u64,
     used: u64,
 }
 
-impl<'e> Pieces<'e> {
-    fn new(extents: &'e [Extent]) -> Self {
-        Pieces {
-            rest: extents.iter(),
+impl Cursor {
+    fn new(pieces: Pieces) -> Self {
+        Cursor {
+            pieces,
             data: None,
             len: 0,
             used: 0,
         }
     }
 
-    /// Move to the next non-empty extent once the current one is used up.
-    fn fill(&mut self, repo: &Repository) -> Result<()> {
+    /// Move to the next non-empty piece once the current one is used up.
+    fn fill(&mut self) -> Result<()> {
         while self.used == self.len {
-            let Some(e) = self.rest.next() else {
+            let Some(piece) = self.pieces.next() else {
                 return Ok(());
             };
-            (self.data, self.len, self.used) = match *e {
-                Extent::Data { id, len } => {
-                    let d = repo.read_data(&id, len)?;
+            (self.data, self.len, self.used) = match piece? {
+                Piece::Data(d) => {
                     let n = d.len() as u64;
                     (Some(d), n, 0)
                 }
-                Extent::Hole { len } => (None, len, 0),
+                Piece::Hole(len) => (None, len, 0),
             };
         }
         Ok(())

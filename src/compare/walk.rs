@@ -2,37 +2,47 @@
 //! LIVE_PATH` and `rewind verify`.
 //!
 //! ```text
-//! directory job: load tree ─ list dir (O_NOATIME) ─ merge by name ─ stat ─ xattrs ─ readlink
-//!                └─ metadata compared here; subdirectories and files that need reading become jobs
-//! file job:      open (O_NOATIME) ─ hole layout (SEEK_DATA) ─ hash each extent ─ compare ids
-//! afterwards:    hard-link groups of both sides compared
+//! the walk (this thread):  load tree ─ list dir (O_NOATIME) ─ merge by name ─ go into directories
+//! pair job (the pool):     stat ─ xattrs ─ readlink ─ metadata compared
+//! file job (the pool):     open (O_NOATIME) ─ hole layout (SEEK_DATA) ─ hash each extent ─ compare ids
+//! afterwards:              hard-link groups of both sides compared
 //! ```
 //!
-//! A pool of threads runs both kinds of job from one bounded [`Queue`]: a
-//! metadata walk is bound by `stat` and `listxattr` calls, so it spreads over
-//! the cores (and, with a cold cache, keeps several inode reads in flight);
-//! reading files spreads over them too. When the queue is full the submitter
-//! runs the job itself, so memory and open directories stay bounded.
+//! The walk is the tree walker's ([`crate::repo::walk::run`]) over pairs of
+//! listings: a directory of the walk is a snapshot tree and the live
+//! directory beside it, either of which may be absent (a directory on one
+//! side only, or one that changed type, is walked against nothing, so what
+//! is below it is reported as missing or extra by the same walk). Whether a
+//! live entry is a directory to go into comes from the listing's `d_type`
+//! (a `stat` where the file system does not say).
+//!
+//! A pool of threads runs the jobs the walk hands out from one bounded
+//! [`Queue`]: comparing metadata is bound by `stat` and `listxattr` calls,
+//! so it spreads over the cores (and, with a cold cache, keeps several inode
+//! reads in flight); reading files spreads over them too. When the queue is
+//! full the submitter runs the job itself, so memory stays bounded.
 
 use super::entry::{meta_details, Rules};
 use super::links::{self, Member};
 use super::live::{check_content, filled_holes, live_entry, Wanted};
 use super::queue::Queue;
 use super::trees::size_detail;
-use super::{join, Category, CategorySet, Change, Detail, Report};
+use super::{Category, CategorySet, Change, Detail, Report};
 use crate::error::{Error, Result};
 use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Extent, Kind, Tree};
 use crate::meta::{self, cstr, Names};
 use crate::progress::Progress;
-use crate::repo::walk::{walk, Flow, Visit};
+use crate::repo::walk::{self, Flow};
 use crate::repo::Repository;
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// When to read a live file's bytes.
@@ -87,6 +97,7 @@ pub fn compare_live(
         names: Names::default(),
         changes: Mutex::default(),
         members: Mutex::default(),
+        queued_dirs: AtomicUsize::new(0),
         entries: AtomicU64::new(0),
         trees_read: AtomicU64::new(0),
         files_hashed: AtomicU64::new(0),
@@ -95,18 +106,9 @@ pub fn compare_live(
     let root = open_root(path, opts.compare_root)?;
     let threads = opts.threads.max(1);
     let queue = Queue::new(threads * 16);
-    let mut buf = Vec::new();
     let q = &queue;
-    match root {
-        Root::Entry(dir, name) => w.pair(&dir, entry, &name, snap_path.to_vec(), q, &mut buf),
-        Root::Contents(dir) if entry.kind == Kind::Dir => w.submit(
-            Job::Dir(entry.clone(), dir, snap_path.to_vec()),
-            q,
-            &mut buf,
-        ),
-        Root::Contents(_) => w.error(snap_path.to_vec(), entry.kind, not_a_dir(path)),
-    }
     std::thread::scope(|s| {
+        let walking = q.hold();
         for _ in 0..threads {
             let w = &w;
             s.spawn(move || {
@@ -117,6 +119,35 @@ pub fn compare_live(
                 }
             });
         }
+        let mut walk = LiveWalk {
+            w: &w,
+            q,
+            buf: Vec::new(),
+            batch: Vec::new(),
+            batch_dirs: 0,
+            levels: Vec::new(),
+            depth: 0,
+        };
+        let below = match root {
+            Root::Entry(dir, name) => {
+                let snap = Some(entry.clone());
+                walk.step(Some(&dir), &name, snap, Some(0), snap_path.to_vec())
+            }
+            Root::Contents(dir) if entry.kind == Kind::Dir => {
+                Some(LiveDir::new(entry.subtree, Some(dir)))
+            }
+            Root::Contents(_) => {
+                w.error(snap_path.to_vec(), entry.kind, not_a_dir(path));
+                None
+            }
+        };
+        if let Some(below) = below {
+            // The walk joins names with `/`: the root's own path is "".
+            let prefix = snap_path.strip_suffix(b"/").unwrap_or(snap_path);
+            let Ok(()) = walk::run(below, prefix, &mut walk);
+        }
+        walk.flush();
+        drop(walking);
     });
     Ok(w.finish())
 }
@@ -156,9 +187,369 @@ fn not_a_dir(path: &Path) -> io::Error {
 
 /// Work for the pool.
 enum Job {
-    /// A snapshot directory, the live directory open beside it, its path.
-    Dir(Entry, Arc<OwnedFd>, Vec<u8>),
-    File(FileJob),
+    /// Entries on both sides: each live one read and compared with the
+    /// snapshot's; the number of distinct directories they hold counted in
+    /// [`Walker::queued_dirs`].
+    Pairs(Vec<Pair>, usize),
+    File(Box<FileJob>),
+}
+
+/// An entry on both sides: the snapshot's, the live one's directory and
+/// name, its path.
+struct Pair {
+    dir: Arc<OwnedFd>,
+    snap: Entry,
+    name: Vec<u8>,
+    path: Vec<u8>,
+}
+
+/// Pairs handed to the pool in one job: a few hundred `stat` calls, not a
+/// queue operation (and a thread woken) per entry or per directory.
+const PAIRS_PER_JOB: usize = 128;
+
+/// A directory of the walk: the snapshot's tree (`None`: nothing on that
+/// side, or a directory stored without a tree) beside the live directory
+/// open (`None`: only in the snapshot).
+struct LiveDir {
+    tree: Option<TreeId>,
+    /// Taken by [`Walk::enter`]: the walk's frames hold no descriptor,
+    /// [`LiveWalk::levels`] decides which stay open.
+    fd: Cell<Option<Arc<OwnedFd>>>,
+}
+
+impl LiveDir {
+    fn new(tree: Option<TreeId>, fd: Option<Arc<OwnedFd>>) -> LiveDir {
+        LiveDir {
+            tree,
+            fd: Cell::new(fd),
+        }
+    }
+}
+
+/// A directory the walk is in, on the live side.
+struct Level {
+    /// Open while it is among the innermost [`OPEN_LEVELS`] live levels;
+    /// else opened again, through `..` of the level below it, when the
+    /// walk comes back to it.
+    fd: Option<Arc<OwnedFd>>,
+    /// `(st_dev, st_ino)` when opened: what is opened again must be it.
+    id: (u64, u64),
+    /// It could not be opened again: the rest of it is not compared.
+    lost: bool,
+}
+
+/// Live directories the walk keeps open, at most (besides those the pool's
+/// jobs hold): a walk as deep as memory allows needs no descriptor per level.
+const OPEN_LEVELS: usize = 32;
+
+/// Live directories the pool's queued pair jobs may hold open together, at
+/// most; past that the walk compares a batch itself.
+const QUEUED_DIRS: usize = 64;
+
+/// Distinct live directories in one pair job, at most.
+const DIRS_PER_JOB: usize = 8;
+
+/// One name of a merged listing: the snapshot's entry and the live
+/// entry's `d_type`, each where that side has it; once visited, the
+/// directory to go into below it.
+struct Node {
+    name: Vec<u8>,
+    snap: Option<Entry>,
+    live: Option<u8>,
+    below: Option<LiveDir>,
+}
+
+/// The walk: lists and merges on this thread, hands the entries to
+/// compare to the pool.
+struct LiveWalk<'w, 'a> {
+    w: &'w Walker<'a>,
+    q: &'w Queue<Job>,
+    buf: Vec<u8>,
+    /// Pairs not handed to the pool yet, and how many directories they are in.
+    batch: Vec<Pair>,
+    batch_dirs: usize,
+    /// The live side of each directory the walk is in, innermost last
+    /// (directories only in the snapshot have none, and are all below
+    /// those that have one).
+    levels: Vec<Level>,
+    /// Directories the walk is in, live or not.
+    depth: usize,
+}
+
+impl LiveWalk<'_, '_> {
+    /// The entry `name` of live directory `dir` (`None`: no live side),
+    /// with `snap` and a live `d_type` where each side has it (0 when the
+    /// file system does not say), at `path`: reported or handed to the
+    /// pool; the directory to go into below it, if any.
+    fn step(
+        &mut self,
+        dir: Option<&Arc<OwnedFd>>,
+        name: &[u8],
+        snap: Option<Entry>,
+        live: Option<u8>,
+        path: Vec<u8>,
+    ) -> Option<LiveDir> {
+        let w = self.w;
+        let (dir, live) = match (dir, live) {
+            (Some(dir), Some(d_type)) => (dir, d_type),
+            _ => {
+                // Only in the snapshot: it and everything below are missing.
+                let snap = snap?;
+                w.entries.fetch_add(1, Relaxed);
+                w.push(path, Some(snap.kind), None, Vec::new());
+                let tree = snap.subtree.filter(|_| snap.kind == Kind::Dir);
+                return tree.map(|tree| LiveDir::new(Some(tree), None));
+            }
+        };
+        let Some(snap) = snap else {
+            // Only in the live tree: it and everything below are extra.
+            return match w.added_one(dir, name, live, &path) {
+                Some(Kind::Dir) => self.open(dir, name, path, None),
+                _ => None,
+            };
+        };
+        let live = match kind_of_dtype(live) {
+            Some(k) => Some(k),
+            None => cstr(name)
+                .and_then(|c| meta::stat_at(dir.as_raw_fd(), &c))
+                .ok()
+                .and_then(|st| meta::kind_of(st.st_mode)),
+        };
+        let tree = snap.subtree.filter(|_| snap.kind == Kind::Dir);
+        let is_dir = live == Some(Kind::Dir);
+        self.pair_later(Pair {
+            dir: dir.clone(),
+            snap,
+            name: name.to_vec(),
+            path: path.clone(),
+        });
+        match (is_dir, tree) {
+            (true, tree) => self.open(dir, name, path, tree),
+            // No live directory (another type, or unreadable: the pair job
+            // reports it): what was below it is missing.
+            (false, Some(tree)) if live.is_some() => Some(LiveDir::new(Some(tree), None)),
+            (false, _) => None,
+        }
+    }
+
+    /// Hand `pair` to the pool with others.
+    fn pair_later(&mut self, pair: Pair) {
+        if !self
+            .batch
+            .last()
+            .is_some_and(|p| Arc::ptr_eq(&p.dir, &pair.dir))
+        {
+            self.batch_dirs += 1;
+        }
+        self.batch.push(pair);
+        if self.batch.len() >= PAIRS_PER_JOB || self.batch_dirs >= DIRS_PER_JOB {
+            self.flush();
+        }
+    }
+
+    /// Hand the pairs waiting to the pool, or compare them here when the
+    /// pool's queued jobs hold [`QUEUED_DIRS`] directories already.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let pairs = std::mem::replace(&mut self.batch, Vec::with_capacity(PAIRS_PER_JOB));
+        let dirs = std::mem::take(&mut self.batch_dirs);
+        let w = self.w;
+        if w.queued_dirs.load(Relaxed) + dirs > QUEUED_DIRS {
+            w.run(Job::Pairs(pairs, 0), self.q, &mut self.buf);
+        } else {
+            w.queued_dirs.fetch_add(dirs, Relaxed);
+            w.submit(Job::Pairs(pairs, dirs), self.q, &mut self.buf);
+        }
+    }
+
+    /// Live directory `name` of `dir` opened, beside snapshot tree `tree`.
+    fn open(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: Vec<u8>,
+        tree: Option<TreeId>,
+    ) -> Option<LiveDir> {
+        match cstr(name).and_then(|c| meta::open_dir_at(dir.as_raw_fd(), &c)) {
+            Ok(fd) => Some(LiveDir::new(tree, Some(Arc::new(fd)))),
+            Err(e) => {
+                self.w.error(path, Kind::Dir, e);
+                None
+            }
+        }
+    }
+}
+
+impl walk::Walk for LiveWalk<'_, '_> {
+    type Dir = LiveDir;
+    type List = Vec<Node>;
+    type Node = Node;
+    type Error = Infallible;
+
+    fn nodes(list: &mut Vec<Node>) -> &mut [Node] {
+        list
+    }
+
+    fn name(n: &Node) -> &[u8] {
+        &n.name
+    }
+
+    fn below(n: &Node) -> Option<LiveDir> {
+        n.below.as_ref().map(|d| LiveDir::new(d.tree, d.fd.take()))
+    }
+
+    /// The snapshot's tree and the live directory, listed and merged by
+    /// name; a side that cannot be read is reported and the directory not
+    /// compared further.
+    fn enter(
+        &mut self,
+        path: &[u8],
+        dir: &LiveDir,
+    ) -> std::result::Result<Option<Vec<Node>>, Infallible> {
+        let w = self.w;
+        let at = || {
+            if path.is_empty() {
+                b"/".to_vec()
+            } else {
+                path.to_vec()
+            }
+        };
+        let tree = match dir.tree {
+            Some(id) => {
+                w.trees_read.fetch_add(1, Relaxed);
+                match w.repo.load_tree(&id) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        w.error(at(), Kind::Dir, e);
+                        return Ok(None);
+                    }
+                }
+            }
+            None => Tree::default(),
+        };
+        let fd = dir.fd.take();
+        let mut live = match &fd {
+            Some(fd) => match meta::read_dir(fd.as_raw_fd()) {
+                Ok(n) => n,
+                Err(e) => {
+                    w.error(at(), Kind::Dir, e);
+                    return Ok(None);
+                }
+            },
+            None => Vec::new(),
+        };
+        live.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut out = Vec::with_capacity(tree.entries.len().max(live.len()));
+        let (mut s, mut l) = (
+            tree.entries.into_iter().peekable(),
+            live.into_iter().peekable(),
+        );
+        loop {
+            let order = match (s.peek(), l.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+            };
+            let (snap, live) = match order {
+                std::cmp::Ordering::Less => (s.next(), None),
+                std::cmp::Ordering::Greater => (None, l.next()),
+                std::cmp::Ordering::Equal => (s.next(), l.next()),
+            };
+            let (name, live) = match (&snap, live) {
+                (_, Some(n)) => (n.name, Some(n.d_type)),
+                (Some(e), None) => (e.name.clone(), None),
+                (None, None) => unreachable!("an entry was peeked"),
+            };
+            out.push(Node {
+                name,
+                snap,
+                live,
+                below: None,
+            });
+        }
+        self.depth += 1;
+        if let Some(fd) = fd {
+            let id = meta::stat_fd(fd.as_raw_fd()).map_or((0, 0), |st| (st.st_dev, st.st_ino));
+            self.levels.push(Level {
+                fd: Some(fd),
+                id,
+                lost: false,
+            });
+            if let Some(far) = self.levels.len().checked_sub(OPEN_LEVELS + 1) {
+                self.levels[far].fd = None;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn entry(&mut self, path: &[u8], n: &mut Node) -> std::result::Result<Flow, Infallible> {
+        // The live side is the innermost level while the walk is in live
+        // directories, none once below them (only in the snapshot).
+        let dir = match self.levels.last() {
+            Some(l) if self.depth == self.levels.len() => {
+                if l.lost {
+                    return Ok(Flow::Leave);
+                }
+                l.fd.clone()
+            }
+            _ => None,
+        };
+        n.below = self.step(dir.as_ref(), &n.name, n.snap.take(), n.live, path.to_vec());
+        Ok(Flow::Next)
+    }
+
+    fn leave(
+        &mut self,
+        path: &[u8],
+        _: LiveDir,
+        _: Vec<Node>,
+    ) -> std::result::Result<(), Infallible> {
+        let live = self.depth == self.levels.len();
+        self.depth -= 1;
+        if !live {
+            return Ok(());
+        }
+        let Some(done) = self.levels.pop() else {
+            return Ok(());
+        };
+        let Some(up) = self.levels.last_mut() else {
+            return Ok(());
+        };
+        if up.fd.is_some() {
+            return Ok(());
+        }
+        // Coming back to a directory whose descriptor went: `..` of the one
+        // just left, if that is still the directory it was.
+        let again = done
+            .fd
+            .ok_or_else(|| io::Error::other("not open"))
+            .and_then(|fd| meta::open_dir_at(fd.as_raw_fd(), c".."))
+            .and_then(|fd| {
+                let st = meta::stat_fd(fd.as_raw_fd())?;
+                if (st.st_dev, st.st_ino) == up.id {
+                    Ok(fd)
+                } else {
+                    Err(io::Error::other("moved while being compared"))
+                }
+            });
+        match again {
+            Ok(fd) => up.fd = Some(Arc::new(fd)),
+            Err(e) => {
+                up.lost = true;
+                let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                let at = if cut == 0 {
+                    b"/".as_slice()
+                } else {
+                    &path[..cut]
+                };
+                self.w.error(at.to_vec(), Kind::Dir, e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A regular file whose bytes or holes need reading.
@@ -183,6 +574,8 @@ struct Walker<'a> {
     names: Names,
     changes: Mutex<Vec<Change>>,
     members: Mutex<Vec<(Member, Kind)>>,
+    /// Directories the queued pair jobs hold (see [`QUEUED_DIRS`]).
+    queued_dirs: AtomicUsize,
     entries: AtomicU64,
     trees_read: AtomicU64,
     files_hashed: AtomicU64,
@@ -199,8 +592,13 @@ impl Walker<'_> {
 
     fn run(&self, job: Job, q: &Queue<Job>, buf: &mut Vec<u8>) {
         match job {
-            Job::Dir(snap, fd, path) => self.dir(&snap, &fd, &path, q, buf),
-            Job::File(f) => self.read_file(f, buf),
+            Job::Pairs(pairs, dirs) => {
+                for p in pairs {
+                    self.pair(&p.dir, &p.snap, &p.name, p.path, q, buf);
+                }
+                self.queued_dirs.fetch_sub(dirs, Relaxed);
+            }
+            Job::File(f) => self.read_file(*f, buf),
         }
     }
 
@@ -230,52 +628,6 @@ impl Walker<'_> {
         self.push(path, Some(kind), Some(kind), vec![d]);
     }
 
-    fn load(&self, e: &Entry) -> Result<Tree> {
-        match e.subtree {
-            Some(id) => {
-                self.trees_read.fetch_add(1, Relaxed);
-                self.repo.load_tree(&id)
-            }
-            None => Ok(Tree::default()),
-        }
-    }
-
-    /// A snapshot directory beside the live directory open as `fd`.
-    fn dir(&self, snap: &Entry, fd: &Arc<OwnedFd>, path: &[u8], q: &Queue<Job>, buf: &mut Vec<u8>) {
-        let tree = match self.load(snap) {
-            Ok(t) => t,
-            Err(e) => return self.error(path.to_vec(), snap.kind, e),
-        };
-        let mut live = match meta::read_dir(fd.as_raw_fd()) {
-            Ok(n) => n,
-            Err(e) => return self.error(path.to_vec(), snap.kind, e),
-        };
-        live.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let (mut s, mut l) = (tree.entries.iter().peekable(), live.iter().peekable());
-        loop {
-            let order = match (s.peek(), l.peek()) {
-                (None, None) => return,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) => x.name.cmp(&y.name),
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    let e = s.next().expect("peeked");
-                    self.removed(e, join(path, &e.name));
-                }
-                std::cmp::Ordering::Greater => {
-                    let n = l.next().expect("peeked");
-                    self.added(fd, &n.name, n.d_type, join(path, &n.name));
-                }
-                std::cmp::Ordering::Equal => {
-                    let (e, n) = (s.next().expect("peeked"), l.next().expect("peeked"));
-                    self.pair(fd, e, &n.name, join(path, &n.name), q, buf);
-                }
-            }
-        }
-    }
-
     /// `snap` beside the live entry `name` in `dir`.
     fn pair(
         &self,
@@ -299,11 +651,8 @@ impl Walker<'_> {
             live.group = self.names.group(live.gid);
         }
         if live.kind != snap.kind {
-            self.push(path.clone(), Some(snap.kind), Some(live.kind), Vec::new());
-            self.removed_below(snap, &path);
-            if live.kind == Kind::Dir {
-                self.added_below(dir, name, &path);
-            }
+            // What is below either side is the walk's.
+            self.push(path, Some(snap.kind), Some(live.kind), Vec::new());
             return;
         }
         let mut details = Vec::new();
@@ -322,13 +671,6 @@ impl Walker<'_> {
         }
         match live.kind {
             Kind::File => self.file(dir, snap, &live, &st, path, details, q, buf),
-            Kind::Dir => {
-                self.push(path.clone(), Some(Kind::Dir), Some(Kind::Dir), details);
-                match cstr(name).and_then(|c| meta::open_dir_at(dir.as_raw_fd(), &c)) {
-                    Ok(fd) => self.submit(Job::Dir(snap.clone(), Arc::new(fd), path), q, buf),
-                    Err(e) => self.error(path, Kind::Dir, e),
-                }
-            }
             k => self.push(path, Some(k), Some(k), details),
         }
     }
@@ -377,7 +719,7 @@ impl Walker<'_> {
             hash,
             holes,
         };
-        self.submit(Job::File(job), q, buf);
+        self.submit(Job::File(Box::new(job)), q, buf);
     }
 
     /// Pool side: holes, then bytes; one change with everything found.
@@ -427,52 +769,6 @@ impl Walker<'_> {
         self.push(job.path, k, k, job.details);
     }
 
-    /// An entry only in the snapshot, and everything below it.
-    fn removed(&self, e: &Entry, path: Vec<u8>) {
-        self.entries.fetch_add(1, Relaxed);
-        self.push(path.clone(), Some(e.kind), None, Vec::new());
-        self.removed_below(e, &path);
-    }
-
-    /// Everything below `e` (at `path`), only in the snapshot: the tree
-    /// walker's order (depth first, name order, depth bounded by memory); a
-    /// tree that cannot be read is reported and its directory left out.
-    fn removed_below(&self, e: &Entry, path: &[u8]) {
-        struct Removed<'w, 'a>(&'w Walker<'a>);
-        impl Visit for Removed<'_, '_> {
-            type Error = Error;
-            fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
-                self.0.trees_read.fetch_add(1, Relaxed);
-                match self.0.repo.load_tree(&id) {
-                    Ok(tree) => Ok(Some(tree)),
-                    Err(err) => {
-                        let at = if path.is_empty() { b"/" } else { path };
-                        self.0.error(at.to_vec(), Kind::Dir, err);
-                        Ok(None)
-                    }
-                }
-            }
-            fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
-                self.0.entries.fetch_add(1, Relaxed);
-                self.0.push(path.to_vec(), Some(e.kind), None, Vec::new());
-                Ok(Flow::Next)
-            }
-        }
-        if let (Kind::Dir, Some(root)) = (e.kind, e.subtree) {
-            // The walk joins names with `/`: the root's own path is "".
-            let prefix = path.strip_suffix(b"/").unwrap_or(path);
-            // Its visitor never fails.
-            let _ = walk(root, prefix, &mut Removed(self));
-        }
-    }
-
-    /// An entry only in the live tree, and everything below it.
-    fn added(&self, dir: &OwnedFd, name: &[u8], d_type: u8, path: Vec<u8>) {
-        if self.added_one(dir, name, d_type, &path) == Some(Kind::Dir) {
-            self.added_below(dir, name, &path);
-        }
-    }
-
     /// Report entry `name` of `dir` (at `path`), only in the live tree:
     /// its kind, or `None` when it cannot be read (reported).
     fn added_one(&self, dir: &OwnedFd, name: &[u8], d_type: u8, path: &[u8]) -> Option<Kind> {
@@ -496,55 +792,6 @@ impl Walker<'_> {
         };
         self.push(path.to_vec(), None, Some(kind), Vec::new());
         Some(kind)
-    }
-
-    /// Everything below directory `name` of `dir` (at `path`), only in the
-    /// live tree: depth first in name order, with an explicit stack of the
-    /// directories it is in (each holds its descriptor while it is listed).
-    fn added_below(&self, dir: &OwnedFd, name: &[u8], path: &[u8]) {
-        let mut path = path.to_vec();
-        let mut stack = Vec::new();
-        stack.extend(self.added_listing(dir, name, &path));
-        while let Some((fd, rest, len)) = stack.last_mut() {
-            let len = *len;
-            let Some(n) = rest.next() else {
-                stack.pop();
-                continue;
-            };
-            path.truncate(len);
-            push_name(&mut path, &n.name);
-            let below = match self.added_one(fd, &n.name, n.d_type, &path) {
-                Some(Kind::Dir) => self.added_listing(fd, &n.name, &path),
-                _ => None,
-            };
-            stack.extend(below);
-        }
-    }
-
-    /// Directory `name` of `dir` (at `path`) opened, its names sorted, and
-    /// the length of its path; a directory that cannot be listed is
-    /// reported.
-    fn added_listing(
-        &self,
-        dir: &OwnedFd,
-        name: &[u8],
-        path: &[u8],
-    ) -> Option<(OwnedFd, std::vec::IntoIter<meta::DirName>, usize)> {
-        let res = cstr(name).and_then(|c| {
-            let fd = meta::open_dir_at(dir.as_raw_fd(), &c)?;
-            let names = meta::read_dir(fd.as_raw_fd())?;
-            Ok((fd, names))
-        });
-        match res {
-            Ok((fd, mut names)) => {
-                names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-                Some((fd, names.into_iter(), path.len()))
-            }
-            Err(e) => {
-                self.error(path.to_vec(), Kind::Dir, e);
-                None
-            }
-        }
     }
 
     /// Compare hard-link groups, then gather the report.
@@ -584,12 +831,4 @@ fn kind_of_dtype(d: u8) -> Option<Kind> {
         libc::DT_BLK => Kind::BlockDev,
         _ => return None,
     })
-}
-
-/// `path` + `/` + `name`, as [`join`] makes it: no second `/` after the root.
-fn push_name(path: &mut Vec<u8>, name: &[u8]) {
-    if !path.ends_with(b"/") {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
 }

@@ -34,6 +34,7 @@ use crate::format::id::{SnapshotId, TreeId};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, Kind, Tree};
 use crate::progress::Progress;
+use crate::repo::walk::{self, Flow, Visit};
 use crate::repo::Repository;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -166,28 +167,26 @@ struct Search<'a> {
     stats: Stats,
 }
 
-/// A tree being searched: its matching entries so far, and where it is.
+/// A tree being searched: its matching entries so far.
 struct Frame {
     key: (TreeId, Option<Vec<u8>>),
-    tree: Arc<Tree>,
-    /// The tree's directory path: this long a prefix of the search's buffer.
-    path_len: usize,
-    /// The next entry to look at.
+    /// The next entry's place in the tree.
     next: usize,
-    /// Whether the entry before `next` matched, while the search is below it.
-    matched: bool,
+    /// The directory entry being entered: its place, name, and whether it
+    /// matched (it is added once what is below it is known).
+    entering: (usize, Vec<u8>, bool),
     items: Vec<Item>,
     any: bool,
 }
 
 impl Frame {
     /// Entry `index` matched (`matched`), or has a node below it (`below`).
-    fn add(&mut self, index: usize, matched: bool, below: Option<Arc<MatchNode>>) {
+    fn add(&mut self, index: usize, name: Vec<u8>, matched: bool, below: Option<Arc<MatchNode>>) {
         let below = below.filter(|n| !n.items.is_empty());
         if matched || below.is_some() {
             self.any |= matched;
             self.items.push(Item {
-                name: self.tree.entries[index].name.clone(),
+                name,
                 index,
                 matched,
                 below,
@@ -196,126 +195,174 @@ impl Frame {
     }
 }
 
-/// A tree met in the search: known already, or read and to be searched.
-enum Met {
-    Known(Arc<MatchNode>),
-    Read(Box<Frame>),
+/// One snapshot's search, a walk of the tree walker: each tree is read the
+/// first time its key is met and its node memoised once everything below
+/// it is done ([`Visit::leave`]); a tree met again is not entered.
+struct Walk<'s, 'a> {
+    search: &'s mut Search<'a>,
+    snap: usize,
+    /// The trees being searched, innermost last (the walker's own stack
+    /// holds the trees themselves).
+    frames: Vec<Frame>,
+    /// The root's node, once known.
+    root: Option<Arc<MatchNode>>,
+}
+
+impl Walk<'_, '_> {
+    /// The node below the entry being entered is known: add it to its
+    /// directory's frame, or it is the root's.
+    fn found(&mut self, node: Arc<MatchNode>) {
+        match self.frames.last_mut() {
+            Some(parent) => {
+                let (index, name, matched) = std::mem::take(&mut parent.entering);
+                parent.add(index, name, matched, Some(node));
+            }
+            None => self.root = Some(node),
+        }
+    }
+}
+
+impl Visit for Walk<'_, '_> {
+    type Error = Error;
+
+    /// Tree `id` at directory path `dir`: known (added at once, not
+    /// entered), or read. A tree that cannot be read is reported (naming
+    /// `dir` and the snapshot) and known as empty from then on.
+    fn enter(&mut self, dir: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        let key = (id, self.search.matcher.by_path.then(|| dir.to_vec()));
+        if let Some(n) = self.search.memo.get(&key) {
+            let n = n.clone();
+            self.found(n);
+            return Ok(None);
+        }
+        crate::interrupt::check()?;
+        match self.search.ahead.take(&id) {
+            Ok(tree) => {
+                self.frames.push(Frame {
+                    key,
+                    next: 0,
+                    entering: (0, Vec::new(), false),
+                    items: Vec::new(),
+                    any: false,
+                });
+                Ok(Some(tree))
+            }
+            Err(e) => {
+                let s = &mut *self.search;
+                s.stats.errors += 1;
+                let shown = if dir.is_empty() { b"/".as_slice() } else { dir };
+                s.progress.warn(&Error::corrupt(
+                    format!(
+                        "{} in snapshot {}",
+                        String::from_utf8_lossy(shown),
+                        s.snaps[self.snap].0.short()
+                    ),
+                    format!("cannot search below it: {e}"),
+                ));
+                s.memo.insert(key, s.empty.clone());
+                let n = s.empty.clone();
+                self.found(n);
+                Ok(None)
+            }
+        }
+    }
+
+    fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
+        let top = self.frames.last_mut().expect("a tree being searched");
+        let index = top.next;
+        top.next += 1;
+        let dir = &path[..path.len() - e.name.len() - 1];
+        let matched = self.search.matcher.matches(dir, &e.name);
+        match (e.kind, e.subtree) {
+            // The walk enters it next: added with what is below it.
+            (Kind::Dir, Some(_)) => top.entering = (index, e.name.clone(), matched),
+            _ => top.add(index, e.name.clone(), matched, None),
+        }
+        Ok(Flow::Next)
+    }
+
+    fn leave(&mut self, _: &[u8], _: TreeId, tree: Tree) -> Result<()> {
+        let done = self.frames.pop().expect("a tree being searched");
+        let s = &mut *self.search;
+        let node = if done.items.is_empty() {
+            s.empty.clone()
+        } else {
+            Arc::new(MatchNode {
+                tree: done.any.then(|| Arc::new(tree)),
+                items: done.items,
+            })
+        };
+        s.memo.insert(done.key, node.clone());
+        self.found(node);
+        Ok(())
+    }
 }
 
 impl Search<'_> {
     /// What matches below tree `root` (a snapshot's root), first met in
-    /// snapshot `snap`. Depth-first with an explicit stack of the trees it
-    /// is in, so a chain of trees as deep as memory allows never touches
-    /// the thread's stack; each tree is read the first time its key is met
-    /// and its node is memoised once everything below it is done.
+    /// snapshot `snap`: a walk of the tree walker (depth bounded by memory,
+    /// not by the thread's stack).
     fn node(&mut self, root: TreeId, snap: usize) -> Result<Arc<MatchNode>> {
-        let mut path = Vec::new();
-        let mut stack = match self.meet(root, &path, snap)? {
-            Met::Known(n) => return Ok(n),
-            Met::Read(f) => vec![f],
+        let mut w = Walk {
+            search: self,
+            snap,
+            frames: Vec::new(),
+            root: None,
         };
-        loop {
-            let top = stack.last_mut().expect("a tree being searched");
-            path.truncate(top.path_len);
-            let Some(e) = top.tree.entries.get(top.next) else {
-                let done = stack.pop().expect("the top tree");
-                let node = if done.items.is_empty() {
-                    self.empty.clone()
-                } else {
-                    Arc::new(MatchNode {
-                        tree: done.any.then_some(done.tree),
-                        items: done.items,
-                    })
-                };
-                self.memo.insert(done.key, node.clone());
-                match stack.last_mut() {
-                    Some(parent) => parent.add(parent.next - 1, parent.matched, Some(node)),
-                    None => return Ok(node),
-                }
-                continue;
-            };
-            let index = top.next;
-            top.next += 1;
-            let matched = self.matcher.matches(&path, &e.name);
-            let sub = match (e.kind, e.subtree) {
-                (Kind::Dir, Some(sub)) => sub,
-                _ => {
-                    top.add(index, matched, None);
-                    continue;
-                }
-            };
-            path.push(b'/');
-            path.extend_from_slice(&e.name);
-            match self.meet(sub, &path, snap)? {
-                Met::Known(n) => {
-                    stack
-                        .last_mut()
-                        .expect("the top tree")
-                        .add(index, matched, Some(n))
-                }
-                Met::Read(f) => {
-                    stack.last_mut().expect("the top tree").matched = matched;
-                    stack.push(f);
-                }
-            }
-        }
-    }
-
-    /// Tree `id` at directory path `dir`: its node if its key was met
-    /// before, else the tree read. A tree that cannot be read is reported
-    /// (naming `dir` and snapshot `snap`) and known as empty from then on.
-    fn meet(&mut self, id: TreeId, dir: &[u8], snap: usize) -> Result<Met> {
-        let key = (id, self.matcher.by_path.then(|| dir.to_vec()));
-        if let Some(n) = self.memo.get(&key) {
-            return Ok(Met::Known(n.clone()));
-        }
-        crate::interrupt::check()?;
-        match self.ahead.take(&id) {
-            Ok(tree) => Ok(Met::Read(Box::new(Frame {
-                key,
-                tree: Arc::new(tree),
-                path_len: dir.len(),
-                next: 0,
-                matched: false,
-                items: Vec::new(),
-                any: false,
-            }))),
-            Err(e) => {
-                self.stats.errors += 1;
-                let shown = if dir.is_empty() { b"/".as_slice() } else { dir };
-                self.progress.warn(&Error::corrupt(
-                    format!(
-                        "{} in snapshot {}",
-                        String::from_utf8_lossy(shown),
-                        self.snaps[snap].0.short()
-                    ),
-                    format!("cannot search below it: {e}"),
-                ));
-                self.memo.insert(key, self.empty.clone());
-                Ok(Met::Known(self.empty.clone()))
-            }
-        }
+        walk::walk(root, b"", &mut w)?;
+        Ok(w.root.expect("the walk reached its root"))
     }
 }
 
-/// One directory being reported: the snapshots that hold it, with their
-/// nodes, and its names not yet reported.
-struct Level<'r> {
-    path_len: usize,
-    group: Vec<(usize, &'r MatchNode)>,
-    /// For each of `group`, its node's place among the distinct nodes.
-    of_snap: Vec<usize>,
-    names: std::collections::btree_map::IntoIter<&'r [u8], Vec<Option<&'r Item>>>,
+/// The snapshots that hold a directory being reported, each (in snapshot
+/// order) with its node.
+type Group<'r> = Vec<(usize, &'r MatchNode)>;
+
+/// One name of a directory being reported: its item in each distinct node
+/// of the directory's group that has it, and, once reported, the group of
+/// what is below it.
+struct Name<'r> {
+    name: &'r [u8],
+    by_node: Vec<Option<&'r Item>>,
+    below: Group<'r>,
 }
 
-impl<'r> Level<'r> {
-    /// Directory `path_len` bytes of the buffer, held by `group` (each
-    /// snapshot that holds it, in snapshot order, with its node).
-    fn new(path_len: usize, group: Vec<(usize, &'r MatchNode)>) -> Level<'r> {
-        // Nodes are shared by many snapshots: merge each distinct one once.
+/// The report, merged across snapshots: a walk of the walker over the
+/// matches' nodes, where a directory is the group of snapshots holding it.
+struct Emit<'r, 'f, 'g> {
+    snaps: &'r [(SnapshotId, Snapshot)],
+    stats: &'g mut Stats,
+    found: &'g mut Found<'f>,
+    /// For each directory being reported, innermost last: its group, and
+    /// for each of it, its node's place among the distinct nodes.
+    levels: Vec<(Group<'r>, Vec<usize>)>,
+}
+
+impl<'r> walk::Walk for Emit<'r, '_, '_> {
+    type Dir = Group<'r>;
+    type List = Vec<Name<'r>>;
+    type Node = Name<'r>;
+    type Error = Error;
+
+    fn nodes<'l>(list: &'l mut Vec<Name<'r>>) -> &'l mut [Name<'r>] {
+        list
+    }
+
+    fn name<'n>(n: &'n Name<'r>) -> &'n [u8] {
+        n.name
+    }
+
+    fn below(n: &Name<'r>) -> Option<Group<'r>> {
+        (!n.below.is_empty()).then(|| n.below.clone())
+    }
+
+    /// The names of the directory held by `group`, merged in name order;
+    /// nodes are shared by many snapshots, so each distinct one is merged
+    /// once.
+    fn enter(&mut self, _: &[u8], group: &Group<'r>) -> Result<Option<Vec<Name<'r>>>> {
         let mut distinct: Vec<&MatchNode> = Vec::new();
         let mut of_snap = Vec::with_capacity(group.len());
-        for (_, n) in &group {
+        for (_, n) in group {
             let at = match distinct.iter().position(|d| std::ptr::eq(*d, *n)) {
                 Some(at) => at,
                 None => {
@@ -333,47 +380,30 @@ impl<'r> Level<'r> {
                     .or_insert_with(|| vec![None; distinct.len()])[at] = Some(item);
             }
         }
-        Level {
-            path_len,
-            group,
-            of_snap,
-            names: names.into_iter(),
-        }
+        self.levels.push((group.clone(), of_snap));
+        let list = names.into_iter().map(|(name, by_node)| Name {
+            name,
+            by_node,
+            below: Vec::new(),
+        });
+        Ok(Some(list.collect()))
     }
-}
 
-/// Report the matches below the roots, where `group` gives each snapshot
-/// (in snapshot order) with its root's node: directory by directory, a
-/// directory's matches in name order, each followed by what is below it.
-/// An explicit stack of the directories being reported keeps the depth off
-/// the thread's stack.
-fn emit(
-    snaps: &[(SnapshotId, Snapshot)],
-    stats: &mut Stats,
-    group: Vec<(usize, &MatchNode)>,
-    found: &mut Found<'_>,
-) -> Result<()> {
-    let mut path = Vec::new();
-    let mut stack = vec![Level::new(0, group)];
-    while let Some(top) = stack.last_mut() {
-        path.truncate(top.path_len);
-        let Some((name, by_node)) = top.names.next() else {
-            stack.pop();
-            continue;
-        };
+    /// A name: its hits reported (a snapshot's entry where it matched,
+    /// with how it differs from the previous snapshot of the same host),
+    /// and the snapshots with matches below it kept for the walk to enter.
+    fn entry(&mut self, path: &[u8], n: &mut Name<'r>) -> Result<Flow> {
         crate::interrupt::check()?;
-        path.push(b'/');
-        path.extend_from_slice(name);
+        let (group, of_snap) = self.levels.last().expect("a directory being reported");
         let mut hits = Vec::new();
-        let mut below = Vec::new();
         let mut last: HashMap<&str, &Entry> = HashMap::new();
-        for (&(snap, node), &at) in top.group.iter().zip(&top.of_snap) {
-            let Some(item) = by_node[at] else {
+        for (&(snap, node), &at) in group.iter().zip(of_snap) {
+            let Some(item) = n.by_node[at] else {
                 continue;
             };
             if let (true, Some(tree)) = (item.matched, &node.tree) {
                 let entry = &tree.entries[item.index];
-                let host = snaps[snap].1.host.as_str();
+                let host = self.snaps[snap].1.host.as_str();
                 let change = Change::between(last.get(host).copied(), entry);
                 last.insert(host, entry);
                 hits.push(Hit {
@@ -383,19 +413,39 @@ fn emit(
                 });
             }
             if let Some(b) = &item.below {
-                below.push((snap, &**b));
+                n.below.push((snap, &**b));
             }
         }
         if !hits.is_empty() {
-            stats.paths += 1;
-            stats.hits += hits.len() as u64;
-            found(&path, &hits)?;
+            self.stats.paths += 1;
+            self.stats.hits += hits.len() as u64;
+            (self.found)(path, &hits)?;
         }
-        if !below.is_empty() {
-            stack.push(Level::new(path.len(), below));
-        }
+        Ok(Flow::Next)
     }
-    Ok(())
+
+    fn leave(&mut self, _: &[u8], _: Group<'r>, _: Vec<Name<'r>>) -> Result<()> {
+        self.levels.pop();
+        Ok(())
+    }
+}
+
+/// Report the matches below the roots, where `group` gives each snapshot
+/// (in snapshot order) with its root's node: directory by directory, a
+/// directory's matches in name order, each followed by what is below it.
+fn emit(
+    snaps: &[(SnapshotId, Snapshot)],
+    stats: &mut Stats,
+    group: Group<'_>,
+    found: &mut Found<'_>,
+) -> Result<()> {
+    let mut e = Emit {
+        snaps,
+        stats,
+        found,
+        levels: Vec::new(),
+    };
+    walk::run(group, b"", &mut e)
 }
 
 #[cfg(test)]

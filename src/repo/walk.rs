@@ -1,5 +1,12 @@
 //! The tree walker: one depth-first walk over a snapshot's trees, shared by
-//! `restore`, `check`, `prune`, `stats`, `ls`, `copy` and `repair`.
+//! `restore`, `check`, `prune`, `stats`, `ls`, `copy`, `repair`, `find`,
+//! and `diff`/`verify`. [`run`] is the walker itself, over any listings of
+//! named entries ([`Walk`]); [`walk`] is its use over trees ([`Visit`]).
+//! Merges of several listings walk with it too: `diff` of two snapshots
+//! (a directory is a pair of trees, listed merged by name), `diff`/`verify`
+//! against a live tree (a tree beside an open directory), and `find`'s
+//! report across snapshots (a directory is the group of snapshots holding
+//! it).
 //!
 //! [`walk`] visits the entries below a root tree in name order, each
 //! directory's entry before what is below it (the order `ls` prints and a
@@ -43,15 +50,9 @@
 //!   pushed in [`Visit::enter`] and popped in [`Visit::leave`], which the
 //!   walker calls in pairs.
 //!
-//! Not every walk goes through here, and why:
-//! - `dump` is a pull iterator feeding a tar writer and a read-ahead of
-//!   file content; this walk pushes. It is iterative already.
-//! - `diff` of two snapshots and `diff`/`verify` against a live directory
-//!   merge two listings by name; the merge stays in `compare` (what is
-//!   below a directory found only in the snapshot, against a live tree, is
-//!   walked here).
-//! - `find` computes, once per distinct tree, what matches below it, and
-//!   then merges those results across snapshots.
+//! One walk does not go through here: `dump` is a pull iterator feeding a
+//! tar writer and a read-ahead of file content (this walk pushes); it is
+//! iterative too.
 
 use crate::error::{Error, Result};
 use crate::format::id::TreeId;
@@ -113,47 +114,93 @@ pub trait Visit {
     }
 }
 
+/// A walk over any listings of named entries, not only trees: the walker
+/// itself, which [`walk`] (a snapshot's trees) and the merges of several
+/// listings (`diff` of two snapshots, `find`'s report across snapshots)
+/// share. Same order, depth and cutting short as [`walk`]'s (see the module
+/// docs); what a directory is, and how it lists, is the implementor's.
+pub trait Walk {
+    /// What names a directory to enter (a tree id; two of them side by side).
+    type Dir;
+    /// A directory's entries, as [`Walk::enter`] lists them.
+    type List;
+    /// One entry of a listing.
+    type Node;
+    type Error;
+
+    /// The entries of `list`, in name order.
+    fn nodes(list: &mut Self::List) -> &mut [Self::Node];
+    /// An entry's name: its path component.
+    fn name(node: &Self::Node) -> &[u8];
+    /// The directory to go into below `node`, once [`Walk::entry`] answered
+    /// [`Flow::Next`] (read after it, so it sees what `entry` left).
+    fn below(node: &Self::Node) -> Option<Self::Dir>;
+    /// Directory `path` is reached: its listing to go into it, `None` to go
+    /// on without it. As [`Visit::enter`].
+    fn enter(
+        &mut self,
+        path: &[u8],
+        dir: &Self::Dir,
+    ) -> std::result::Result<Option<Self::List>, Self::Error>;
+    /// One entry, at `path`. As [`Visit::entry`].
+    fn entry(
+        &mut self,
+        path: &[u8],
+        node: &mut Self::Node,
+    ) -> std::result::Result<Flow, Self::Error>;
+    /// Everything below directory `path` was visited: its listing given
+    /// back. As [`Visit::leave`].
+    fn leave(
+        &mut self,
+        path: &[u8],
+        dir: Self::Dir,
+        list: Self::List,
+    ) -> std::result::Result<(), Self::Error>;
+}
+
 /// One directory the walk is in.
-struct Frame {
-    id: TreeId,
-    tree: Tree,
+struct Frame<D, L> {
+    dir: D,
+    list: L,
     /// The next entry to visit.
     next: usize,
     /// The directory's path length in the walk's buffer.
     path_len: usize,
 }
 
-/// Walk the trees below `root` (inclusive), whose path is `prefix` (no
+/// Walk the listings below `root` (inclusive), whose path is `prefix` (no
 /// trailing `/`): see the module docs for the order and the contract.
-pub fn walk<V: Visit>(root: TreeId, prefix: &[u8], v: &mut V) -> std::result::Result<(), V::Error> {
+pub fn run<W: Walk>(root: W::Dir, prefix: &[u8], w: &mut W) -> std::result::Result<(), W::Error> {
     let mut path = prefix.to_vec();
-    let Some(tree) = v.enter(&path, root)? else {
+    let Some(list) = w.enter(&path, &root)? else {
         return Ok(());
     };
     let mut stack = vec![Frame {
-        id: root,
-        tree,
+        dir: root,
+        list,
         next: 0,
         path_len: path.len(),
     }];
     let mut stopped = false;
     while let Some(top) = stack.last_mut() {
         path.truncate(top.path_len);
-        let e = match top.tree.entries.get_mut(top.next) {
-            Some(e) if !stopped => e,
+        let nodes = W::nodes(&mut top.list);
+        let len = nodes.len();
+        let node = match nodes.get_mut(top.next) {
+            Some(node) if !stopped => node,
             _ => {
                 let done = stack.pop().expect("the top frame");
-                v.leave(&path, done.id, done.tree)?;
+                w.leave(&path, done.dir, done.list)?;
                 continue;
             }
         };
         top.next += 1;
         path.push(b'/');
-        path.extend_from_slice(&e.name);
-        let sub = match v.entry(&path, e)? {
-            Flow::Next => e.subtree.filter(|_| e.kind == Kind::Dir),
+        path.extend_from_slice(W::name(node));
+        let sub = match w.entry(&path, node)? {
+            Flow::Next => W::below(node),
             Flow::Leave => {
-                top.next = top.tree.entries.len();
+                top.next = len;
                 continue;
             }
             Flow::Stop => {
@@ -162,16 +209,56 @@ pub fn walk<V: Visit>(root: TreeId, prefix: &[u8], v: &mut V) -> std::result::Re
             }
         };
         let Some(sub) = sub else { continue };
-        if let Some(tree) = v.enter(&path, sub)? {
+        if let Some(list) = w.enter(&path, &sub)? {
             stack.push(Frame {
-                id: sub,
-                tree,
+                dir: sub,
+                list,
                 next: 0,
                 path_len: path.len(),
             });
         }
     }
     Ok(())
+}
+
+/// Walk the trees below `root` (inclusive), whose path is `prefix` (no
+/// trailing `/`): see the module docs for the order and the contract.
+pub fn walk<V: Visit>(root: TreeId, prefix: &[u8], v: &mut V) -> std::result::Result<(), V::Error> {
+    struct Trees<'a, V>(&'a mut V);
+    impl<V: Visit> Walk for Trees<'_, V> {
+        type Dir = TreeId;
+        type List = Tree;
+        type Node = Entry;
+        type Error = V::Error;
+        fn nodes(tree: &mut Tree) -> &mut [Entry] {
+            &mut tree.entries
+        }
+        fn name(e: &Entry) -> &[u8] {
+            &e.name
+        }
+        fn below(e: &Entry) -> Option<TreeId> {
+            e.subtree.filter(|_| e.kind == Kind::Dir)
+        }
+        fn enter(
+            &mut self,
+            path: &[u8],
+            id: &TreeId,
+        ) -> std::result::Result<Option<Tree>, V::Error> {
+            self.0.enter(path, *id)
+        }
+        fn entry(&mut self, path: &[u8], e: &mut Entry) -> std::result::Result<Flow, V::Error> {
+            self.0.entry(path, e)
+        }
+        fn leave(
+            &mut self,
+            path: &[u8],
+            id: TreeId,
+            tree: Tree,
+        ) -> std::result::Result<(), V::Error> {
+            self.0.leave(path, id, tree)
+        }
+    }
+    run(root, prefix, &mut Trees(v))
 }
 
 /// A walk over trees, children before parents: see [`bottom_up`].

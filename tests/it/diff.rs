@@ -303,3 +303,97 @@ fn the_second_argument_is_a_path_when_it_looks_like_one() {
         stderr(&out)
     );
 }
+
+/// A directory that became a file and a file that became a directory:
+/// the change of type, then everything below the old directory as missing
+/// and below the new one as extra; the same between snapshots and live.
+#[test]
+fn a_type_change_reports_what_was_below_each_side() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(src.join("was-dir/sub")).unwrap();
+    fs::write(src.join("was-dir/x"), b"x").unwrap();
+    fs::write(src.join("was-dir/sub/y"), b"y").unwrap();
+    fs::write(src.join("was-file"), b"f").unwrap();
+    fs::write(src.join("same"), b"s").unwrap();
+    let before = t.backup(&src);
+    fs::remove_dir_all(src.join("was-dir")).unwrap();
+    fs::write(src.join("was-dir"), b"now a file").unwrap();
+    fs::remove_file(src.join("was-file")).unwrap();
+    fs::create_dir_all(src.join("was-file/new")).unwrap();
+    fs::write(src.join("was-file/new/z"), b"z").unwrap();
+    let p = |s: &str| src.join(s).display().to_string();
+    let got = |v: &serde_json::Value| -> BTreeSet<(String, String)> {
+        changes(v)
+            .into_iter()
+            .filter(|(_, path, _)| path != &src.display().to_string())
+            .map(|(status, path, _)| (status, path))
+            .collect()
+    };
+    let want: BTreeSet<(String, String)> = [
+        ("T", "was-dir"),
+        ("D", "was-dir/x"),
+        ("D", "was-dir/sub"),
+        ("D", "was-dir/sub/y"),
+        ("T", "was-file"),
+        ("A", "was-file/new"),
+        ("A", "was-file/new/z"),
+    ]
+    .iter()
+    .map(|(s, x)| (s.to_string(), p(x)))
+    .collect();
+    let (code, v) = diff_json(&t, &[os(&before), src.as_os_str()]);
+    assert_eq!((code, got(&v)), (1, want.clone()), "live: {v}");
+    let after = t.backup(&src);
+    let (code, v) = diff_json(&t, &[os(&before), os(&after), src.as_os_str()]);
+    assert_eq!((code, got(&v)), (1, want), "snapshots: {v}");
+}
+
+/// Two snapshots of a file of one size whose holes moved: the bytes are
+/// read from the repository and compared. Zeros written where a hole was
+/// are a change of holes only; other bytes there are a change of content.
+#[test]
+fn moved_holes_are_compared_by_their_bytes() {
+    use std::os::unix::fs::FileExt;
+    const MIB: u64 = 1 << 20;
+    let t = TempRepo::new();
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    // [1 MiB of a][1 MiB hole][1 MiB of b]
+    let sparse = |p: &Path| {
+        let f = fs::File::create(p).unwrap();
+        f.set_len(3 * MIB).unwrap();
+        f.write_all_at(&vec![b'a'; MIB as usize], 0).unwrap();
+        f.write_all_at(&vec![b'b'; MIB as usize], 2 * MIB).unwrap();
+    };
+    let filled = |p: &Path, middle: u8| {
+        let f = fs::File::create(p).unwrap();
+        f.write_all_at(&vec![b'a'; MIB as usize], 0).unwrap();
+        f.write_all_at(&vec![middle; MIB as usize], MIB).unwrap();
+        f.write_all_at(&vec![b'b'; MIB as usize], 2 * MIB).unwrap();
+    };
+    sparse(&src.join("zeros"));
+    sparse(&src.join("other"));
+    let before = t.backup(&src);
+    filled(&src.join("zeros"), 0);
+    filled(&src.join("other"), b'x');
+    let after = t.backup(&src);
+    let (code, v) = diff_json(&t, &[os(&before), os(&after), src.as_os_str()]);
+    assert_eq!(code, 1);
+    let cats = |name: &str| -> Vec<String> {
+        let path = src.join(name).display().to_string();
+        let c = changes(&v).into_iter().find(|c| c.1 == path);
+        let c = c.unwrap_or_else(|| panic!("{name} not reported: {v}"));
+        c.2.split(',').map(str::to_string).collect()
+    };
+    let zeros = cats("zeros");
+    assert!(zeros.contains(&"holes".to_string()), "{zeros:?}");
+    assert!(!zeros.contains(&"content".to_string()), "{zeros:?}");
+    let other = cats("other");
+    assert!(other.contains(&"holes".to_string()), "{other:?}");
+    assert!(other.contains(&"content".to_string()), "{other:?}");
+    assert!(
+        v["stats"]["bytes_hashed"].as_u64().unwrap() >= 3 * MIB,
+        "bytes read and compared: {v}"
+    );
+}

@@ -1,6 +1,7 @@
-//! Very deep trees: restore holds a bounded number of directories open and
-//! memory linear (and small) in depth, so 30,000 levels restore under a
-//! limit of 256 open files.
+//! Very deep trees: restore (and verify of what it restored) holds a
+//! bounded number of directories open and memory linear (and small) in
+//! depth, so 30,000 levels restore and verify under a limit of 256 open
+//! files.
 
 use crate::common::{fault, TempRepo};
 use rewind::format::tree::Time;
@@ -95,6 +96,15 @@ fn thirty_thousand_levels_restore_with_256_open_files() {
     // keeping each level's full path took.
     assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
     check_chain(&target);
+    // verify walks the restore beside the snapshot under the same limit:
+    // it holds a bounded number of the live directories open too.
+    let verify = t.cmd([
+        OsStr::new("verify"),
+        OsStr::new("latest:/deep"),
+        target.as_os_str(),
+    ]);
+    let (code, err, _) = run_limited(verify, 256);
+    assert_eq!(code, Some(0), "verify of {LEVELS} levels:\n{err}");
     drop(mnt);
 }
 
