@@ -36,7 +36,8 @@
 //! name; at most `dirs::WINDOW` directories open besides the target; files
 //! queued for the pool are bounded (`queue_len`: 16 per writer from a local
 //! repository; from a remote one up to 4096, or half the open files the
-//! process may have). Hard-link groups and failed files keep a
+//! process may have), and hold at most 2^20 extents (40 MiB) unless a single
+//! file has more. Hard-link groups and failed files keep a
 //! `dirs::DirNode` (a name per level), not a descriptor.
 //!
 //! # Planned downloads
@@ -189,6 +190,8 @@ struct Restorer<'a> {
     doomed: Mutex<Vec<dirs::Place>>,
     /// Running as root: every owner and xattr must then be restored.
     root: bool,
+    /// Extents of the files queued for the pool (see [`QUEUED_EXTENTS`]).
+    queued: (Mutex<usize>, std::sync::Condvar),
     /// Something was left undone because a stop was requested.
     interrupted: AtomicBool,
     /// The identities of [`RestoreOptions::protect`].
@@ -228,6 +231,7 @@ pub fn restore(
         doomed: Default::default(),
         root: unsafe { libc::geteuid() } == 0,
         interrupted: AtomicBool::new(false),
+        queued: Default::default(),
         protect: opts
             .protect
             .iter()
@@ -321,6 +325,11 @@ fn queue_len(repo: &Repository, threads: usize) -> usize {
 /// Files queued for the pool from a remote repository, at most.
 const REMOTE_QUEUE: usize = 4096;
 
+/// Extents of the files queued for the pool, at most (40 bytes each) before
+/// the walk waits, unless nothing is queued: a long queue of files made of
+/// many chunks (a big file whose chunks are all one blob) stays small.
+const QUEUED_EXTENTS: usize = 1 << 20;
+
 /// Open the target once (a symlink given as the target is followed, as `cd`
 /// would), creating it if needed; refuse a non-empty one unless
 /// overwriting. A dry run creates nothing: `None` for a missing target.
@@ -356,6 +365,25 @@ fn open_target(target: &Path, overwrite: bool, dry_run: bool) -> Result<Option<O
 }
 
 impl Restorer<'_> {
+    /// A file of `n` extents is being queued: wait while the queue holds
+    /// [`QUEUED_EXTENTS`] (the pool takes files off it without waiting).
+    fn queue_extents(&self, n: usize) {
+        let (count, cv) = &self.queued;
+        let mut q = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *q > 0 && q.saturating_add(n) > QUEUED_EXTENTS {
+            q = cv.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        *q = q.saturating_add(n);
+    }
+
+    /// A file of `n` extents left the queue.
+    fn dequeue_extents(&self, n: usize) {
+        let (count, cv) = &self.queued;
+        let mut q = count.lock().unwrap_or_else(|e| e.into_inner());
+        *q = q.saturating_sub(n);
+        cv.notify_all();
+    }
+
     fn warn(&self, e: Error) {
         self.counts.errors.fetch_add(1, Relaxed);
         self.progress.warn(&e);

@@ -639,6 +639,7 @@ impl<'a, 'r> Restore<'a, 'r> {
             };
             self.r.links.add_first(key, first, true)
         });
+        self.r.queue_extents(e.extents.len());
         let plan = self.r.plan(&e.extents);
         let job = Job {
             fd,
@@ -648,7 +649,9 @@ impl<'a, 'r> Restore<'a, 'r> {
             first_link,
             plan,
         };
-        let _ = self.tx.send(job);
+        if let Err(unsent) = self.tx.send(job) {
+            self.r.dequeue_extents(unsent.0.entry.extents.len());
+        }
         Ok(())
     }
 

@@ -43,6 +43,7 @@ impl Restorer<'_> {
     /// Content, then metadata through the descriptor; a file that is not
     /// complete is removed (at the end), with the links made to it.
     pub(super) fn write_file(&self, mut job: Job) {
+        self.dequeue_extents(job.entry.extents.len());
         let written = self.write_content(&job);
         drop(job.plan.take());
         match written {
