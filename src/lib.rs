@@ -11,8 +11,8 @@
 //! - [`repo`]: an open repository; [`repo::writer`] owns the write order,
 //!   [`repo::content`] reads file content (ordered, read ahead),
 //!   [`repo::walk`] is the one tree walker (explicit stack, any depth):
-//!   restore, check, prune, stats, ls, copy, repair, find and diff/verify
-//!   walk through it.
+//!   restore, check, prune, stats, ls, copy, repair, find, dump and
+//!   diff/verify walk through it.
 //! - [`meta`]: file metadata through directory fds and `*at` calls.
 //! - [`backup`]: the snapshot writer, as a pipeline.
 //! - [`restore`]: a snapshot (or part of it) back onto disk.

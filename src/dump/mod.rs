@@ -30,9 +30,12 @@ mod read;
 pub mod tar;
 
 use crate::error::{Error, Result};
+use crate::format::id::TreeId;
+use crate::format::tree::Tree;
 use crate::format::tree::{Entry, Kind};
 use crate::progress::Progress;
-use crate::repo::content::{ContentStream, Extents, Piece, Pieces, ReadAhead};
+use crate::repo::content::{ContentStream, Extents, Feed, Piece, Pieces, ReadAhead};
+use crate::repo::walk::{self, Flow, Visit};
 use crate::repo::Repository;
 use std::collections::hash_map::{Entry as Slot, HashMap};
 use std::ffi::OsStr;
@@ -104,9 +107,15 @@ pub fn write_tar<W: Write>(
     opts: ReadAhead,
     progress: &dyn Progress,
 ) -> Result<DumpOutcome> {
-    let walk = Walk::new(repo.clone(), top.clone(), snap_path);
-    let parent = walk.parent.clone();
-    let mut stream = ContentStream::start(repo.clone(), walk, opts)?;
+    let root = top.kind == Kind::Dir && top.name == b"/";
+    let parent = match snap_path.parent() {
+        Some(p) if !root => p.to_path_buf(),
+        _ => PathBuf::from("/"),
+    };
+    let (walk_repo, walk_top, walk_parent) = (repo.clone(), top.clone(), parent.clone());
+    let mut stream = ContentStream::start_with(repo.clone(), opts, move |feed| {
+        send_members(&walk_repo, walk_top, walk_parent, feed)
+    })?;
     let mut tar = TarWriter::new(out, "standard output");
     let mut outcome = DumpOutcome::default();
     let mut run = || -> Result<()> {
@@ -214,110 +223,122 @@ impl Extents for Result<Item> {
     }
 }
 
-/// The entries below (and including) the dumped one, in archive order: each
-/// directory before its contents, names in tree order. Iterative, so depth
-/// is bounded by memory, not the stack: paths may exceed `PATH_MAX`. The
-/// walk ends after its first error.
-struct Walk {
-    repo: Arc<Repository>,
-    /// The next entry to look at, when it is not the next of a level: the
-    /// dumped entry, and whether it is a member itself (the root is not).
-    pending: Option<(Entry, Vec<u8>, bool)>,
-    /// Directories being listed, innermost last.
-    stack: Vec<Level>,
+/// Send the entries below (and including) `top`, the dumped one, to `feed`
+/// in archive order: each directory before its contents, names in tree
+/// order. A walk of the tree walker, so depth is bounded by memory, not the
+/// stack (paths may exceed `PATH_MAX`). It ends after its first error, sent
+/// as the last item.
+fn send_members(repo: &Repository, top: Entry, parent: PathBuf, feed: &mut Feed<'_, Result<Item>>) {
+    let root = top.kind == Kind::Dir && top.name == b"/";
+    let prefix = if root { Vec::new() } else { top.name.clone() };
+    let below = top.subtree.filter(|_| top.kind == Kind::Dir);
+    let mut w = DumpWalk {
+        repo,
+        feed,
+        root,
+        links: HashMap::new(),
+        parent,
+        waiting: None,
+    };
+    // The root is not a member; another dumped directory is, once its tree
+    // is read.
+    let flow = if root {
+        Flow::Next
+    } else {
+        w.member(top, &prefix)
+    };
+    let Some(below) = below.filter(|_| flow == Flow::Next) else {
+        if let Some(item) = w.waiting.take() {
+            w.feed.send(Ok(item));
+        }
+        return;
+    };
+    if let Err(e) = walk::walk(below, &prefix, &mut w) {
+        w.feed.send(Err(e));
+    }
+}
+
+/// The dump's walk: each entry becomes a member, sent to the content
+/// stream; a directory's member is sent once its tree is read.
+struct DumpWalk<'w, 'f> {
+    repo: &'w Repository,
+    feed: &'w mut Feed<'f, Result<Item>>,
+    /// Dumping a whole snapshot: archive paths are the walk's without the
+    /// leading `/`.
+    root: bool,
     /// Hard-link groups met so far: (dev, ino) to the first member's path.
     links: HashMap<(u64, u64), Vec<u8>>,
     /// The snapshot directory that holds the dumped entry (for messages).
     parent: PathBuf,
-    failed: bool,
+    /// A directory's member, sent when its tree is read.
+    waiting: Option<Item>,
 }
 
-struct Level {
-    entries: std::vec::IntoIter<Entry>,
-    path: Vec<u8>,
-}
+impl DumpWalk<'_, '_> {
+    /// The archive path of the walk's `path`.
+    fn archive<'p>(&self, path: &'p [u8]) -> &'p [u8] {
+        match (self.root, path.first()) {
+            (true, Some(b'/')) => &path[1..],
+            _ => path,
+        }
+    }
 
-impl Walk {
-    fn new(repo: Arc<Repository>, top: Entry, snap_path: &Path) -> Self {
-        let root = top.kind == Kind::Dir && top.name == b"/";
-        let (name, parent) = if root {
-            (Vec::new(), PathBuf::from("/"))
-        } else {
-            let parent = snap_path.parent().unwrap_or(Path::new("/"));
-            (top.name.clone(), parent.to_path_buf())
+    /// Entry `e` at archive path `path` is a member: sent now, or for a
+    /// directory with a tree, once the tree is read.
+    fn member(&mut self, e: Entry, path: &[u8]) -> Flow {
+        // Sockets are left out, so they are never the target of a link.
+        let link = match e.link_key() {
+            Some(key) if e.kind != Kind::Socket => match self.links.entry(key) {
+                Slot::Occupied(first) => Some(first.get().clone()),
+                Slot::Vacant(v) => {
+                    v.insert(path.to_vec());
+                    None
+                }
+            },
+            _ => None,
         };
-        Walk {
-            repo,
-            pending: Some((top, name, !root)),
-            stack: Vec::new(),
-            links: HashMap::new(),
-            parent,
-            failed: false,
+        let dir = e.kind == Kind::Dir && e.subtree.is_some();
+        let item = Item {
+            path: path.to_vec(),
+            entry: e,
+            link,
+        };
+        if dir {
+            self.waiting = Some(item);
+            return Flow::Next;
         }
-    }
-
-    /// The next entry with its archive path and whether it is a member.
-    fn next_entry(&mut self) -> Option<(Entry, Vec<u8>, bool)> {
-        if let Some(p) = self.pending.take() {
-            return Some(p);
-        }
-        loop {
-            let level = self.stack.last_mut()?;
-            match level.entries.next() {
-                Some(e) => {
-                    let path = if level.path.is_empty() {
-                        e.name.clone()
-                    } else {
-                        [&level.path[..], b"/", &e.name].concat()
-                    };
-                    return Some((e, path, true));
-                }
-                None => {
-                    self.stack.pop();
-                }
-            }
+        if self.feed.send(Ok(item)) {
+            Flow::Next
+        } else {
+            Flow::Stop
         }
     }
 }
 
-impl Iterator for Walk {
-    type Item = Result<Item>;
+impl Visit for DumpWalk<'_, '_> {
+    type Error = Error;
 
-    fn next(&mut self) -> Option<Result<Item>> {
-        loop {
-            if self.failed {
-                return None;
+    fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        let tree = self.repo.load_tree(&id).map_err(|e| {
+            let at = self.parent.join(OsStr::from_bytes(self.archive(path)));
+            with_path(e, &at)
+        })?;
+        if let Some(item) = self.waiting.take() {
+            if !self.feed.send(Ok(item)) {
+                return Ok(None);
             }
-            let (entry, path, member) = self.next_entry()?;
-            if let (Kind::Dir, Some(sub)) = (entry.kind, entry.subtree) {
-                match self.repo.load_tree(&sub) {
-                    Ok(tree) => self.stack.push(Level {
-                        entries: tree.entries.into_iter(),
-                        path: path.clone(),
-                    }),
-                    Err(e) => {
-                        self.failed = true;
-                        let at = self.parent.join(OsStr::from_bytes(&path));
-                        return Some(Err(with_path(e, &at)));
-                    }
-                }
-            }
-            if !member {
-                continue;
-            }
-            // Sockets are left out, so they are never the target of a link.
-            let link = match entry.link_key() {
-                Some(key) if entry.kind != Kind::Socket => match self.links.entry(key) {
-                    Slot::Occupied(first) => Some(first.get().clone()),
-                    Slot::Vacant(v) => {
-                        v.insert(path.clone());
-                        None
-                    }
-                },
-                _ => None,
-            };
-            return Some(Ok(Item { path, entry, link }));
         }
+        Ok(Some(tree))
+    }
+
+    fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
+        let path = self.archive(path).to_vec();
+        // Taken, not cloned: the walk reads only the kind and the subtree
+        // afterwards.
+        let (kind, subtree) = (e.kind, e.subtree);
+        let entry = std::mem::replace(e, Entry::new(Vec::new(), kind));
+        e.subtree = subtree;
+        Ok(self.member(entry, &path))
     }
 }
 

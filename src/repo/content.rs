@@ -6,9 +6,9 @@
 //!                       └─ data extents ─> workers: read_data (decode, id, length) ─┘ (waits on its slot)
 //! ```
 //!
-//! A [`ContentStream`] takes the caller's files from an iterator on a thread
-//! of its own (the iterator may do work too: the dump's walk loads trees
-//! there), and queues a slot for each file and each of its extents, in order.
+//! A [`ContentStream`] takes the caller's files on a thread of its own, from
+//! an iterator or pushed into a [`Feed`] by a producer that runs there (the
+//! dump's walk, which loads trees there too), and queues a slot for each file and each of its extents, in order.
 //! Data extents also go to the workers, which read them through
 //! [`Repository::read_data`]: decompressed, checked against their id and
 //! against the length the tree gives. The consumer takes the slots in order
@@ -184,6 +184,21 @@ impl<T: Extents + Send + 'static> ContentStream<T> {
     where
         I: Iterator<Item = T> + Send + 'static,
     {
+        Self::start_with(repo, opts, move |feed| {
+            for file in files {
+                if !feed.send(file) {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Start reading ahead the content of the files `produce` sends, in
+    /// order, on a thread of its own (the dump's walk runs there, pushing).
+    pub fn start_with<P>(repo: Arc<Repository>, opts: ReadAhead, produce: P) -> Result<Self>
+    where
+        P: FnOnce(&mut Feed<'_, T>) + Send + 'static,
+    {
         let budget = Arc::new(Budget::new(opts.budget));
         let (slot_tx, slot_rx) = crossbeam_channel::bounded(SLOTS);
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
@@ -203,7 +218,13 @@ impl<T: Extents + Send + 'static> ContentStream<T> {
         }
         let dispatcher = std::thread::Builder::new()
             .name("rewind-content".into())
-            .spawn(move || dispatch(files, &slot_tx, &job_tx, &budget))
+            .spawn(move || {
+                produce(&mut Feed {
+                    slots: &slot_tx,
+                    jobs: &job_tx,
+                    budget: &budget,
+                })
+            })
             .map_err(|e| Error::io("content reader thread", e))?;
         stream.threads.push(dispatcher);
         Ok(stream)
@@ -277,36 +298,41 @@ impl<T> Drop for ContentStream<T> {
     }
 }
 
-/// The dispatcher: slots in file order, data extents to the workers.
-fn dispatch<T: Extents, I: Iterator<Item = T>>(
-    files: I,
-    slots: &Sender<Slot<T>>,
-    jobs: &Sender<Job>,
-    budget: &Budget,
-) {
-    for file in files {
+/// The dispatcher's side of a [`ContentStream`]: slots in file order, data
+/// extents to the workers.
+pub struct Feed<'a, T> {
+    slots: &'a Sender<Slot<T>>,
+    jobs: &'a Sender<Job>,
+    budget: &'a Budget,
+}
+
+impl<T: Extents> Feed<'_, T> {
+    /// Queue `file` and its extents (waiting while the byte budget is
+    /// spent); `false` once the consumer is gone: send nothing more.
+    pub fn send(&mut self, file: T) -> bool {
         let extents = file.extents().to_vec();
-        if budget.is_closed() || slots.send(Slot::File(file)).is_err() {
-            return;
+        if self.budget.is_closed() || self.slots.send(Slot::File(file)).is_err() {
+            return false;
         }
         for ext in extents.iter().filter(|e| !e.is_empty()) {
             let slot = match *ext {
                 Extent::Hole { len } => Slot::Hole(len),
                 Extent::Data { id, len } => {
-                    if !budget.acquire(len as u64) {
-                        return;
+                    if !self.budget.acquire(len as u64) {
+                        return false;
                     }
                     let (reply, result) = crossbeam_channel::bounded(1);
-                    if jobs.send(Job { id, len, reply }).is_err() {
-                        return;
+                    if self.jobs.send(Job { id, len, reply }).is_err() {
+                        return false;
                     }
                     Slot::Data { len, result }
                 }
             };
-            if slots.send(slot).is_err() {
-                return;
+            if self.slots.send(slot).is_err() {
+                return false;
             }
         }
+        true
     }
 }
 

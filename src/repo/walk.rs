@@ -1,6 +1,6 @@
 //! The tree walker: one depth-first walk over a snapshot's trees, shared by
 //! `restore`, `check`, `prune`, `stats`, `ls`, `copy`, `repair`, `find`,
-//! and `diff`/`verify`. [`run`] is the walker itself, over any listings of
+//! `dump` and `diff`/`verify`. [`run`] is the walker itself, over any listings of
 //! named entries ([`Walk`]); [`walk`] is its use over trees ([`Visit`]).
 //! Merges of several listings walk with it too: `diff` of two snapshots
 //! (a directory is a pair of trees, listed merged by name), `diff`/`verify`
@@ -50,9 +50,8 @@
 //!   pushed in [`Visit::enter`] and popped in [`Visit::leave`], which the
 //!   walker calls in pairs.
 //!
-//! One walk does not go through here: `dump` is a pull iterator feeding a
-//! tar writer and a read-ahead of file content (this walk pushes); it is
-//! iterative too.
+//! `dump` walks on the content reader's thread and pushes each member into
+//! it ([`crate::repo::content::Feed`]), so its walk is this one too.
 
 use crate::error::{Error, Result};
 use crate::format::id::TreeId;

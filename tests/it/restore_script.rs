@@ -80,10 +80,7 @@ impl Postgres {
             .flatten()
             .expect("the postgresql package creates user postgres");
         let ids = (user.uid.as_raw(), user.gid.as_raw());
-        let dir = tempfile::Builder::new()
-            .prefix("rewind-pg-")
-            .tempdir()
-            .unwrap();
+        let dir = crate::common::socket_tempdir("rewind-pg-");
         tree::chown(dir.path(), ids.0, ids.1);
         let pg = Postgres { dir, bin, ids };
         let data = pg.data();

@@ -421,3 +421,21 @@ pub fn wait_peak_rss(child: &mut std::process::Child) -> (std::process::ExitStat
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// A temporary directory for a server that listens on a unix socket in it.
+/// A socket's path holds 107 bytes at most, so under a deep `$TMPDIR` (a
+/// per-user one, or a CI workspace) the directory is made in `/tmp`.
+pub fn socket_tempdir(prefix: &str) -> tempfile::TempDir {
+    let base = std::env::temp_dir();
+    // prefix, 6 random characters, and a socket name of up to 24 bytes.
+    let room = base.as_os_str().len() + prefix.len() + 6 + 24;
+    let base = if room < 100 {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&base)
+        .unwrap_or_else(|e| panic!("a directory for a socket in {}: {e}", base.display()))
+}

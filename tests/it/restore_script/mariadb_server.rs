@@ -28,10 +28,7 @@ pub struct MariaDb {
 
 impl MariaDb {
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("rewind-mariadb-")
-            .tempdir()
-            .unwrap();
+        let dir = crate::common::socket_tempdir("rewind-mariadb-");
         let data = dir.path().join("data");
         let install = Command::new(tool("mariadb-install-db"))
             .arg("--no-defaults")
