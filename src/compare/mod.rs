@@ -317,13 +317,21 @@ pub struct Report {
 }
 
 impl Report {
-    /// Sort changes by path and merge changes of the same path.
+    /// Sort changes by path and merge changes of the same path. Their
+    /// kinds are the ones that differ, if any does (a type change found by
+    /// one thread and an error found by another at the same path are one
+    /// type change, whichever came first).
     pub(crate) fn finish(&mut self) {
         self.changes.sort_by(|x, y| path_order(&x.path, &y.path));
         let mut merged: Vec<Change> = Vec::with_capacity(self.changes.len());
         for c in std::mem::take(&mut self.changes) {
             match merged.last_mut() {
-                Some(last) if last.path == c.path => last.details.extend(c.details),
+                Some(last) if last.path == c.path => {
+                    if last.a == last.b && c.a != c.b {
+                        (last.a, last.b) = (c.a, c.b);
+                    }
+                    last.details.extend(c.details)
+                }
                 _ => merged.push(c),
             }
         }
@@ -376,6 +384,39 @@ pub fn fmt_time(t: Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error found at a path (by the walk) and a type change found there
+    /// (by the pool, later or sooner) are one type change with the error's
+    /// detail, in either order.
+    #[test]
+    fn a_type_change_and_an_error_at_one_path_merge_as_the_type_change() {
+        let error = || Change {
+            path: b"/x".to_vec(),
+            a: Some(Kind::Dir),
+            b: Some(Kind::Dir),
+            details: vec![Detail::new(Category::Error, "", "cannot open")],
+        };
+        let typed = || Change {
+            path: b"/x".to_vec(),
+            a: Some(Kind::File),
+            b: Some(Kind::Dir),
+            details: Vec::new(),
+        };
+        for changes in [vec![error(), typed()], vec![typed(), error()]] {
+            let mut r = Report {
+                changes,
+                ..Report::default()
+            };
+            r.finish();
+            assert_eq!(r.changes.len(), 1);
+            assert_eq!(r.changes[0].status(), Status::TypeChanged);
+            assert_eq!(
+                (r.changes[0].a, r.changes[0].b),
+                (Some(Kind::File), Some(Kind::Dir))
+            );
+            assert_eq!(r.changes[0].details.len(), 1);
+        }
+    }
 
     #[test]
     fn category_names_round_trip() {

@@ -152,6 +152,16 @@ pub fn compare_live(
     Ok(w.finish())
 }
 
+/// `fd` if it is the directory `id` names (`(st_dev, st_ino)`).
+fn same_dir(fd: OwnedFd, id: (u64, u64)) -> io::Result<OwnedFd> {
+    let st = meta::stat_fd(fd.as_raw_fd())?;
+    if (st.st_dev, st.st_ino) == id {
+        Ok(fd)
+    } else {
+        Err(io::Error::other("moved while being compared"))
+    }
+}
+
 /// Where the walk starts: the parent and name of the live counterpart, or the
 /// directory whose contents are compared.
 enum Root {
@@ -191,7 +201,9 @@ enum Job {
     /// snapshot's; the number of distinct directories they hold counted in
     /// [`Walker::queued_dirs`].
     Pairs(Vec<Pair>, usize),
-    File(Box<FileJob>),
+    /// A file to read, counted (1) or not (0) in [`Walker::queued_dirs`]
+    /// for the directory it holds open.
+    File(Box<FileJob>, usize),
 }
 
 /// An entry on both sides: the snapshot's, the live one's directory and
@@ -234,6 +246,8 @@ struct Level {
     fd: Option<Arc<OwnedFd>>,
     /// `(st_dev, st_ino)` when opened: what is opened again must be it.
     id: (u64, u64),
+    /// Its name in the level above (to open it again from there).
+    name: Vec<u8>,
     /// It could not be opened again: the rest of it is not compared.
     lost: bool,
 }
@@ -242,8 +256,9 @@ struct Level {
 /// jobs hold): a walk as deep as memory allows needs no descriptor per level.
 const OPEN_LEVELS: usize = 32;
 
-/// Live directories the pool's queued pair jobs may hold open together, at
-/// most; past that the walk compares a batch itself.
+/// Live directories the pool's queued jobs (pairs to compare, files to read)
+/// may hold open together, at most; past that the submitter does the job
+/// itself.
 const QUEUED_DIRS: usize = 64;
 
 /// Distinct live directories in one pair job, at most.
@@ -330,6 +345,23 @@ impl LiveWalk<'_, '_> {
             (false, Some(tree)) if live.is_some() => Some(LiveDir::new(Some(tree), None)),
             (false, _) => None,
         }
+    }
+
+    /// The innermost level opened again by its names from the nearest
+    /// level above it that is open.
+    fn reopen_by_names(&self) -> io::Result<OwnedFd> {
+        let last = self.levels.len().saturating_sub(1);
+        let from = self.levels[..last]
+            .iter()
+            .rposition(|l| l.fd.is_some())
+            .ok_or_else(|| io::Error::other("no directory above it is open"))?;
+        let base = self.levels[from].fd.clone().expect("found open");
+        let mut fd: Option<OwnedFd> = None;
+        for level in &self.levels[from + 1..=last] {
+            let dir = fd.as_ref().map_or(base.as_raw_fd(), |f| f.as_raw_fd());
+            fd = Some(meta::open_dir_at(dir, &cstr(&level.name)?)?);
+        }
+        fd.ok_or_else(|| io::Error::other("nothing to open"))
     }
 
     /// Hand `pair` to the pool with others.
@@ -473,13 +505,17 @@ impl walk::Walk for LiveWalk<'_, '_> {
         self.depth += 1;
         if let Some(fd) = fd {
             let id = meta::stat_fd(fd.as_raw_fd()).map_or((0, 0), |st| (st.st_dev, st.st_ino));
+            let name = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
             self.levels.push(Level {
                 fd: Some(fd),
                 id,
+                name: name.to_vec(),
                 lost: false,
             });
-            if let Some(far) = self.levels.len().checked_sub(OPEN_LEVELS + 1) {
-                self.levels[far].fd = None;
+            // The outermost level (where the walk started) stays open.
+            match self.levels.len().checked_sub(OPEN_LEVELS + 1) {
+                Some(far) if far > 0 => self.levels[far].fd = None,
+                _ => {}
             }
         }
         Ok(Some(out))
@@ -522,19 +558,17 @@ impl walk::Walk for LiveWalk<'_, '_> {
             return Ok(());
         }
         // Coming back to a directory whose descriptor went: `..` of the one
-        // just left, if that is still the directory it was.
+        // just left, if that is still the directory it was; else (the one
+        // left was lost) by name from the nearest level still open.
+        let want = up.id;
         let again = done
             .fd
             .ok_or_else(|| io::Error::other("not open"))
             .and_then(|fd| meta::open_dir_at(fd.as_raw_fd(), c".."))
-            .and_then(|fd| {
-                let st = meta::stat_fd(fd.as_raw_fd())?;
-                if (st.st_dev, st.st_ino) == up.id {
-                    Ok(fd)
-                } else {
-                    Err(io::Error::other("moved while being compared"))
-                }
-            });
+            .and_then(|fd| same_dir(fd, want))
+            .or_else(|_| self.reopen_by_names())
+            .and_then(|fd| same_dir(fd, want));
+        let up = self.levels.last_mut().expect("checked above");
         match again {
             Ok(fd) => up.fd = Some(Arc::new(fd)),
             Err(e) => {
@@ -598,7 +632,10 @@ impl Walker<'_> {
                 }
                 self.queued_dirs.fetch_sub(dirs, Relaxed);
             }
-            Job::File(f) => self.read_file(*f, buf),
+            Job::File(f, dirs) => {
+                self.read_file(*f, buf);
+                self.queued_dirs.fetch_sub(dirs, Relaxed);
+            }
         }
     }
 
@@ -719,7 +756,12 @@ impl Walker<'_> {
             hash,
             holes,
         };
-        self.submit(Job::File(Box::new(job)), q, buf);
+        // Each queued job holds its directory open: past the bound, read here.
+        if self.queued_dirs.load(Relaxed) >= QUEUED_DIRS {
+            return self.read_file(job, buf);
+        }
+        self.queued_dirs.fetch_add(1, Relaxed);
+        self.submit(Job::File(Box::new(job), 1), q, buf);
     }
 
     /// Pool side: holes, then bytes; one change with everything found.

@@ -239,6 +239,7 @@ fn send_members(repo: &Repository, top: Entry, parent: PathBuf, feed: &mut Feed<
         links: HashMap::new(),
         parent,
         waiting: None,
+        stopped: false,
     };
     // The root is not a member; another dumped directory is, once its tree
     // is read.
@@ -249,7 +250,7 @@ fn send_members(repo: &Repository, top: Entry, parent: PathBuf, feed: &mut Feed<
     };
     let Some(below) = below.filter(|_| flow == Flow::Next) else {
         if let Some(item) = w.waiting.take() {
-            w.feed.send(Ok(item));
+            w.send(item);
         }
         return;
     };
@@ -272,6 +273,8 @@ struct DumpWalk<'w, 'f> {
     parent: PathBuf,
     /// A directory's member, sent when its tree is read.
     waiting: Option<Item>,
+    /// The consumer is gone: nothing more is read or sent.
+    stopped: bool,
 }
 
 impl DumpWalk<'_, '_> {
@@ -307,11 +310,16 @@ impl DumpWalk<'_, '_> {
             self.waiting = Some(item);
             return Flow::Next;
         }
-        if self.feed.send(Ok(item)) {
-            Flow::Next
-        } else {
-            Flow::Stop
+        self.send(item)
+    }
+
+    /// Send `item`; once the consumer is gone, stop.
+    fn send(&mut self, item: Item) -> Flow {
+        if !self.stopped && self.feed.send(Ok(item)) {
+            return Flow::Next;
         }
+        self.stopped = true;
+        Flow::Stop
     }
 }
 
@@ -319,12 +327,15 @@ impl Visit for DumpWalk<'_, '_> {
     type Error = Error;
 
     fn enter(&mut self, path: &[u8], id: TreeId) -> Result<Option<Tree>> {
+        if self.stopped {
+            return Ok(None);
+        }
         let tree = self.repo.load_tree(&id).map_err(|e| {
             let at = self.parent.join(OsStr::from_bytes(self.archive(path)));
             with_path(e, &at)
         })?;
         if let Some(item) = self.waiting.take() {
-            if !self.feed.send(Ok(item)) {
+            if self.send(item) == Flow::Stop {
                 return Ok(None);
             }
         }
@@ -332,6 +343,9 @@ impl Visit for DumpWalk<'_, '_> {
     }
 
     fn entry(&mut self, path: &[u8], e: &mut Entry) -> Result<Flow> {
+        if self.stopped {
+            return Ok(Flow::Stop);
+        }
         let path = self.archive(path).to_vec();
         // Taken, not cloned: the walk reads only the kind and the subtree
         // afterwards.

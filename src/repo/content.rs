@@ -212,9 +212,16 @@ impl<T: Extents + Send + 'static> ContentStream<T> {
             let (jobs, repo, budget) = (job_rx.clone(), repo.clone(), budget.clone());
             let worker = std::thread::Builder::new()
                 .name(format!("rewind-read-{i}"))
-                .spawn(move || work(&repo, &jobs, &budget))
-                .map_err(|e| Error::io("content reader thread", e))?;
-            stream.threads.push(worker);
+                .spawn(move || work(&repo, &jobs, &budget));
+            match worker {
+                Ok(w) => stream.threads.push(w),
+                Err(e) => {
+                    // The workers started end once no sender is left: drop
+                    // it before the stream joins them.
+                    drop(job_tx);
+                    return Err(Error::io("content reader thread", e));
+                }
+            }
         }
         let dispatcher = std::thread::Builder::new()
             .name("rewind-content".into())
