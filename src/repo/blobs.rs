@@ -166,7 +166,7 @@ impl Repository {
     /// then reads its parent's trees without a request each).
     fn read_frame_bytes(&self, pack: &PackId, frame: Frame, kind: BlobKind) -> Result<Vec<u8>> {
         let name = pack.to_hex();
-        if let (BlobKind::Tree, Some(cache), false) = (kind, &self.cache, self.backend.is_local()) {
+        if let (BlobKind::Tree, Some(cache)) = (kind, self.remote_cache()) {
             if cache.pack(&name).is_none() {
                 let bytes = self.backend.get(FileType::Pack, &name)?;
                 let _ = cache.put_pack(&name, &bytes);
@@ -190,7 +190,7 @@ impl Repository {
     /// repository is remote: the next backup reads its parent's trees
     /// without downloading them.
     pub(crate) fn cache_tree_pack(&self, pack: &PackId, bytes: &[u8]) {
-        if let (Some(cache), false) = (&self.cache, self.backend.is_local()) {
+        if let Some(cache) = self.remote_cache() {
             let _ = cache.put_pack(&pack.to_hex(), bytes);
         }
     }

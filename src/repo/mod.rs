@@ -174,9 +174,31 @@ impl Repository {
     }
 
     /// One snapshot manifest, checked against its id.
+    ///
+    /// A remote repository's manifests come from the local cache when it
+    /// has them (checked against their ids as downloaded ones are: a
+    /// damaged cached file is fetched again), and go into it when
+    /// downloaded.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let bytes = self.backend.get(FileType::Snapshot, &id.to_hex())?;
-        Snapshot::decode(&bytes, &self.codec, &self.hasher, id)
+        let name = id.to_hex();
+        let cache = self.remote_cache();
+        if let Some(bytes) = cache.and_then(|c| c.snapshot(&name)) {
+            if let Ok(s) = Snapshot::decode(&bytes, &self.codec, &self.hasher, id) {
+                return Ok(s);
+            }
+        }
+        let bytes = self.backend.get(FileType::Snapshot, &name)?;
+        let s = Snapshot::decode(&bytes, &self.codec, &self.hasher, id)?;
+        if let Some(c) = cache {
+            let _ = c.put_snapshot(&name, &bytes);
+        }
+        Ok(s)
+    }
+
+    /// The local cache, for a remote repository (a local one is read in
+    /// place).
+    fn remote_cache(&self) -> Option<&DiskCache> {
+        self.cache.as_ref().filter(|_| !self.backend.is_local())
     }
 
     /// Store a snapshot manifest; returns its id. Only
@@ -185,7 +207,7 @@ impl Repository {
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let (id, bytes) = snapshot.encode(&self.codec, &self.hasher);
         self.backend.put(FileType::Snapshot, &id.to_hex(), &bytes)?;
-        if let Some(cache) = self.cache.as_ref().filter(|_| !self.backend.is_local()) {
+        if let Some(cache) = self.remote_cache() {
             let _ = cache.put_snapshot(&id.to_hex(), &bytes);
         }
         Ok(id)
@@ -199,40 +221,20 @@ impl Repository {
     /// Every snapshot, oldest first. Damaged manifests are returned as errors
     /// beside the good ones.
     ///
-    /// A remote repository's manifests come from the local cache when it
-    /// has them (checked against their ids as downloaded ones are: a
-    /// damaged cached file is fetched again), so that a backup finding its
-    /// parent lists the snapshots but downloads only new ones; manifests no
-    /// longer listed leave the cache.
+    /// A remote repository's manifests come through the local cache
+    /// ([`Repository::load_snapshot`]), so that a backup finding its parent
+    /// lists the snapshots but downloads only new ones; manifests no longer
+    /// listed leave the cache.
     pub fn snapshots(&self) -> Result<SnapshotList> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let ids = self.snapshot_ids()?;
-        let cache = self.cache.as_ref().filter(|_| !self.backend.is_local());
-        if let Some(cache) = cache {
+        if let Some(cache) = self.remote_cache() {
             let listed: HashSet<String> = ids.iter().map(|id| id.to_hex()).collect();
             cache.retain_snapshots(&|name| listed.contains(name));
         }
         for id in ids {
-            let cached = cache.and_then(|c| {
-                let bytes = c.snapshot(&id.to_hex())?;
-                Snapshot::decode(&bytes, &self.codec, &self.hasher, &id).ok()
-            });
-            if let Some(s) = cached {
-                good.push((id, s));
-                continue;
-            }
-            let loaded = self
-                .backend
-                .get(FileType::Snapshot, &id.to_hex())
-                .and_then(|bytes| {
-                    let s = Snapshot::decode(&bytes, &self.codec, &self.hasher, &id)?;
-                    if let Some(c) = cache {
-                        let _ = c.put_snapshot(&id.to_hex(), &bytes);
-                    }
-                    Ok(s)
-                });
-            match loaded {
+            match self.load_snapshot(&id) {
                 Ok(s) => good.push((id, s)),
                 Err(Error::NotFound(_)) => {} // removed by a concurrent forget
                 Err(e) => bad.push(e),
