@@ -92,10 +92,6 @@ impl Walk for TreeDiff<'_> {
     type Node = Pair;
     type Error = Error;
 
-    fn nodes(list: &mut Vec<Pair>) -> &mut [Pair] {
-        list
-    }
-
     fn name(p: &Pair) -> &[u8] {
         &p.name
     }

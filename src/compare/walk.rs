@@ -420,10 +420,6 @@ impl walk::Walk for LiveWalk<'_, '_> {
     type Node = Node;
     type Error = Infallible;
 
-    fn nodes(list: &mut Vec<Node>) -> &mut [Node] {
-        list
-    }
-
     fn name(n: &Node) -> &[u8] {
         &n.name
     }

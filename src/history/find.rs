@@ -344,10 +344,6 @@ impl<'r> walk::Walk for Emit<'r, '_, '_> {
     type Node = Name<'r>;
     type Error = Error;
 
-    fn nodes<'l>(list: &'l mut Vec<Name<'r>>) -> &'l mut [Name<'r>] {
-        list
-    }
-
     fn name<'n>(n: &'n Name<'r>) -> &'n [u8] {
         n.name
     }

@@ -121,14 +121,12 @@ pub trait Visit {
 pub trait Walk {
     /// What names a directory to enter (a tree id; two of them side by side).
     type Dir;
-    /// A directory's entries, as [`Walk::enter`] lists them.
-    type List;
+    /// A directory's entries, in name order, as [`Walk::enter`] lists them.
+    type List: AsMut<[Self::Node]>;
     /// One entry of a listing.
     type Node;
     type Error;
 
-    /// The entries of `list`, in name order.
-    fn nodes(list: &mut Self::List) -> &mut [Self::Node];
     /// An entry's name: its path component.
     fn name(node: &Self::Node) -> &[u8];
     /// The directory to go into below `node`, once [`Walk::entry`] answered
@@ -157,6 +155,13 @@ pub trait Walk {
     ) -> std::result::Result<(), Self::Error>;
 }
 
+/// A tree lists its entries (for [`walk`]).
+impl AsMut<[Entry]> for Tree {
+    fn as_mut(&mut self) -> &mut [Entry] {
+        &mut self.entries
+    }
+}
+
 /// One directory the walk is in.
 struct Frame<D, L> {
     dir: D,
@@ -183,7 +188,7 @@ pub fn run<W: Walk>(root: W::Dir, prefix: &[u8], w: &mut W) -> std::result::Resu
     let mut stopped = false;
     while let Some(top) = stack.last_mut() {
         path.truncate(top.path_len);
-        let nodes = W::nodes(&mut top.list);
+        let nodes = top.list.as_mut();
         let len = nodes.len();
         let node = match nodes.get_mut(top.next) {
             Some(node) if !stopped => node,
@@ -229,9 +234,6 @@ pub fn walk<V: Visit>(root: TreeId, prefix: &[u8], v: &mut V) -> std::result::Re
         type List = Tree;
         type Node = Entry;
         type Error = V::Error;
-        fn nodes(tree: &mut Tree) -> &mut [Entry] {
-            &mut tree.entries
-        }
         fn name(e: &Entry) -> &[u8] {
             &e.name
         }
