@@ -68,35 +68,44 @@ impl Repository {
     /// (in this order, by [`Repository::read_data`]) will take, up to `max`
     /// stored bytes: it may download them ahead and keep them until the
     /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
-    /// Blobs not in the index are left out (their read fails on its own);
-    /// a local repository plans nothing.
+    /// Also how many of `ids` the plan covers (its reader may drop it once
+    /// it has read those). Blobs not in the index are left out (their read
+    /// fails on its own); a local repository plans nothing.
     pub fn plan_data<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,
         max: u64,
-    ) -> Option<Planned> {
+    ) -> Option<(Planned, usize)> {
         if self.backend.is_local() {
             return None;
         }
-        let mut reads: Vec<(String, u64, u64)> = Vec::new();
-        let mut total = 0u64;
+        let mut frames: Vec<(PackId, u64, u64)> = Vec::new();
+        let (mut total, mut covered) = (0u64, 0usize);
         for id in ids {
             if total >= max {
                 break;
             }
+            covered += 1;
             let Ok(Some(loc)) = self.lookup(id) else {
                 continue;
             };
             let (offset, len) = (loc.frame.offset as u64, loc.frame.stored_len as u64);
-            let name = loc.pack.to_hex();
             // Blobs of one bundled frame: one read of it.
-            if reads.last().is_some_and(|r| r.0 == name && r.1 == offset) {
+            if frames
+                .last()
+                .is_some_and(|f| f.0 == loc.pack && f.1 == offset)
+            {
                 continue;
             }
             total = total.saturating_add(len);
-            reads.push((name, offset, len));
+            frames.push((loc.pack, offset, len));
         }
-        self.backend.plan(FileType::Pack, &reads)
+        let reads: Vec<(String, u64, u64)> = frames
+            .into_iter()
+            .map(|(pack, offset, len)| (pack.to_hex(), offset, len))
+            .collect();
+        let plan = self.backend.plan(FileType::Pack, &reads)?;
+        Some((plan, covered))
     }
 
     /// The plaintext of blob `id` at `loc`, checked against its id.

@@ -28,9 +28,11 @@ pub struct Job {
     pub path: PathBuf,
     /// The first member of a hard-link group: others may be linked to it.
     pub first_link: bool,
-    /// Its first reads, announced to the backend ([`Restorer::plan`]);
-    /// dropped once its content is written or has failed.
-    pub plan: Option<Planned>,
+    /// Its first reads, announced to the backend ([`Restorer::plan`]),
+    /// and how many data extents they cover: dropped once those are read
+    /// (or the file has failed), so a big file holds no pins while the
+    /// rest of it is written.
+    pub plan: Option<(Planned, usize)>,
 }
 
 /// Why a file is not finished.
@@ -44,8 +46,9 @@ impl Restorer<'_> {
     /// complete is removed (at the end), with the links made to it.
     pub(super) fn write_file(&self, mut job: Job) {
         self.dequeue_extents(job.entry.extents.len());
-        let written = self.write_content(&job);
-        drop(job.plan.take());
+        let mut plan = job.plan.take();
+        let written = self.write_content(&job, &mut plan);
+        drop(plan);
         match written {
             Ok(n) => {
                 self.counts.files.fetch_add(1, Relaxed);
@@ -93,7 +96,7 @@ impl Restorer<'_> {
     /// Announce the first [`PLAN_BYTES`] of a file's data to the backend,
     /// before the file is queued: a remote one downloads them while the
     /// pool works on the files queued before.
-    pub(super) fn plan(&self, extents: &[Extent]) -> Option<Planned> {
+    pub(super) fn plan(&self, extents: &[Extent]) -> Option<(Planned, usize)> {
         let ids = extents.iter().filter_map(|x| match x {
             Extent::Data { id, .. } => Some(id),
             Extent::Hole { .. } => None,
@@ -101,10 +104,17 @@ impl Restorer<'_> {
         self.repo.plan_data(ids, PLAN_BYTES)
     }
 
-    fn write_content(&self, job: &Job) -> std::result::Result<u64, Stop> {
+    /// The file's data, extent by extent; `plan` (its first reads, see
+    /// [`Job::plan`]) is dropped once the extents it covers are read.
+    fn write_content(
+        &self,
+        job: &Job,
+        plan: &mut Option<(Planned, usize)>,
+    ) -> std::result::Result<u64, Stop> {
         let fd = job.fd.as_raw_fd();
         let mut offset = 0u64;
         let mut written = 0u64;
+        let mut data_read = 0usize;
         let failed = |e| Stop::Failed(Error::io(&job.path, e));
         for ext in &job.entry.extents {
             if crate::interrupt::requested() {
@@ -112,6 +122,10 @@ impl Restorer<'_> {
             }
             if let Extent::Data { id, len } = ext {
                 let data = self.repo.read_data(id, *len).map_err(Stop::Failed)?;
+                data_read += 1;
+                if plan.as_ref().is_some_and(|p| data_read >= p.1) {
+                    *plan = None;
+                }
                 write_all_at(fd, &data, offset).map_err(failed)?;
                 written += data.len() as u64;
                 self.progress.bytes_read(data.len() as u64);
