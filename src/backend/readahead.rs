@@ -23,7 +23,7 @@
 //! A reader that knows what it will read next (a restore, for each file it
 //! queues) plans it: the windows its small reads fall in, at most
 //! [`PLAN_MAX`] per plan, are *pinned* in the plan's order, and up to
-//! [`FETCHERS`] threads download pinned windows in that order, so that the
+//! `connections - READERS_SHARE` threads download pinned windows in that order, so that the
 //! connections stay busy while readers decode and write. A window stays as
 //! long as one plan that pinned it is alive (counted once per plan, however
 //! many reads of it the plan makes), then is an ordinary kept window. At
@@ -66,8 +66,9 @@ pub const PLANNED: usize = 32;
 pub const PLAN_MAX: usize = 4;
 const _: () = assert!(PLAN_MAX <= PLANNED, "a plan alone must fit the budget");
 
-/// Threads downloading planned windows.
-pub const FETCHERS: usize = 6;
+/// Connections left to readers' own downloads when planned windows are
+/// fetched: the fetchers are the rest (6 of the default 8).
+pub const READERS_SHARE: usize = 2;
 
 /// A window's bytes: filled once by its first reader, `None` until then
 /// (or after a failed download).
@@ -344,7 +345,6 @@ impl Shared {
                 self.fill_free(&w, size);
             }
         }
-        self.pending(-1);
     }
 }
 
@@ -402,11 +402,17 @@ fn windows_of(reads: &[(String, u64, u64)]) -> (Vec<(String, u64)>, bool) {
 /// A backend whose small pack reads are served from whole windows.
 pub struct ReadAhead {
     shared: Arc<Shared>,
+    /// Threads fetching planned windows, at most.
+    fetchers: usize,
 }
 
 impl ReadAhead {
-    pub fn new(inner: Arc<dyn Backend>) -> Self {
+    /// A read-ahead over `inner`, which makes `connections` requests at
+    /// once: planned windows are fetched on all but [`READERS_SHARE`] of
+    /// them (one at least).
+    pub fn new(inner: Arc<dyn Backend>, connections: usize) -> Self {
         ReadAhead {
+            fetchers: connections.saturating_sub(READERS_SHARE).max(1),
             shared: Arc::new(Shared {
                 inner,
                 sizes: Sizes::default(),
@@ -426,35 +432,38 @@ impl ReadAhead {
         self.shared.state().find(name, offset / WINDOW).is_some()
     }
 
+    /// Run `f` on a thread of its own, counted as pending while it runs;
+    /// `false` when no thread could be started.
+    fn spawn(&self, name: &str, f: impl FnOnce(&Shared) + Send + 'static) -> bool {
+        let shared = self.shared.clone();
+        shared.pending(1);
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                f(&shared);
+                shared.pending(-1);
+            });
+        if spawned.is_err() {
+            self.shared.pending(-1);
+        }
+        spawned.is_ok()
+    }
+
     /// Download `windows` of a pack of `size` bytes on threads of their own
     /// (a failed download is left for the reader to try again).
     fn fetch_ahead(&self, windows: Vec<Handle>, size: u64) {
         for w in windows {
-            let shared = self.shared.clone();
-            shared.pending(1);
-            let spawned = std::thread::Builder::new()
-                .name("read-ahead".into())
-                .spawn(move || {
-                    let _ = shared.fill(&w, size);
-                    shared.pending(-1);
-                });
-            if spawned.is_err() {
-                self.shared.pending(-1);
-            }
+            self.spawn("read-ahead", move |shared| {
+                let _ = shared.fill(&w, size);
+            });
         }
     }
 
-    /// Start fetchers for the queued planned windows, up to [`FETCHERS`].
+    /// Start fetchers for the queued planned windows, up to `fetchers`.
     fn start_fetchers(&self, st: &mut State) {
-        while st.fetchers < FETCHERS && st.fetchers < st.queue.len() {
-            let shared = self.shared.clone();
-            shared.pending(1);
-            let spawned = std::thread::Builder::new()
-                .name("fetch-planned".into())
-                .spawn(move || shared.fetch_planned());
-            if spawned.is_err() {
-                // Readers download what is left themselves.
-                self.shared.pending(-1);
+        while st.fetchers < self.fetchers && st.fetchers < st.queue.len() {
+            // Readers download what is left themselves when none starts.
+            if !self.spawn("fetch-planned", Shared::fetch_planned) {
                 break;
             }
             st.fetchers += 1;
@@ -625,7 +634,7 @@ mod tests {
         let counter = Counter::default();
         let mem: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         let counted: Arc<dyn Backend> = Arc::new(Counting::new(mem, counter.clone()));
-        let ra = ReadAhead::new(counted);
+        let ra = ReadAhead::new(counted, 8);
         let name = pack_name(n);
         let data: Vec<u8> = (0..size as usize)
             .map(|i| (i * mul % modulus) as u8)
@@ -865,7 +874,7 @@ mod tests {
             fail: 0.into(),
         });
         let counted: Arc<dyn Backend> = Arc::new(Counting::new(flaky.clone(), counter.clone()));
-        let ra = ReadAhead::new(counted);
+        let ra = ReadAhead::new(counted, 8);
         let name = pack_name(6);
         let data: Vec<u8> = (0..3 * WINDOW as usize).map(|i| (i % 233) as u8).collect();
         ra.put(FileType::Pack, &name, &data).unwrap();

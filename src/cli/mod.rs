@@ -583,7 +583,7 @@ fn open_backend(
         .push((remote.location(), counter.clone()));
     // Counted inside the read-ahead: the counts are the requests made.
     let counted = Arc::new(Counting::new(remote, counter.clone()));
-    Arc::new(crate::backend::readahead::ReadAhead::new(counted))
+    Arc::new(crate::backend::readahead::ReadAhead::new(counted, n))
 }
 
 /// Another repository (`--copy-chunker-params-from`, `copy --from-repo`):
