@@ -100,8 +100,9 @@ struct Job {
     reply: Sender<Result<Vec<u8>>>,
 }
 
-/// Bytes queued but not yet taken by the consumer, against the limit.
-struct Budget {
+/// Bytes queued but not yet taken by the consumer, against the limit (also
+/// what bounds the extents of the files a restore queues for its writers).
+pub(crate) struct Budget {
     limit: u64,
     state: Mutex<BudgetState>,
     changed: Condvar,
@@ -116,7 +117,7 @@ struct BudgetState {
 }
 
 impl Budget {
-    fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64) -> Self {
         Budget {
             limit,
             state: Mutex::new(BudgetState::default()),
@@ -132,7 +133,7 @@ impl Budget {
 
     /// Wait until `n` more bytes fit (or nothing is queued), and count them.
     /// False once the stream is closed.
-    fn acquire(&self, n: u64) -> bool {
+    pub(crate) fn acquire(&self, n: u64) -> bool {
         let mut st = self.lock();
         let mut waited = false;
         while !st.closed && st.used > 0 && st.used.saturating_add(n) > self.limit {
@@ -150,7 +151,7 @@ impl Budget {
         true
     }
 
-    fn release(&self, n: u64) {
+    pub(crate) fn release(&self, n: u64) {
         let mut st = self.lock();
         st.used = st.used.saturating_sub(n);
         self.changed.notify_all();

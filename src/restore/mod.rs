@@ -71,6 +71,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Entry, Kind};
 use crate::meta::{self, Names};
 use crate::progress::Progress;
+use crate::repo::content::Budget;
 use crate::repo::Repository;
 use dirs::DirNode;
 use std::io;
@@ -191,7 +192,7 @@ struct Restorer<'a> {
     /// Running as root: every owner and xattr must then be restored.
     root: bool,
     /// Extents of the files queued for the pool (see [`QUEUED_EXTENTS`]).
-    queued: (Mutex<usize>, std::sync::Condvar),
+    queued: Budget,
     /// Something was left undone because a stop was requested.
     interrupted: AtomicBool,
     /// The identities of [`RestoreOptions::protect`].
@@ -231,7 +232,7 @@ pub fn restore(
         doomed: Default::default(),
         root: unsafe { libc::geteuid() } == 0,
         interrupted: AtomicBool::new(false),
-        queued: Default::default(),
+        queued: Budget::new(QUEUED_EXTENTS),
         protect: opts
             .protect
             .iter()
@@ -328,7 +329,7 @@ const REMOTE_QUEUE: usize = 4096;
 /// Extents of the files queued for the pool, at most (40 bytes each) before
 /// the walk waits, unless nothing is queued: a long queue of files made of
 /// many chunks (a big file whose chunks are all one blob) stays small.
-const QUEUED_EXTENTS: usize = 1 << 20;
+const QUEUED_EXTENTS: u64 = 1 << 20;
 
 /// Open the target once (a symlink given as the target is followed, as `cd`
 /// would), creating it if needed; refuse a non-empty one unless
@@ -368,20 +369,12 @@ impl Restorer<'_> {
     /// A file of `n` extents is being queued: wait while the queue holds
     /// [`QUEUED_EXTENTS`] (the pool takes files off it without waiting).
     fn queue_extents(&self, n: usize) {
-        let (count, cv) = &self.queued;
-        let mut q = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *q > 0 && q.saturating_add(n) > QUEUED_EXTENTS {
-            q = cv.wait(q).unwrap_or_else(|e| e.into_inner());
-        }
-        *q = q.saturating_add(n);
+        self.queued.acquire(n as u64);
     }
 
     /// A file of `n` extents left the queue.
     fn dequeue_extents(&self, n: usize) {
-        let (count, cv) = &self.queued;
-        let mut q = count.lock().unwrap_or_else(|e| e.into_inner());
-        *q = q.saturating_sub(n);
-        cv.notify_all();
+        self.queued.release(n as u64);
     }
 
     fn warn(&self, e: Error) {
