@@ -271,10 +271,15 @@ impl Shared {
     fn pack_size(&self, name: &str) -> Result<u64> {
         let slot = {
             let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-            if sizes.len() >= 4096 {
-                sizes.clear();
+            match sizes.get(name) {
+                Some(slot) => slot.clone(),
+                None => {
+                    if sizes.len() >= 4096 {
+                        sizes.clear();
+                    }
+                    sizes.entry(name.to_string()).or_default().clone()
+                }
             }
-            sizes.entry(name.to_string()).or_default().clone()
         };
         let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = *held {
