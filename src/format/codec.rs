@@ -72,10 +72,9 @@
 //! decompress: the index records it for blobs, and whole objects are capped
 //! at [`MAX_FILE_PLAIN`].
 
+use super::aead::XChaCha;
 use super::crypto::{padded_len, Subkeys};
 use crate::error::{Error, Result};
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -85,10 +84,7 @@ pub const ENVELOPE_LEN: usize = 8;
 /// The largest plaintext a whole-file frame (snapshot, pack header) may claim.
 pub const MAX_FILE_PLAIN: usize = 1 << 30;
 
-/// Nonce length of an encrypted frame.
-pub const NONCE_LEN: usize = 24;
-/// Tag length of an encrypted frame.
-pub const TAG_LEN: usize = 16;
+pub use super::aead::{NONCE_LEN, TAG_LEN};
 /// Scheme byte and payload length inside an encrypted frame.
 const BODY_HEAD: usize = 5;
 
@@ -199,7 +195,7 @@ impl Compressed<'_> {
 
 /// The sealing half of an encrypted repository's codec.
 struct Seal {
-    aead: XChaCha20Poly1305,
+    aead: XChaCha,
     padding: [u8; 32],
 }
 
@@ -231,7 +227,7 @@ impl Codec {
         Codec {
             level,
             seal: Some(Arc::new(Seal {
-                aead: XChaCha20Poly1305::new(&keys.data.into()),
+                aead: XChaCha::new(&keys.data),
                 padding: keys.padding,
             })),
         }
@@ -353,14 +349,7 @@ impl Codec {
                 out.extend_from_slice(&(c.payload.len() as u32).to_le_bytes());
                 out.extend_from_slice(&c.payload);
                 out.resize(body + padded, 0);
-                let tag = seal
-                    .aead
-                    .encrypt_inout_detached(
-                        &XNonce::from(nonce),
-                        &aad.bytes(),
-                        (&mut out[body..]).into(),
-                    )
-                    .expect("frames are far below the AEAD's length limit");
+                let tag = seal.aead.seal(&nonce, &aad.bytes(), &mut out[body..]);
                 out.extend_from_slice(&tag);
             }
         }
@@ -419,10 +408,10 @@ impl Codec {
         let (nonce, rest) = frame.split_at(NONCE_LEN);
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut body = body.to_vec();
-        let nonce = XNonce::try_from(nonce).expect("24 bytes");
-        let tag = Tag::try_from(tag).expect("16 bytes");
+        let nonce = nonce.try_into().expect("24 bytes");
+        let tag = tag.try_into().expect("16 bytes");
         seal.aead
-            .decrypt_inout_detached(&nonce, &aad.bytes(), (&mut body[..]).into(), &tag)
+            .open(nonce, &aad.bytes(), &mut body, tag)
             .map_err(|_| {
                 Error::corrupt(
                     object,

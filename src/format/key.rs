@@ -28,13 +28,12 @@
 //! Changing a password writes a new key file and removes the old one; no
 //! other object changes.
 
+use super::aead::XChaCha;
 use super::codec::{envelope, open_envelope, FileKind, NONCE_LEN, TAG_LEN};
 use super::config::Config;
 use super::crypto::{wipe, MasterKey, MASTER_LEN};
 use super::id::to_hex;
 use crate::error::{Error, Result};
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
 /// The longest key file a reader accepts.
@@ -184,16 +183,10 @@ impl KeyFile {
         let mut kek = derive(password, &salt, params, "new key")?;
         let mut nonce = [0u8; NONCE_LEN];
         super::config::getrandom(&mut nonce)?;
-        let aead = XChaCha20Poly1305::new(&kek.into());
+        let aead = XChaCha::new(&kek);
         wipe(&mut kek);
         let mut body = master.0.to_vec();
-        let tag = aead
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &wrap_ad(repository)?,
-                (&mut body[..]).into(),
-            )
-            .expect("64 bytes encrypt");
+        let tag = aead.seal(&nonce, &wrap_ad(repository)?, &mut body);
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&body);
         wrapped.extend_from_slice(&tag);
@@ -231,18 +224,18 @@ impl KeyFile {
         let ad = wrap_ad(&self.repository)
             .map_err(|_| Error::corrupt(object, "repository id is malformed"))?;
         let mut kek = derive(password, &salt, self.kdf.params, object)?;
-        let aead = XChaCha20Poly1305::new(&kek.into());
+        let aead = XChaCha::new(&kek);
         wipe(&mut kek);
         let (nonce, rest) = wrapped.split_at(NONCE_LEN);
         let (body, tag) = rest.split_at(MASTER_LEN);
         let mut master = [0u8; MASTER_LEN];
         master.copy_from_slice(body);
         let ok = aead
-            .decrypt_inout_detached(
-                &XNonce::try_from(nonce).expect("24 bytes"),
+            .open(
+                nonce.try_into().expect("24 bytes"),
                 &ad,
-                (&mut master[..]).into(),
-                &Tag::try_from(tag).expect("16 bytes"),
+                &mut master,
+                tag.try_into().expect("16 bytes"),
             )
             .is_ok();
         let key = MasterKey(master);

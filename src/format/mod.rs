@@ -129,6 +129,7 @@
 //!   chunker asks its PRF only at candidate positions; absent, it asks at
 //!   every position, as the format-2 repositories made before it do).
 
+pub mod aead;
 pub mod codec;
 pub mod config;
 pub mod crypto;
