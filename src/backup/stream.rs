@@ -181,7 +181,7 @@ fn chunk_stream(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<Extent>, u64)> {
-    let mut buf = Vec::with_capacity(chunker.max_size() * 2);
+    let mut buf = [Vec::new(), Vec::new()];
     let mut extents = Vec::new();
     let on_read = |n| progress.bytes_read(n);
     let total = file::chunk_source(
