@@ -160,8 +160,24 @@ fn derive(password: &[u8], salt: &[u8], p: KdfParams, object: &str) -> Result<[u
         .map_err(|e| Error::corrupt(object, format!("key derivation parameters: {e}")))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into(password, salt, &mut out)
+    // The lanes run on as many threads as there are cores (4 lanes on 2
+    // cores: half the wait), in a pool whose threads are joined before
+    // this returns: `mount --daemon` forks after opening, and must then be
+    // the only thread.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, p.parallelism.max(1) as usize);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|_| "rewind-kdf".into())
+        .build_scoped(
+            |thread| thread.run(),
+            |pool| pool.install(|| argon.hash_password_into(password, salt, &mut out)),
+        )
+        .map_err(|e| {
+            let e = std::io::Error::other(format!("starting key derivation threads: {e}"));
+            Error::io(object, e)
+        })?
         .map_err(|e| Error::corrupt(object, format!("key derivation: {e}")))?;
     Ok(out)
 }
