@@ -48,8 +48,9 @@
 //! | 5      | m    | payload                                               |
 //! | 5+m    | rest | zeros, up to the padded length ([`padded_len`])       |
 //!
-//! The AEAD is XChaCha20-Poly1305 (its 192-bit nonces are safe to draw at random
-//! however many hosts write into one repository at once) with the data key
+//! The AEAD is XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03; its 192-bit
+//! nonces are safe to draw at random however many hosts write into one
+//! repository at once, see [`aead`](super::aead)) with the data key
 //! ([`crypto`](super::crypto)). Its associated data binds the frame to its
 //! place, so that a frame moved, swapped, replayed, truncated or changed in any
 //! bit fails to decrypt, with an error naming the object:
