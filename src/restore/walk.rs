@@ -572,7 +572,11 @@ impl<'a, 'r> Restore<'a, 'r> {
             }
             _ => top.raw().ok_or_else(|| io_err(lost()))?,
         };
-        let replaced = self.clear(dir, &node, &e.name, path)?;
+        // A directory this restore made is empty but for what it put there
+        // itself: nothing to look for (and a name that is there after all,
+        // made by someone else since, fails O_EXCL below, named).
+        let fresh = top.data.change.is_some() && !self.dry;
+        let replaced = !fresh && self.clear(dir, &node, &e.name, path)?;
         let action = if replaced {
             Action::Replace
         } else {
@@ -630,15 +634,18 @@ impl<'a, 'r> Restore<'a, 'r> {
         }
         // SAFETY: a descriptor openat just returned, owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let st = meta::stat_fd(fd.as_raw_fd()).map_err(|err| Error::io(path, err))?;
-        let first_link = e.link_key().is_some_and(|key| {
-            let first = First {
-                node: node.clone(),
-                name: e.name.as_slice().into(),
-                id: identity(&st),
-            };
-            self.r.links.add_first(key, first, true)
-        });
+        let first_link = match e.link_key() {
+            Some(key) => {
+                let st = meta::stat_fd(fd.as_raw_fd()).map_err(|err| Error::io(path, err))?;
+                let first = First {
+                    node: node.clone(),
+                    name: e.name.as_slice().into(),
+                    id: identity(&st),
+                };
+                self.r.links.add_first(key, first, true)
+            }
+            None => false,
+        };
         self.r.queue_extents(e.extents.len());
         let plan = self.r.plan(&e.extents);
         let job = Job {

@@ -114,6 +114,7 @@ impl Restorer<'_> {
         let fd = job.fd.as_raw_fd();
         let mut offset = 0u64;
         let mut written = 0u64;
+        let mut data_end = 0u64;
         let mut data_read = 0usize;
         let failed = |e| Stop::Failed(Error::io(&job.path, e));
         for ext in &job.entry.extents {
@@ -128,6 +129,7 @@ impl Restorer<'_> {
                 }
                 write_all_at(fd, &data, offset).map_err(failed)?;
                 written += data.len() as u64;
+                data_end = offset + data.len() as u64;
                 self.progress.bytes_read(data.len() as u64);
             }
             offset = offset.checked_add(ext.len()).ok_or_else(|| {
@@ -139,7 +141,11 @@ impl Restorer<'_> {
         }
         let size = i64::try_from(job.entry.size)
             .map_err(|_| Stop::Failed(Error::corrupt(job.path.display(), "size out of range")))?;
-        cvt(unsafe { libc::ftruncate64(fd, size) }).map_err(failed)?;
+        // The file was made empty (O_EXCL): its length is where its last
+        // data ends, unless it ends in a hole.
+        if data_end != job.entry.size {
+            cvt(unsafe { libc::ftruncate64(fd, size) }).map_err(failed)?;
+        }
         Ok(written)
     }
 
