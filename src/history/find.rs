@@ -7,7 +7,7 @@
 //! change is the same tree blob (the same id) in every snapshot. The search
 //! walks each tree id once (a walk of the tree walker, [`crate::repo::walk`]:
 //! a snapshot deeper than the thread's stack is searched like any other) and keeps what it found below
-//! it as a [`MatchNode`]: the matching entries of that tree and, for each
+//! it as a `MatchNode`: the matching entries of that tree and, for each
 //! subdirectory with matches somewhere below, its own node. A subtree with
 //! no match is remembered as empty, so the next snapshot that holds it is
 //! done with it at once. Trees are the unit of memoisation only where the
@@ -15,7 +15,7 @@
 //! sits, so then the key is the tree id and its path (a tree that stays in
 //! one place across snapshots, the usual case, is still walked once).
 //!
-//! Trees are read ahead of the walk by a few threads ([`super::ahead`]),
+//! Trees are read ahead of the walk by a few threads (`history::ahead`),
 //! so reading and decoding overlap.
 //!
 //! The results are then merged across snapshots directory by directory, in
