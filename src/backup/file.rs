@@ -165,24 +165,43 @@ fn read_region(
     })
 }
 
-/// One read's chunks are stored on rayon's pool when they are at least
-/// this many bytes in two chunks or more, while the next read is cut. A big
+/// One read's chunks are stored on [`pool`] when they are at least this
+/// many bytes, while the next read is cut. A big
 /// file (a database dump, a stream from stdin) is read by one worker, but
 /// its chunks are hashed, compressed and sealed on every core: at the end of
 /// a backup the biggest file is often the last one running, alone.
 const PARALLEL_BYTES: usize = 512 * 1024;
 
-/// Store the chunks `cuts` (offset and length in `buf`); their ids, in order.
-fn store(buf: &[u8], cuts: &[(usize, usize)], writer: &RepoWriter) -> Result<Vec<BlobId>> {
-    if cuts.len() >= 2 {
-        use rayon::prelude::*;
-        cuts.par_iter()
-            .map(|&(at, n)| writer.add_data(&buf[at..at + n]))
-            .collect()
-    } else {
-        cuts.iter()
-            .map(|&(at, n)| writer.add_data(&buf[at..at + n]))
-            .collect()
+/// The pool big files' chunks are stored on: one thread per core, each
+/// keeping its compression context. Built at first use; `None` when no
+/// thread could be started (chunks are then stored by the worker that read
+/// them, as rayon's global pool would abort the process instead).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("rewind-chunks-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Store the chunks `cuts` (offset and length in `buf`); their ids, in
+/// order: on [`pool`] when `big` and there is one, else on this thread.
+fn store(
+    buf: &[u8],
+    cuts: &[(usize, usize)],
+    writer: &RepoWriter,
+    big: bool,
+) -> Result<Vec<BlobId>> {
+    let one = |&(at, n): &(usize, usize)| writer.add_data(&buf[at..at + n]);
+    match pool().filter(|_| big) {
+        Some(pool) => {
+            use rayon::prelude::*;
+            pool.install(|| cuts.par_iter().map(one).collect())
+        }
+        None => cuts.iter().map(one).collect(),
     }
 }
 
@@ -201,7 +220,7 @@ pub(super) type Buffers = [Vec<u8>; 2];
 /// request ([`crate::interrupt`]) ends it between reads with
 /// `Store(Interrupted)`.
 ///
-/// The chunks of one buffer are stored (on rayon's pool, see
+/// The chunks of one buffer are stored (on [`pool`], see
 /// [`PARALLEL_BYTES`]) while the next buffer is read and cut: the reading
 /// and the chunker, which must run in order, overlap with the hashing and
 /// compression, which need not.
@@ -260,7 +279,8 @@ pub(super) fn chunk_source(
     loop {
         let bytes: usize = cuts.iter().map(|&(_, n)| n).sum();
         if eof || bytes < PARALLEL_BYTES {
-            let ids = store(cur, &cuts, writer).map_err(ChunkError::Store)?;
+            let big = bytes >= PARALLEL_BYTES && cuts.len() >= 2;
+            let ids = store(cur, &cuts, writer, big).map_err(ChunkError::Store)?;
             push_data(extents, &ids, &cuts);
             if eof {
                 return Ok(total);
@@ -275,7 +295,7 @@ pub(super) fn chunk_source(
             let (cur, cuts) = (&*cur, &cuts);
             let storing = std::thread::Builder::new()
                 .name("rewind-store".into())
-                .spawn_scoped(s, move || store(cur, cuts, writer));
+                .spawn_scoped(s, move || store(cur, cuts, writer, true));
             match storing {
                 Ok(h) => {
                     let filled = fill_and_cut(next, len - at, &mut next_cuts, &mut eof);
@@ -284,7 +304,7 @@ pub(super) fn chunk_source(
                 }
                 // No thread to spare: one after the other.
                 Err(_) => {
-                    let stored = store(cur, cuts, writer);
+                    let stored = store(cur, cuts, writer, true);
                     let filled = stored
                         .is_ok()
                         .then(|| fill_and_cut(next, len - at, &mut next_cuts, &mut eof));
@@ -405,6 +425,78 @@ mod tests {
         match res {
             Err(ChunkError::Read(e)) => assert_eq!(e.raw_os_error(), Some(libc::EIO)),
             _ => panic!("the read error was lost"),
+        }
+    }
+
+    /// Sources ending on and around buffer and chunk boundaries, read
+    /// whole, with an EINTR every third read, and in uneven pieces: the
+    /// cuts are exactly the chunker's over the whole input, the bytes come
+    /// back, and the counts are exact.
+    #[test]
+    fn boundaries_interruptions_and_short_reads_cut_as_the_whole() {
+        let repo = Arc::new(
+            Repository::init(Arc::new(MemoryBackend::new()), &InitOptions::test()).unwrap(),
+        );
+        let writer = RepoWriter::new(repo.clone(), 1, false).unwrap();
+        let chunker = repo.chunker();
+        let m = chunker.max_size();
+        let mut bufs = [Vec::new(), Vec::new()];
+        let lens = [
+            m - 1,
+            m,
+            m + 1,
+            2 * m,
+            3 * m,
+            4 * m + READ_SIZE,
+            5 * m - 1,
+            READ_SIZE,
+            2 * READ_SIZE,
+        ];
+        for len in lens {
+            for mode in 0..3u64 {
+                let data = noise(len, len as u64 * 3 + mode);
+                let (mut pos, mut k) = (0, 0usize);
+                let read = |dst: &mut [u8]| -> io::Result<usize> {
+                    k += 1;
+                    if mode == 1 && k % 3 == 0 {
+                        return Err(io::Error::from_raw_os_error(libc::EINTR));
+                    }
+                    let want = match mode {
+                        2 => (k * 4099) % dst.len() + 1,
+                        _ => dst.len(),
+                    };
+                    let n = want.min(data.len() - pos);
+                    dst[..n].copy_from_slice(&data[pos..pos + n]);
+                    pos += n;
+                    Ok(n)
+                };
+                let seen = std::sync::atomic::AtomicU64::new(0);
+                let on_read = |n: u64| {
+                    seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                };
+                let mut extents = Vec::new();
+                let total =
+                    chunk_source(read, &mut bufs, &chunker, &writer, &mut extents, &on_read)
+                        .unwrap_or_else(|_| panic!("chunking {len}"));
+                assert_eq!(total, len as u64);
+                assert_eq!(seen.into_inner(), len as u64);
+                let cuts: Vec<usize> = extents
+                    .iter()
+                    .map(|e| match e {
+                        Extent::Data { len, .. } => *len as usize,
+                        Extent::Hole { .. } => panic!("a hole in a stream"),
+                    })
+                    .collect();
+                assert_eq!(cuts, chunker.split(&data), "len {len}, mode {mode}");
+                writer.flush().unwrap();
+                let mut back = Vec::new();
+                for e in &extents {
+                    if let Extent::Data { id, len } = e {
+                        back.extend(repo.read_blob(id, Some(*len)).unwrap());
+                    }
+                }
+                assert!(back == data, "len {len}, mode {mode}: bytes changed");
+            }
         }
     }
 }

@@ -131,4 +131,59 @@ mod tests {
                 .is_err());
         }
     }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The test vectors of draft-irtf-cfrg-xchacha-03 (HChaCha20, 2.2.1;
+    /// AEAD_XChaCha20_Poly1305, A.3.1): independent of any implementation.
+    /// A failed open leaves no plaintext in the buffer.
+    #[test]
+    fn draft_03_test_vectors() {
+        let k: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let n: [u8; 16] = hex("000000090000004a0000000031415927").try_into().unwrap();
+        let sub: [u8; 32] = chacha20::hchacha::<chacha20::R20>(&k.into(), &n.into()).into();
+        assert_eq!(
+            sub.to_vec(),
+            hex("82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc")
+        );
+
+        let key: [u8; 32] = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
+            .try_into()
+            .unwrap();
+        let nonce: [u8; 24] = hex("404142434445464748494a4b4c4d4e4f5051525354555657")
+            .try_into()
+            .unwrap();
+        let aad = hex("50515253c0c1c2c3c4c5c6c7");
+        let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only \
+one tip for the future, sunscreen would be it.";
+        let cipher = hex(
+            "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb\
+             731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452\
+             2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9\
+             21f9664c97637da9768812f615c68b13b52e",
+        );
+        let tag: [u8; 16] = hex("c0875924c1c7987947deafd8780acf49").try_into().unwrap();
+        let mut buf = plain.to_vec();
+        assert_eq!(XChaCha::new(&key).seal(&nonce, &aad, &mut buf), tag);
+        assert_eq!(buf, cipher);
+        XChaCha::new(&key)
+            .open(&nonce, &aad, &mut buf, &tag)
+            .unwrap();
+        assert_eq!(buf, plain);
+        let mut bad = tag;
+        bad[0] ^= 1;
+        let mut buf = cipher.clone();
+        assert!(XChaCha::new(&key)
+            .open(&nonce, &aad, &mut buf, &bad)
+            .is_err());
+        assert!(
+            buf.iter().all(|&b| b == 0) || buf == cipher,
+            "plaintext after a failed open"
+        );
+    }
 }

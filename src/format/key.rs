@@ -161,19 +161,34 @@ fn derive(password: &[u8], salt: &[u8], p: KdfParams, object: &str) -> Result<[u
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
     // The lanes run on as many threads as there are cores (4 lanes on 2
-    // cores: half the wait), in a pool whose threads are joined before
-    // this returns: `mount --daemon` forks after opening, and must then be
-    // the only thread.
+    // cores: half the wait), in a pool of threads that are joined before
+    // this returns: `mount --daemon` forks after opening and must then be
+    // the only thread, and `mount` blocks its shutdown signals for a
+    // watcher thread that must be the only one to take them. (rayon's
+    // `build_scoped` only waits for the threads' work, not for them to end.)
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, p.parallelism.max(1) as usize);
-    rayon::ThreadPoolBuilder::new()
+    let started = std::sync::Mutex::new(Vec::new());
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|_| "rewind-kdf".into())
-        .build_scoped(
-            |thread| thread.run(),
-            |pool| pool.install(|| argon.hash_password_into(password, salt, &mut out)),
-        )
+        .spawn_handler(|thread| {
+            let h = std::thread::Builder::new()
+                .name("rewind-kdf".into())
+                .spawn(move || thread.run())?;
+            started.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            Ok(())
+        })
+        .build();
+    let derived = match &pool {
+        Ok(pool) => Ok(pool.install(|| argon.hash_password_into(password, salt, &mut out))),
+        Err(e) => Err(e.to_string()),
+    };
+    drop(pool);
+    for h in started.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let _ = h.join();
+    }
+    derived
         .map_err(|e| {
             let e = std::io::Error::other(format!("starting key derivation threads: {e}"));
             Error::io(object, e)
@@ -366,6 +381,51 @@ mod tests {
         );
         for bad in ["m=99999999G", "x=1", "t=0", "m", "m=12Q"] {
             assert!(KdfParams::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// When derive() returns, its threads are gone, not only idle or
+    /// exiting: `mount --daemon` forks right after. Run in a child process
+    /// of its own (this test binary, this test alone), where no other test
+    /// starts threads.
+    #[test]
+    fn key_derivation_leaves_no_thread_behind() {
+        fn tasks() -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|t| {
+                    std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap_or_default()
+                })
+                .collect()
+        }
+        const CHILD: &str = "REWIND_KDF_THREAD_TEST_CHILD";
+        let name = "format::key::tests::key_derivation_leaves_no_thread_behind";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--test-threads=1", "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "the child ran no test: {text}");
+            return;
+        }
+        let p = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 4,
+        };
+        let base = tasks().len();
+        for round in 0..200 {
+            derive(b"pw", b"saltsalt", p, "test").unwrap();
+            let now = tasks();
+            assert_eq!(
+                now.len(),
+                base,
+                "round {round}: threads left behind: {now:?}"
+            );
         }
     }
 }

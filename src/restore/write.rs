@@ -129,7 +129,9 @@ impl Restorer<'_> {
                 }
                 write_all_at(fd, &data, offset).map_err(failed)?;
                 written += data.len() as u64;
-                data_end = offset + data.len() as u64;
+                if !data.is_empty() {
+                    data_end = offset + data.len() as u64;
+                }
                 self.progress.bytes_read(data.len() as u64);
             }
             offset = offset.checked_add(ext.len()).ok_or_else(|| {
@@ -218,4 +220,59 @@ fn write_all_at(fd: RawFd, mut data: &[u8], mut offset: u64) -> io::Result<()> {
         offset += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{restore, NoChanges, RestoreOptions};
+    use crate::backend::memory::MemoryBackend;
+    use crate::format::tree::{Entry, Extent, Kind};
+    use crate::repo::writer::RepoWriter;
+    use crate::repo::{InitOptions, Repository};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A file's length is its entry's size whatever its last extent is: a
+    /// hole, or (a tree that allows it) an empty data extent after a hole,
+    /// which leaves the last byte written short of the size.
+    #[test]
+    fn a_file_ending_in_a_hole_or_an_empty_extent_has_its_full_size() {
+        let repo = Arc::new(
+            Repository::init(Arc::new(MemoryBackend::new()), &InitOptions::plain()).unwrap(),
+        );
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
+        let head = w.add_data(&[7u8; 100]).unwrap();
+        let empty = w.add_data(b"").unwrap();
+        w.flush().unwrap();
+        let tails = [
+            vec![Extent::Hole { len: 50 }],
+            vec![Extent::Hole { len: 50 }, Extent::Data { id: empty, len: 0 }],
+        ];
+        for (i, tail) in tails.into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut e = Entry::new(b"f".to_vec(), Kind::File);
+            e.mode = 0o644;
+            e.nlink = 1;
+            e.extents = vec![Extent::Data { id: head, len: 100 }];
+            e.extents.extend(tail);
+            e.size = 150;
+            let opts = RestoreOptions {
+                target: dir.path().to_path_buf(),
+                includes: vec![],
+                excludes: vec![],
+                overwrite: false,
+                delete: false,
+                dry_run: false,
+                protect: vec![],
+                numeric_owner: true,
+                threads: 1,
+            };
+            let silent = crate::progress::Silent;
+            let out = restore(&repo, &e, Path::new("/f"), &opts, &silent, &NoChanges).unwrap();
+            assert_eq!(out.errors, 0, "case {i}");
+            let bytes = std::fs::read(dir.path().join("f")).unwrap();
+            assert_eq!(bytes.len(), 150, "case {i}: the file is cut short");
+            assert!(bytes[..100].iter().all(|&b| b == 7) && bytes[100..].iter().all(|&b| b == 0));
+        }
+    }
 }
