@@ -126,13 +126,24 @@ impl Walk<'_> {
         let root_node = node.clone();
         let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 64);
         std::thread::scope(|s| {
+            // As many workers as start (a system out of threads gets fewer,
+            // or the backup fails naming why; it never aborts).
+            let mut started = 0;
             for _ in 0..threads {
                 let rx: Receiver<Job> = rx.clone();
-                s.spawn(move || {
+                let worker = std::thread::Builder::new().spawn_scoped(s, move || {
                     for job in rx {
                         self.file_job(job);
                     }
                 });
+                match worker {
+                    Ok(_) => started += 1,
+                    Err(e) if started == 0 => {
+                        self.fail(Error::io("backup worker threads", e));
+                        return;
+                    }
+                    Err(_) => break,
+                }
             }
             // The walk recurses once per directory level: give it room for
             // paths far beyond PATH_MAX (the stack is only reserved, not used).
