@@ -349,6 +349,40 @@ mod tests {
             .collect()
     }
 
+    /// Chunk what `read` gives (all of `data`), check the byte counts, and
+    /// read the chunks back from the repository: the same bytes, in order.
+    /// Returns the chunk lengths.
+    fn chunk_and_read_back(
+        repo: &Repository,
+        writer: &RepoWriter,
+        bufs: &mut Buffers,
+        data: &[u8],
+        read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+        what: &str,
+    ) -> Vec<usize> {
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let on_read = |n: u64| {
+            seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        let mut extents = Vec::new();
+        let total = chunk_source(read, bufs, &repo.chunker(), writer, &mut extents, &on_read)
+            .unwrap_or_else(|_| panic!("{what}: chunking failed"));
+        assert_eq!(total, data.len() as u64, "{what}");
+        assert_eq!(seen.into_inner(), data.len() as u64, "{what}");
+        writer.flush().unwrap();
+        let mut back = Vec::new();
+        let mut cuts = Vec::new();
+        for e in &extents {
+            let Extent::Data { id, len } = e else {
+                panic!("{what}: a hole in a stream")
+            };
+            back.extend(repo.read_blob(id, Some(*len)).unwrap());
+            cuts.push(*len as usize);
+        }
+        assert!(back == data, "{what}: the bytes came back changed");
+        cuts
+    }
+
     /// A source read in uneven pieces (a pipe's), many buffers long, comes
     /// back byte for byte in order from the extents, whichever buffers were
     /// stored in parallel with the next read; the progress count is exact.
@@ -357,7 +391,7 @@ mod tests {
         for o in [InitOptions::plain(), InitOptions::test()] {
             let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new()), &o).unwrap());
             let writer = RepoWriter::new(repo.clone(), 3, false).unwrap();
-            let chunker = repo.chunker();
+            let mut bufs = [Vec::new(), Vec::new()];
             for len in [0usize, 1, 70_000, 3 << 20, (9 << 20) + 12_345] {
                 let data = noise(len, len as u64 + 1);
                 let mut pos = 0;
@@ -369,26 +403,7 @@ mod tests {
                     pos += n;
                     Ok(n)
                 };
-                let seen = std::sync::atomic::AtomicU64::new(0);
-                let on_read = |n: u64| {
-                    seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                };
-                let mut bufs = [Vec::new(), Vec::new()];
-                let mut extents = Vec::new();
-                let total =
-                    chunk_source(read, &mut bufs, &chunker, &writer, &mut extents, &on_read)
-                        .unwrap_or_else(|_| panic!("chunking {len} bytes"));
-                assert_eq!(total, len as u64);
-                assert_eq!(seen.into_inner(), len as u64);
-                writer.flush().unwrap();
-                let mut back = Vec::new();
-                for e in &extents {
-                    let Extent::Data { id, len } = e else {
-                        panic!("a hole in a stream")
-                    };
-                    back.extend(repo.read_blob(id, Some(*len)).unwrap());
-                }
-                assert!(back == data, "{len} bytes came back changed");
+                chunk_and_read_back(&repo, &writer, &mut bufs, &data, read, &format!("{len} B"));
             }
         }
     }
@@ -438,8 +453,7 @@ mod tests {
             Repository::init(Arc::new(MemoryBackend::new()), &InitOptions::test()).unwrap(),
         );
         let writer = RepoWriter::new(repo.clone(), 1, false).unwrap();
-        let chunker = repo.chunker();
-        let m = chunker.max_size();
+        let m = repo.chunker().max_size();
         let mut bufs = [Vec::new(), Vec::new()];
         let lens = [
             m - 1,
@@ -470,32 +484,9 @@ mod tests {
                     pos += n;
                     Ok(n)
                 };
-                let seen = std::sync::atomic::AtomicU64::new(0);
-                let on_read = |n: u64| {
-                    seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                };
-                let mut extents = Vec::new();
-                let total =
-                    chunk_source(read, &mut bufs, &chunker, &writer, &mut extents, &on_read)
-                        .unwrap_or_else(|_| panic!("chunking {len}"));
-                assert_eq!(total, len as u64);
-                assert_eq!(seen.into_inner(), len as u64);
-                let cuts: Vec<usize> = extents
-                    .iter()
-                    .map(|e| match e {
-                        Extent::Data { len, .. } => *len as usize,
-                        Extent::Hole { .. } => panic!("a hole in a stream"),
-                    })
-                    .collect();
-                assert_eq!(cuts, chunker.split(&data), "len {len}, mode {mode}");
-                writer.flush().unwrap();
-                let mut back = Vec::new();
-                for e in &extents {
-                    if let Extent::Data { id, len } = e {
-                        back.extend(repo.read_blob(id, Some(*len)).unwrap());
-                    }
-                }
-                assert!(back == data, "len {len}, mode {mode}: bytes changed");
+                let what = format!("len {len}, mode {mode}");
+                let cuts = chunk_and_read_back(&repo, &writer, &mut bufs, &data, read, &what);
+                assert_eq!(cuts, repo.chunker().split(&data), "{what}");
             }
         }
     }
