@@ -82,11 +82,10 @@ struct Keyed {
 /// Bytes of input scanned for candidates before their PRF outputs are
 /// computed in one batch (a cut past it wastes at most this much work).
 /// The cuts do not depend on it. Its scratch arrays (positions, hashes, AES
-/// blocks: 28 bytes a byte of region) are zeroed at each call and live on
-/// the stack of the thread that then compresses: 2048 made them 56 KiB,
-/// more than the L1 data cache, and a profile of a backup showed zstd and
-/// the page-cache copies 10-15% slower encrypted than plain; at 512
-/// (14 KiB) they were not.
+/// blocks: 28 bytes a byte of region, see [`Scratch`]) were once zeroed on
+/// the stack at each call, 56 KiB at 2048, more than the L1 data cache: a
+/// profile of a backup showed zstd and the page-cache copies 10-15% slower
+/// encrypted than plain.
 const REGION: usize = 512;
 
 /// Positions decided per batch: AES runs several blocks in parallel (up
@@ -243,11 +242,20 @@ impl Keyed {
     /// second pass over stored hashes), then the PRF runs over that
     /// region's candidates in one batch.
     fn cut_candidates(&self, data: &[u8], min: usize, avg: usize) -> usize {
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            self.cut_candidates_in(data, min, avg, s)
+        })
+    }
+
+    fn cut_candidates_in(&self, data: &[u8], min: usize, avg: usize, s: &mut Scratch) -> usize {
+        let Scratch {
+            at_pos,
+            hashes,
+            blocks,
+        } = s;
         let n = data.len();
         let mut h = 0u64;
-        let mut at_pos = [0u32; REGION];
-        let mut hashes = [0u64; REGION];
-        let mut blocks = [aes::Block::default(); REGION];
         let mut at = min;
         while at < n {
             let end = (at + REGION).min(n);
@@ -276,6 +284,32 @@ impl Keyed {
         }
         n
     }
+}
+
+/// [`Keyed::cut_candidates`]'s arrays, one set per thread, made once: only
+/// the entries a region's candidates use are touched (about one in 16),
+/// where arrays made per call were zeroed whole each time, and pushed the
+/// data of the compression that follows out of the caches.
+struct Scratch {
+    at_pos: Box<[u32; REGION]>,
+    hashes: Box<[u64; REGION]>,
+    blocks: Box<[aes::Block; REGION]>,
+}
+
+/// A zeroed array on the heap (not built on the stack first).
+fn boxed<T: Clone, const N: usize>(zero: T) -> Box<[T; N]> {
+    vec![zero; N]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N elements"))
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        at_pos: boxed(0),
+        hashes: boxed(0),
+        blocks: boxed(aes::Block::default()),
+    });
 }
 
 #[cfg(test)]

@@ -165,8 +165,9 @@ fn read_region(
     })
 }
 
-/// One read's chunks are stored on [`pool`] when they are at least this
-/// many bytes, while the next read is cut. A big
+/// One read's chunks are stored on [`pool`] while the next read is cut
+/// when they are at least this many bytes (and on the pool, after the
+/// read, when they are two or more). A big
 /// file (a database dump, a stream from stdin) is read by one worker, but
 /// its chunks are hashed, compressed and sealed on every core: at the end of
 /// a backup the biggest file is often the last one running, alone.
@@ -279,7 +280,11 @@ pub(super) fn chunk_source(
     loop {
         let bytes: usize = cuts.iter().map(|&(_, n)| n).sum();
         if eof || bytes < PARALLEL_BYTES {
-            let big = bytes >= PARALLEL_BYTES && cuts.len() >= 2;
+            // Two chunks or more go to the pool too: stored on the workers,
+            // encrypted backups took 1-2 CPU-seconds more on the bench
+            // corpus (every worker sealing into the pack under the
+            // writer's lock at once, against the pool's two threads).
+            let big = cuts.len() >= 2;
             let ids = store(cur, &cuts, writer, big).map_err(ChunkError::Store)?;
             push_data(extents, &ids, &cuts);
             if eof {
