@@ -296,19 +296,11 @@ struct Scratch {
     blocks: Box<[aes::Block; REGION]>,
 }
 
-/// A zeroed array on the heap (not built on the stack first).
-fn boxed<T: Clone, const N: usize>(zero: T) -> Box<[T; N]> {
-    vec![zero; N]
-        .into_boxed_slice()
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("N elements"))
-}
-
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
-        at_pos: boxed(0),
-        hashes: boxed(0),
-        blocks: boxed(aes::Block::default()),
+        at_pos: Box::new([0; REGION]),
+        hashes: Box::new([0; REGION]),
+        blocks: Box::new([aes::Block::default(); REGION]),
     });
 }
 

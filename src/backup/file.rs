@@ -77,7 +77,8 @@ pub fn read_file(
 }
 
 thread_local! {
-    static READ_BUF: std::cell::RefCell<Buffers> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+    static READ_BUF: std::cell::RefCell<Buffers> =
+        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -167,16 +168,16 @@ fn read_region(
 
 /// One read's chunks are stored on [`pool`] while the next read is cut
 /// when they are at least this many bytes (and on the pool, after the
-/// read, when they are two or more). A big
-/// file (a database dump, a stream from stdin) is read by one worker, but
-/// its chunks are hashed, compressed and sealed on every core: at the end of
-/// a backup the biggest file is often the last one running, alone.
+/// read, when they are two or more). A big file (a database dump, a stream
+/// from stdin) is read by one worker, but its chunks are hashed, compressed
+/// and sealed on every core: at the end of a backup the biggest file is
+/// often the last one running, alone.
 const PARALLEL_BYTES: usize = 512 * 1024;
 
 /// The pool big files' chunks are stored on: one thread per core, each
 /// keeping its compression context. Built at first use; `None` when no
 /// thread could be started (chunks are then stored by the worker that read
-/// them, as rayon's global pool would abort the process instead).
+/// them, where rayon's global pool would abort the process).
 fn pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
@@ -296,27 +297,27 @@ pub(super) fn chunk_source(
         }
         // The rest of this buffer starts the next one.
         next[..len - at].copy_from_slice(&cur[at..len]);
-        let (stored, filled) = std::thread::scope(|s| {
-            let (cur, cuts) = (&*cur, &cuts);
-            let storing = std::thread::Builder::new()
-                .name("rewind-store".into())
-                .spawn_scoped(s, move || store(cur, cuts, writer, true));
-            match storing {
-                Ok(h) => {
-                    let filled = fill_and_cut(next, len - at, &mut next_cuts, &mut eof);
-                    let stored = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    (stored, filled)
-                }
-                // No thread to spare: one after the other.
-                Err(_) => {
-                    let stored = store(cur, cuts, writer, true);
-                    let filled = stored
-                        .is_ok()
-                        .then(|| fill_and_cut(next, len - at, &mut next_cuts, &mut eof));
-                    (stored, filled.unwrap_or(Ok((0, 0))))
-                }
+        let (stored, filled) = match pool() {
+            // Stored by a job on the pool while this thread reads on.
+            Some(pool) => {
+                let mut stored = None;
+                let filled = pool.in_place_scope(|s| {
+                    let (cur, cuts, stored) = (&*cur, &cuts, &mut stored);
+                    s.spawn(move |_| *stored = Some(store(cur, cuts, writer, true)));
+                    fill_and_cut(next, len - at, &mut next_cuts, &mut eof)
+                });
+                (stored.expect("a scope waits for its jobs"), filled)
             }
-        });
+            // No pool: one after the other.
+            None => {
+                let stored = store(cur, &cuts, writer, false);
+                let filled = match stored {
+                    Ok(_) => fill_and_cut(next, len - at, &mut next_cuts, &mut eof),
+                    Err(_) => Ok((0, 0)),
+                };
+                (stored, filled)
+            }
+        };
         let ids = stored.map_err(ChunkError::Store)?;
         push_data(extents, &ids, &cuts);
         (len, at) = filled?;

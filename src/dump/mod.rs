@@ -114,7 +114,7 @@ pub fn write_tar<W: Write>(
     };
     let (walk_repo, walk_top, walk_parent) = (repo.clone(), top.clone(), parent.clone());
     let mut stream = ContentStream::start_with(repo.clone(), opts, move |feed| {
-        send_members(&walk_repo, walk_top, walk_parent, feed)
+        send_members(&walk_repo, walk_top, root, walk_parent, feed)
     })?;
     let mut tar = TarWriter::new(out, "standard output");
     let mut outcome = DumpOutcome::default();
@@ -227,9 +227,15 @@ impl Extents for Result<Item> {
 /// in archive order: each directory before its contents, names in tree
 /// order. A walk of the tree walker, so depth is bounded by memory, not the
 /// stack (paths may exceed `PATH_MAX`). It ends after its first error, sent
-/// as the last item.
-fn send_members(repo: &Repository, top: Entry, parent: PathBuf, feed: &mut Feed<'_, Result<Item>>) {
-    let root = top.kind == Kind::Dir && top.name == b"/";
+/// as the last item. `root`: `top` is the snapshot's root directory, which
+/// is not a member itself.
+fn send_members(
+    repo: &Repository,
+    top: Entry,
+    root: bool,
+    parent: PathBuf,
+    feed: &mut Feed<'_, Result<Item>>,
+) {
     let prefix = if root { Vec::new() } else { top.name.clone() };
     let below = top.subtree.filter(|_| top.kind == Kind::Dir);
     let mut w = DumpWalk {

@@ -6,8 +6,9 @@
 //! Nightly snapshots share most of their trees: a directory that did not
 //! change is the same tree blob (the same id) in every snapshot. The search
 //! walks each tree id once (a walk of the tree walker, [`crate::repo::walk`]:
-//! a snapshot deeper than the thread's stack is searched like any other) and keeps what it found below
-//! it as a `MatchNode`: the matching entries of that tree and, for each
+//! a snapshot deeper than the thread's stack is searched like any other)
+//! and keeps what it found below it as a `MatchNode`: the matching entries
+//! of that tree and, for each
 //! subdirectory with matches somewhere below, its own node. A subtree with
 //! no match is remembered as empty, so the next snapshot that holds it is
 //! done with it at once. Trees are the unit of memoisation only where the
@@ -19,8 +20,9 @@
 //! so reading and decoding overlap.
 //!
 //! The results are then merged across snapshots directory by directory, in
-//! name order (`emit`, a walk of the walker too): for each path, the snapshots that hold it
-//! (oldest first), each with its entry and how it differs from the previous
+//! name order (`emit`, a walk of the walker too): for each path, the
+//! snapshots that hold it (oldest first), each with its entry and how it
+//! differs from the previous
 //! snapshot of the same host that held the path ([`Change`]). Paths come out
 //! in the order `find` would print them (a directory before what is in it),
 //! one at a time, so output starts before the search ends and memory holds

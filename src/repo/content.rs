@@ -8,7 +8,8 @@
 //!
 //! A [`ContentStream`] takes the caller's files on a thread of its own, from
 //! an iterator or pushed into a [`Feed`] by a producer that runs there (the
-//! dump's walk, which loads trees there too), and queues a slot for each file and each of its extents, in order.
+//! dump's walk, which loads trees there too), and queues a slot for each
+//! file and each of its extents, in order.
 //! Data extents also go to the workers, which read them through
 //! [`Repository::read_data`]: decompressed, checked against their id and
 //! against the length the tree gives. The consumer takes the slots in order
