@@ -11,7 +11,7 @@
 //! them, and `REWIND_REQUEST_STATS=1` prints them to stderr when any
 //! command ends.
 
-use super::{Backend, FileType, ObjectInfo};
+use super::{Backend, FileType, ObjectInfo, Parts};
 use crate::error::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -215,6 +215,13 @@ impl Backend for Counting {
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let r = self.inner.get_range(t, name, offset, len);
+        let n = r.as_ref().map_or(0, |v| v.len() as u64);
+        self.counter.add(t, Op::Get, n);
+        r
+    }
+
+    fn get_range_parts(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Parts> {
+        let r = self.inner.get_range_parts(t, name, offset, len);
         let n = r.as_ref().map_or(0, |v| v.len() as u64);
         self.counter.add(t, Op::Get, n);
         r

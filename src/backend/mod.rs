@@ -166,6 +166,13 @@ pub trait Backend: Send + Sync {
     /// object is shorter than its index says).
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
 
+    /// [`Backend::get_range`], in the pieces the bytes arrived in: a remote
+    /// backend's response is not copied into one buffer (read-ahead windows,
+    /// which are copied out of a frame at a time anyway).
+    fn get_range_parts(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Parts> {
+        self.get_range(t, name, offset, len).map(Parts::from)
+    }
+
     /// Every complete object of type `t`, in no particular order. Objects
     /// still being written are not listed, nor anything that a `get` would
     /// refuse (a symlink, a directory, a FIFO).
@@ -205,6 +212,61 @@ pub trait Backend: Send + Sync {
     /// caller drops the plan when its reads are done or abandoned.
     fn plan(&self, _t: FileType, _reads: &[(String, u64, u64)]) -> Option<Planned> {
         None
+    }
+}
+
+/// Bytes in pieces, as a response brought them ([`Backend::get_range_parts`]).
+#[derive(Default)]
+pub struct Parts {
+    parts: Vec<bytes::Bytes>,
+    /// Where each part ends, from the start of the first.
+    ends: Vec<usize>,
+}
+
+impl Parts {
+    pub fn len(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` bytes from `from`, copied into one buffer; `None` past the end.
+    pub fn copy(&self, from: usize, len: usize) -> Option<Vec<u8>> {
+        let end = from.checked_add(len).filter(|&e| e <= self.len())?;
+        let mut out = Vec::with_capacity(len);
+        let mut i = self.ends.partition_point(|&e| e <= from);
+        let mut at = from;
+        while at < end {
+            let start = self.ends[i] - self.parts[i].len();
+            let part = &self.parts[i][at - start..];
+            let take = part.len().min(end - at);
+            out.extend_from_slice(&part[..take]);
+            at += take;
+            i += 1;
+        }
+        Some(out)
+    }
+}
+
+impl<B: Into<bytes::Bytes>> FromIterator<B> for Parts {
+    fn from_iter<I: IntoIterator<Item = B>>(iter: I) -> Self {
+        let mut p = Parts::default();
+        for b in iter {
+            let b: bytes::Bytes = b.into();
+            if !b.is_empty() {
+                p.ends.push(p.len() + b.len());
+                p.parts.push(b);
+            }
+        }
+        p
+    }
+}
+
+impl From<Vec<u8>> for Parts {
+    fn from(v: Vec<u8>) -> Self {
+        std::iter::once(v).collect()
     }
 }
 
@@ -254,5 +316,34 @@ mod tests {
         }
         assert!(valid_name(FileType::Config, "config"));
         assert!(!valid_name(FileType::Config, "ab"));
+    }
+
+    /// Any range of bytes in pieces (empty ones among them) copies out as
+    /// the same range of the joined bytes; a range past the end is `None`.
+    #[test]
+    fn parts_copy_any_range_across_their_pieces() {
+        let all: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
+        let cuts = [0, 1, 1, 64, 65, 130, 200];
+        let parts: Parts = cuts
+            .windows(2)
+            .map(|w| all[w[0]..w[1]].to_vec())
+            .chain([Vec::new()])
+            .collect();
+        assert_eq!(parts.len(), 200);
+        for from in 0..=200 {
+            for len in 0..=200 - from {
+                assert_eq!(
+                    parts.copy(from, len).as_deref(),
+                    Some(&all[from..from + len])
+                );
+            }
+            assert_eq!(parts.copy(from, 201 - from), None);
+        }
+        assert_eq!(parts.copy(usize::MAX, 2), None);
+        assert_eq!(Parts::default().copy(0, 0), Some(Vec::new()));
+        assert_eq!(
+            Parts::from(all.clone()).copy(3, 5).as_deref(),
+            Some(&all[3..8])
+        );
     }
 }

@@ -48,7 +48,7 @@
 //! (`(KEPT + PLANNED) * WINDOW`, 128 MiB), besides the reads being copied
 //! out of them.
 
-use super::{Backend, FileType, ObjectInfo, Planned};
+use super::{Backend, FileType, ObjectInfo, Parts, Planned};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -72,7 +72,7 @@ pub const READERS_SHARE: usize = 2;
 
 /// A window's bytes: filled once by its first reader, `None` until then
 /// (or after a failed download).
-type Slot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
+type Slot = Arc<Mutex<Option<Arc<Parts>>>>;
 
 /// Window `k` of pack `name`: bytes from `k * WINDOW` to the next window's
 /// start or the pack's end.
@@ -301,23 +301,24 @@ impl Shared {
         }
     }
 
-    fn download(&self, w: &Handle, size: u64) -> Result<Arc<Vec<u8>>> {
+    fn download(&self, w: &Handle, size: u64) -> Result<Arc<Parts>> {
         let start = w.k.saturating_mul(WINDOW);
         let end = size.min(start.saturating_add(WINDOW));
         if end <= start {
             return Err(short(&w.name, start.saturating_add(1)));
         }
         let len = (end - start) as usize;
-        Ok(Arc::new(self.inner.get_range(
-            FileType::Pack,
-            &w.name,
-            start,
-            len,
-        )?))
+        let bytes = self
+            .inner
+            .get_range_parts(FileType::Pack, &w.name, start, len)?;
+        if bytes.len() != len {
+            return Err(short(&w.name, end));
+        }
+        Ok(Arc::new(bytes))
     }
 
     /// The bytes of window `w` of a pack of `size` bytes, downloaded once.
-    fn fill(&self, w: &Handle, size: u64) -> Result<Arc<Vec<u8>>> {
+    fn fill(&self, w: &Handle, size: u64) -> Result<Arc<Parts>> {
         let mut held = w.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bytes) = held.as_ref() {
             return Ok(bytes.clone());
@@ -544,10 +545,7 @@ impl Backend for ReadAhead {
         self.fetch_ahead(ahead, size);
         let bytes = self.shared.fill(&w, size)?;
         let from = (offset - k * WINDOW) as usize;
-        bytes
-            .get(from..from + len)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| short(name, end))
+        bytes.copy(from, len).ok_or_else(|| short(name, end))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {

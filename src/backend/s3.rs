@@ -44,7 +44,7 @@
 use super::location::S3Location;
 use super::retry::{self, Outcome};
 use super::{
-    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo,
+    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo, Parts,
 };
 use crate::error::{Error, Result};
 use opendal::{ErrorKind as Kind, Operator};
@@ -437,6 +437,39 @@ impl S3Backend {
         })
     }
 
+    /// `len` bytes from `offset`, as the response brought them.
+    fn range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<opendal::Buffer> {
+        check_name(t, name)?;
+        let rel = object_path(t, name);
+        let short = || {
+            Error::corrupt(
+                t.describe(name),
+                format!(
+                    "object ends before byte {}",
+                    offset.saturating_add(len as u64)
+                ),
+            )
+        };
+        let end = offset.checked_add(len as u64).ok_or_else(short)?;
+        if len == 0 {
+            return Ok(opendal::Buffer::new());
+        }
+        let (r, tries) = self.request(len as u64, |op| {
+            let rel = rel.clone();
+            async move {
+                match op.read_with(&rel).range(offset..end).await {
+                    Ok(buf) => Ok(Some(buf)),
+                    Err(e) if e.kind() == Kind::RangeNotSatisfied => Ok(None),
+                    Err(e) => Err(Fail::Dal(e)),
+                }
+            }
+        });
+        match r.map_err(|f| self.error(&rel, t, name, f, tries))? {
+            Some(data) if data.len() == len => Ok(data),
+            _ => Err(short()),
+        }
+    }
+
     /// Run one request (tried again while it fails transiently), bounded by
     /// the limit and a deadline for `bytes`.
     fn request<T, F, Fut>(&self, bytes: u64, f: F) -> (std::result::Result<T, Fail>, u32)
@@ -679,35 +712,11 @@ impl Backend for S3Backend {
     }
 
     fn get_range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        check_name(t, name)?;
-        let rel = object_path(t, name);
-        let short = || {
-            Error::corrupt(
-                t.describe(name),
-                format!(
-                    "object ends before byte {}",
-                    offset.saturating_add(len as u64)
-                ),
-            )
-        };
-        let end = offset.checked_add(len as u64).ok_or_else(short)?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let (r, tries) = self.request(len as u64, |op| {
-            let rel = rel.clone();
-            async move {
-                match op.read_with(&rel).range(offset..end).await {
-                    Ok(buf) => Ok(Some(buf.to_vec())),
-                    Err(e) if e.kind() == Kind::RangeNotSatisfied => Ok(None),
-                    Err(e) => Err(Fail::Dal(e)),
-                }
-            }
-        });
-        match r.map_err(|f| self.error(&rel, t, name, f, tries))? {
-            Some(data) if data.len() == len => Ok(data),
-            _ => Err(short()),
-        }
+        Ok(self.range(t, name, offset, len)?.to_vec())
+    }
+
+    fn get_range_parts(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<Parts> {
+        Ok(self.range(t, name, offset, len)?.collect())
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {

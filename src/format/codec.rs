@@ -381,6 +381,24 @@ impl Codec {
         self.decode_len(frame, len, aad, object)
     }
 
+    /// [`Codec::decode`] of a frame the caller owns: decrypted in place, and
+    /// a stored (uncompressed) payload is returned in the same buffer, so a
+    /// blob read from a pack is copied once less.
+    pub fn decode_vec(
+        &self,
+        frame: Vec<u8>,
+        expect_len: Option<usize>,
+        aad: &Aad,
+        object: &str,
+    ) -> Result<Vec<u8>> {
+        let len = match expect_len {
+            Some(n) => Len::Exact(n),
+            None => Len::AtMost(MAX_FILE_PLAIN),
+        };
+        let all = 0..frame.len();
+        self.decode_input(Input::Owned(frame, all), len, aad, object)
+    }
+
     /// Decode one frame whose plaintext may be at most `max` bytes (whole
     /// objects of a kind with a smaller bound than [`MAX_FILE_PLAIN`]).
     pub fn decode_at_most(
@@ -394,9 +412,14 @@ impl Codec {
     }
 
     fn decode_len(&self, frame: &[u8], len: Len, aad: &Aad, object: &str) -> Result<Vec<u8>> {
+        self.decode_input(Input::Borrowed(frame), len, aad, object)
+    }
+
+    fn decode_input(&self, input: Input, len: Len, aad: &Aad, object: &str) -> Result<Vec<u8>> {
         let Some(seal) = &self.seal else {
-            return decode_plain(frame, len, object);
+            return decode_plain(input, len, object);
         };
+        let frame = input.bytes();
         if frame.len() < NONCE_LEN + BODY_HEAD + TAG_LEN {
             return Err(Error::corrupt(object, "encrypted frame too short"));
         }
@@ -406,26 +429,52 @@ impl Codec {
                 "encrypted frame longer than its plaintext allows",
             ));
         }
-        let (nonce, rest) = frame.split_at(NONCE_LEN);
-        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut body = body.to_vec();
-        let nonce = nonce.try_into().expect("24 bytes");
-        let tag = tag.try_into().expect("16 bytes");
+        let nonce: [u8; NONCE_LEN] = frame[..NONCE_LEN].try_into().expect("24 bytes");
+        let tag: [u8; TAG_LEN] = frame[frame.len() - TAG_LEN..].try_into().expect("16 bytes");
+        // The body, decrypted where it lies when the frame is owned.
+        let (mut buf, body, end) = match input {
+            Input::Borrowed(f) => {
+                let body = f[NONCE_LEN..f.len() - TAG_LEN].to_vec();
+                let end = body.len();
+                (body, 0, end)
+            }
+            Input::Owned(v, r) => (v, r.start + NONCE_LEN, r.end - TAG_LEN),
+        };
         seal.aead
-            .open(nonce, &aad.bytes(), &mut body, tag)
+            .open(&nonce, &aad.bytes(), &mut buf[body..end], &tag)
             .map_err(|_| {
                 Error::corrupt(
                     object,
                     "authentication failed (changed, truncated, moved or from another repository)",
                 )
             })?;
-        let n = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
-        if n > body.len() - BODY_HEAD {
+        let n = u32::from_le_bytes(buf[body + 1..body + 5].try_into().expect("4 bytes")) as usize;
+        if n > end - body - BODY_HEAD {
             return Err(Error::corrupt(object, "payload length beyond the frame"));
         }
         // The scheme byte goes right before the payload, as in format 1.
-        body[4] = body[0];
-        decode_plain(&body[4..BODY_HEAD + n], len, object)
+        buf[body + 4] = buf[body];
+        decode_plain(
+            Input::Owned(buf, body + 4..body + BODY_HEAD + n),
+            len,
+            object,
+        )
+    }
+}
+
+/// A frame to decode: borrowed, or `buf[range]` of a buffer the decoder
+/// may decrypt in place and return a stored payload in.
+enum Input<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>, std::ops::Range<usize>),
+}
+
+impl Input<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Input::Borrowed(b) => b,
+            Input::Owned(v, r) => &v[r.clone()],
+        }
     }
 }
 
@@ -453,7 +502,8 @@ impl Len {
 /// within the cap before any output is allocated; with only a cap, output is
 /// allocated as it is produced, so a frame that claims more than it holds
 /// costs only what it holds.
-fn decode_plain(frame: &[u8], len: Len, object: &str) -> Result<Vec<u8>> {
+fn decode_plain(input: Input, len: Len, object: &str) -> Result<Vec<u8>> {
+    let frame = input.bytes();
     let (&scheme, payload) = frame
         .split_first()
         .ok_or_else(|| Error::corrupt(object, "empty frame"))?;
@@ -471,7 +521,14 @@ fn decode_plain(frame: &[u8], len: Len, object: &str) -> Result<Vec<u8>> {
                 }
                 _ => {}
             }
-            payload.to_vec()
+            match input {
+                Input::Borrowed(f) => f[1..].to_vec(),
+                Input::Owned(mut v, r) => {
+                    v.truncate(r.end);
+                    v.drain(..r.start + 1);
+                    v
+                }
+            }
         }
         ZSTD => {
             let declared = match zstd::zstd_safe::get_frame_content_size(payload) {
@@ -722,6 +779,37 @@ mod tests {
         }
         let stranger = Codec::encrypted(3, &Subkeys::derive(&MasterKey([1; MASTER_LEN])));
         assert!(stranger.decode(&frame, None, &aad(), "t").is_err());
+    }
+
+    /// An owned frame (decrypted in place, a stored payload returned in its
+    /// buffer) decodes to what a borrowed one does, and fails where it does:
+    /// damaged, cut short, or of another length than expected.
+    #[test]
+    fn owned_frames_decode_as_borrowed_ones() {
+        let random: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let plains = [Vec::new(), vec![7], b"abc ".repeat(5000), random];
+        for c in [Codec::new(3), sealed()] {
+            for plain in &plains {
+                let frame = c.encode(plain, &aad());
+                let owned = |f: &[u8], n| c.decode_vec(f.to_vec(), n, &aad(), "t");
+                let n = Some(plain.len());
+                assert_eq!(&owned(&frame, n).unwrap(), plain);
+                assert_eq!(&owned(&frame, None).unwrap(), plain);
+                assert!(owned(&frame, Some(plain.len() + 1)).is_err());
+                let step = frame.len() / 97 + 1;
+                for i in (0..frame.len()).step_by(step) {
+                    let mut f = frame.clone();
+                    f[i] ^= 0x10;
+                    let (a, b) = (owned(&f, n), c.decode(&f, n, &aad(), "t"));
+                    assert_eq!(a.as_ref().ok(), b.as_ref().ok(), "byte {i}");
+                    let (a, b) = (owned(&frame[..i], n), c.decode(&frame[..i], n, &aad(), "t"));
+                    assert_eq!(a.as_ref().ok(), b.as_ref().ok(), "cut at {i}");
+                    assert!(a.is_err(), "cut at {i}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Repository {
         let plain =
             Arc::new(
                 self.codec
-                    .decode(&bytes, Some(frame.raw_len as usize), &aad, object)?,
+                    .decode_vec(bytes, Some(frame.raw_len as usize), &aad, object)?,
             );
         if bundle {
             self.frames
