@@ -25,10 +25,18 @@ impl Restorer<'_> {
     }
 
     /// Owner, mode, xattrs, times of `e` onto the file behind `h`, which is
-    /// at `path` (for messages).
-    pub(super) fn apply_meta(&self, h: Handle, e: &Entry, path: &Path) {
+    /// at `path` (for messages). `now`, the file's status when the caller
+    /// has it, spares the calls that would change nothing (an owner or mode
+    /// it already has).
+    pub(super) fn apply_meta(&self, h: Handle, e: &Entry, path: &Path, now: Option<&libc::stat64>) {
         let (uid, gid) = self.owner(e);
-        let (uid_set, gid_set) = match meta::set_owner(h, uid, gid) {
+        let owned = now.is_some_and(|st| st.st_uid == uid && st.st_gid == gid);
+        let set = if owned {
+            Ok(())
+        } else {
+            meta::set_owner(h, uid, gid)
+        };
+        let (uid_set, gid_set) = match set {
             Ok(()) => (true, true),
             Err(err) => {
                 if err.raw_os_error() == Some(libc::EPERM) && !self.root {
@@ -50,7 +58,8 @@ impl Restorer<'_> {
         }
         // Linux gives every symlink mode 0777 and has no call to change it on
         // most file systems.
-        if e.kind != Kind::Symlink || mode != 0o777 {
+        let same = now.is_some_and(|st| st.st_mode & 0o7777 == mode);
+        if !same && (e.kind != Kind::Symlink || mode != 0o777) {
             if let Err(err) = meta::set_mode(h, mode, e.kind == Kind::Symlink) {
                 self.warn(Error::io(path, err));
             }

@@ -275,7 +275,12 @@ pub fn restore(
         if entry.kind == Kind::Dir && entry.name != b"/" && !opts.dry_run {
             // A restored subdirectory takes its own metadata onto the target,
             // made or found empty or overwritten: the target *is* that directory.
-            r.apply_meta(meta::Handle::Open(fd.as_raw_fd()), entry, &opts.target);
+            r.apply_meta(
+                meta::Handle::Open(fd.as_raw_fd()),
+                entry,
+                &opts.target,
+                None,
+            );
         }
     }
     if r.interrupted.load(Relaxed) {

@@ -348,7 +348,7 @@ impl<'a, 'r> Restore<'a, 'r> {
         if keep {
             if let (Some(fd), Some(e)) = (top.raw(), &top.data.entry) {
                 if !self.dry {
-                    self.r.apply_meta(Handle::Open(fd), e, &self.path);
+                    self.r.apply_meta(Handle::Open(fd), e, &self.path, None);
                 }
             }
             self.r.counts.dirs.fetch_add(1, Relaxed);
@@ -598,7 +598,14 @@ impl<'a, 'r> Restore<'a, 'r> {
             }
         }
         match e.kind {
-            Kind::File => self.file(dir, node, e, &name, path)?,
+            Kind::File => {
+                // Made with its own permission bits (the umask may take some)
+                // in a directory this restore made, which nobody else can
+                // enter before its own metadata is set at the end: most files
+                // then need no chmod. Elsewhere, private until finished.
+                let mode = if fresh { e.mode & 0o777 } else { 0o600 };
+                self.file(dir, node, e, &name, path, mode)?
+            }
             Kind::Symlink => {
                 let target = cstr(&e.target).map_err(io_err)?;
                 super::cvt(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
@@ -617,7 +624,8 @@ impl<'a, 'r> Restore<'a, 'r> {
         Ok(action)
     }
 
-    /// Create a regular file empty and hand it to the pool.
+    /// Create a regular file empty, with permission bits `mode`, and hand it
+    /// to the pool.
     fn file(
         &self,
         dir: RawFd,
@@ -625,10 +633,11 @@ impl<'a, 'r> Restore<'a, 'r> {
         e: &mut Entry,
         name: &CStr,
         path: &Path,
+        mode: u32,
     ) -> Result<()> {
         let flags =
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
+        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, mode) };
         if fd < 0 {
             return Err(Error::io(path, io::Error::last_os_error()));
         }
@@ -679,7 +688,8 @@ impl<'a, 'r> Restore<'a, 'r> {
             let why = "replaced while being restored; its metadata is not set";
             return Err(io_err(io::Error::other(why)));
         }
-        self.r.apply_meta(Handle::Path(fd.as_raw_fd()), e, path);
+        self.r
+            .apply_meta(Handle::Path(fd.as_raw_fd()), e, path, Some(&st));
         self.r.counts.other.fetch_add(1, Relaxed);
         if let Some(key) = e.link_key() {
             let first = First {

@@ -54,7 +54,10 @@ impl Restorer<'_> {
                 self.counts.files.fetch_add(1, Relaxed);
                 self.counts.bytes.fetch_add(n, Relaxed);
                 self.progress.file_done(&job.path, n);
-                self.apply_meta(Handle::Open(job.fd.as_raw_fd()), &job.entry, &job.path);
+                // Made by this restore: owner and mode may be right already.
+                let fd = job.fd.as_raw_fd();
+                let now = crate::meta::stat_fd(fd).ok();
+                self.apply_meta(Handle::Open(fd), &job.entry, &job.path, now.as_ref());
                 if let (true, Some(key)) = (job.first_link, job.entry.link_key()) {
                     self.links.written(key);
                 }

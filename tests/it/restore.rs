@@ -12,6 +12,8 @@ mod interrupt;
 mod links;
 // A directory moved away while restore is below it: the rest of it is lost, once.
 mod lost;
+// Permission bits and owners under any umask, in new and existing directories.
+mod modes;
 // Names in the target swapped for symlinks, before and during a restore.
 mod race;
 // A directory stored without its tree comes back empty, with its metadata.
