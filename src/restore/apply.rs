@@ -58,7 +58,10 @@ impl Restorer<'_> {
         }
         // Linux gives every symlink mode 0777 and has no call to change it on
         // most file systems.
-        let same = now.is_some_and(|st| st.st_mode & 0o7777 == mode);
+        // A chown clears setuid and setgid: `now`, taken before it, no
+        // longer tells whether they are there.
+        let same = now.is_some_and(|st| st.st_mode & 0o7777 == mode)
+            && (owned || mode & (libc::S_ISUID | libc::S_ISGID) == 0);
         if !same && (e.kind != Kind::Symlink || mode != 0o777) {
             if let Err(err) = meta::set_mode(h, mode, e.kind == Kind::Symlink) {
                 self.warn(Error::io(path, err));

@@ -598,14 +598,7 @@ impl<'a, 'r> Restore<'a, 'r> {
             }
         }
         match e.kind {
-            Kind::File => {
-                // Made with its own permission bits (the umask may take some)
-                // in a directory this restore made, which nobody else can
-                // enter before its own metadata is set at the end: most files
-                // then need no chmod. Elsewhere, private until finished.
-                let mode = if fresh { e.mode & 0o777 } else { 0o600 };
-                self.file(dir, node, e, &name, path, mode)?
-            }
+            Kind::File => self.file(dir, node, e, &name, path)?,
             Kind::Symlink => {
                 let target = cstr(&e.target).map_err(io_err)?;
                 super::cvt(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
@@ -624,8 +617,7 @@ impl<'a, 'r> Restore<'a, 'r> {
         Ok(action)
     }
 
-    /// Create a regular file empty, with permission bits `mode`, and hand it
-    /// to the pool.
+    /// Create a regular file empty and hand it to the pool.
     fn file(
         &self,
         dir: RawFd,
@@ -633,11 +625,13 @@ impl<'a, 'r> Restore<'a, 'r> {
         e: &mut Entry,
         name: &CStr,
         path: &Path,
-        mode: u32,
     ) -> Result<()> {
         let flags =
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, mode) };
+        // Private until its content and metadata are in place: the walk sets
+        // a directory's mode when it leaves it, before the pool has written
+        // the files queued in it, and a hard link may show it elsewhere.
+        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) };
         if fd < 0 {
             return Err(Error::io(path, io::Error::last_os_error()));
         }

@@ -146,3 +146,56 @@ fn a_failed_download_names_the_file_and_restores_the_rest() {
         "only the failed file differs: {diffs:#?}"
     );
 }
+
+/// A file stays private (no group or other bits, the restorer's owner) until
+/// its content and metadata are in place, though the directory it is in
+/// already has its own, open mode: here every data download is held while
+/// the walk has made the files and left their directories, and a hard link
+/// shows one of them at the top of the target too.
+#[test]
+fn files_are_private_until_restored() {
+    use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+    let (t, proxy) = s3_repo("private");
+    let src = t.join("src");
+    let secret = src.join("open/secret");
+    tree::file(&secret, &tree::noise(200_000, 7));
+    chown(&secret, Some(1234), Some(5678)).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o664)).unwrap();
+    fs::hard_link(&secret, src.join("zlink")).unwrap();
+    fs::set_permissions(src.join("open"), fs::Permissions::from_mode(0o755)).unwrap();
+    tree::file(&src.join("zz/after"), b"a directory after it");
+    t.backup(&src);
+    // Trees into the cache first, so that only data is read below.
+    t.ok(["ls", "latest"]);
+    proxy.inject("GET", "/data/", Fault::Hold, 1000);
+    let target = t.join("out");
+    let child = t
+        .cmd([
+            OsStr::new("restore"),
+            OsStr::new("latest"),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_held(1);
+    let dir = restored(&target, &src);
+    for p in [dir.join("open/secret"), dir.join("zlink")] {
+        let m = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(
+            m.mode() & 0o077,
+            0,
+            "{} while its data is held",
+            p.display()
+        );
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{}", p.display());
+    }
+    proxy.release();
+    let out = child.wait_with_output().unwrap();
+    expect_code(&out, 0, "restore");
+    compare::assert_same(&src, &dir, compare::Options::default());
+    let m = fs::symlink_metadata(dir.join("zlink")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o664, 1234, 5678));
+}

@@ -1,7 +1,7 @@
 //! Every permission bit and owner comes back whatever the restoring
-//! process's umask, for files made in directories the restore makes (those
-//! are created with their own bits, so most need no chmod) and in a target
-//! that was already there (created private, then set).
+//! process's umask, for files in directories the restore makes and in a
+//! target that was already there (each file is made private, then given its
+//! owner and mode unless an fstat shows it has them).
 
 use super::restore_args;
 use crate::common::{stderr, TempRepo};
