@@ -51,11 +51,11 @@ impl Repository {
         fresh.sort_by(|a, b| a.name.cmp(&b.name));
         let mut opened = Vec::new();
         let mut bad = Vec::new();
-        for object in fresh {
+        for got in self.fetch_each(&fresh, |object| self.open_index(object)) {
             // A damaged index file must not make the repository unusable:
             // its packs still hold their headers (`repair index`), and
             // `check` and `prune` refuse to go on while it is there.
-            match self.open_index(object) {
+            match got {
                 Ok(file) => opened.push(file),
                 // A newer format must be refused, not skipped.
                 Err(e @ Error::UnsupportedVersion(_)) => return Err(e),

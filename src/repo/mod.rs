@@ -41,6 +41,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+/// Requests [`Repository::fetch_each`] has in flight at most.
+const FETCH_THREADS: usize = 8;
+
 /// An open repository. Cheap to share between threads behind an `Arc`.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -233,8 +236,9 @@ impl Repository {
             let listed: HashSet<String> = ids.iter().map(|id| id.to_hex()).collect();
             cache.retain_snapshots(&|name| listed.contains(name));
         }
-        for id in ids {
-            match self.load_snapshot(&id) {
+        let loaded = self.fetch_each(&ids, |id| self.load_snapshot(id));
+        for (id, got) in ids.into_iter().zip(loaded) {
+            match got {
                 Ok(s) => good.push((id, s)),
                 Err(Error::NotFound(_)) => {} // removed by a concurrent forget
                 Err(e) => bad.push(e),
@@ -242,6 +246,40 @@ impl Repository {
         }
         good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((good, bad))
+    }
+
+    /// `f` of every item, in order. For a remote repository, where each is
+    /// a request's round trip (a cold cache: every snapshot manifest and
+    /// index file), up to [`FETCH_THREADS`] at a time; in turn for a local
+    /// one. The calling thread works too, so it ends even when no thread
+    /// can be started.
+    pub(crate) fn fetch_each<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> R + Sync,
+    ) -> Vec<R> {
+        if self.is_local() || items.len() < 2 {
+            return items.iter().map(f).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = Mutex::new(Vec::with_capacity(items.len()));
+        let work = || loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            let r = f(item);
+            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+        };
+        std::thread::scope(|s| {
+            for _ in 1..items.len().min(FETCH_THREADS) {
+                if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
+                    break;
+                }
+            }
+            work();
+        });
+        let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Resolve a snapshot spec: an id, a unique id prefix, or `latest`; `filter`

@@ -381,3 +381,47 @@ fn copy_between_a_directory_and_a_bucket() {
     };
     compare::assert_same(&src, &restored(&out, &src), options);
 }
+
+/// With a cold cache, snapshot manifests and index files are downloaded
+/// several at a time (each is a round trip: a repository of many hosts has
+/// hundreds): four requests of each are held by the proxy at once, and
+/// what comes back is the same as with the cache, in order.
+#[test]
+fn a_cold_cache_downloads_manifests_and_index_files_side_by_side() {
+    use crate::common::proxy::Fault;
+    use std::process::Stdio;
+    let (t, proxy) = s3_repo("side-by-side");
+    let src = t.join("src");
+    for i in 0..6u64 {
+        tree::file(&src.join(format!("f{i}")), &tree::noise(30_000, i));
+        backup_json(&t, &[], &[src.as_os_str()]);
+    }
+    let warm = json(&t.ok(["snapshots", "--json"]));
+    assert_eq!(warm.as_array().unwrap().len(), 6, "{warm}");
+    for (what, path, args) in [
+        ("manifests", "/snapshots/", vec!["snapshots", "--json"]),
+        ("index files", "/index/", vec!["check"]),
+    ] {
+        fs::remove_dir_all(t.join("cache")).unwrap();
+        proxy.inject("GET", path, Fault::Hold, 4);
+        let child = t
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Sequential downloads would hold one at a time, and this fails
+        // after 60 s.
+        proxy.wait_held(4);
+        proxy.release();
+        let out = child.wait_with_output().unwrap();
+        expect_code(&out, 0, what);
+        if what == "manifests" {
+            assert_eq!(json(&crate::common::stdout(&out)), warm, "{what}");
+        }
+    }
+    let target = t.join("out");
+    fs::remove_dir_all(t.join("cache")).unwrap();
+    t.restore("latest", &target);
+    compare::assert_same(&src, &restored(&target, &src), compare::Options::default());
+}
