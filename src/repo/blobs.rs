@@ -35,6 +35,16 @@ impl Repository {
                 "not in any index (missing data)",
             )
         })?;
+        self.read_blob_found(id, expected, loc)
+    }
+
+    /// [`Repository::read_blob`] of a blob already looked up at `loc`.
+    fn read_blob_found(
+        &self,
+        id: &BlobId,
+        expected: Option<u32>,
+        loc: Location,
+    ) -> Result<Vec<u8>> {
         if let Some(len) = expected {
             if loc.raw_len != len {
                 return Err(Error::corrupt(
@@ -64,31 +74,39 @@ impl Repository {
         self.read_blob(id, Some(len))
     }
 
+    /// [`Repository::read_data`] of a blob [`Repository::plan_data`] found
+    /// at `loc` (one index search per blob, not two).
+    pub fn read_data_at(&self, id: &BlobId, len: u32, loc: Location) -> Result<Vec<u8>> {
+        self.read_blob_found(id, Some(len), loc)
+    }
+
     /// Tell a remote backend the pack ranges that reading data blobs `ids`
     /// (in this order, by [`Repository::read_data`]) will take, up to `max`
     /// stored bytes: it may download them ahead and keep them until the
     /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
-    /// Also how many of `ids` the plan covers (its reader may drop it once
-    /// it has read those). Blobs not in the index are left out (their read
+    /// Also where the blobs the plan covers are, in order (`None`: not in
+    /// the index), for [`Repository::read_data_at`]; its reader may drop the
+    /// plan once it has read those. Blobs not in the index are left out (their read
     /// fails on its own); a local repository plans nothing.
     pub fn plan_data<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,
         max: u64,
-    ) -> Option<(Planned, usize)> {
+    ) -> Option<(Planned, Vec<Option<Location>>)> {
         if self.backend.is_local() {
             return None;
         }
         let mut frames: Vec<(PackId, u64, u64)> = Vec::new();
-        let (mut total, mut covered) = (0u64, 0usize);
+        let (mut total, mut covered) = (0u64, Vec::new());
         for id in ids {
             if total >= max {
                 break;
             }
-            covered += 1;
             let Ok(Some(loc)) = self.lookup(id) else {
+                covered.push(None);
                 continue;
             };
+            covered.push(Some(loc));
             let (offset, len) = (loc.frame.offset as u64, loc.frame.stored_len as u64);
             // Blobs of one bundled frame: one read of it.
             if frames

@@ -72,13 +72,12 @@ impl Links {
 
     /// The first member of `key` (a regular file) is complete.
     pub fn written(&self, key: Key) {
-        let mut groups = self.lock();
-        if let Some(g) = groups.remove(&key) {
-            let g = match g {
-                Group::Writing(first, _) => Group::Done(first),
-                other => other,
-            };
-            groups.insert(key, g);
+        if let Some(g) = self.lock().get_mut(&key) {
+            if matches!(g, Group::Writing(..)) {
+                if let Group::Writing(first, _) = std::mem::replace(g, Group::Failed) {
+                    *g = Group::Done(first);
+                }
+            }
         }
     }
 

@@ -637,7 +637,7 @@ impl<'a, 'r> Restore<'a, 'r> {
         }
         // SAFETY: a descriptor openat just returned, owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let first_link = match e.link_key() {
+        let (first_link, made) = match e.link_key() {
             Some(key) => {
                 let st = meta::stat_fd(fd.as_raw_fd()).map_err(|err| Error::io(path, err))?;
                 let first = First {
@@ -645,9 +645,9 @@ impl<'a, 'r> Restore<'a, 'r> {
                     name: e.name.as_slice().into(),
                     id: identity(&st),
                 };
-                self.r.links.add_first(key, first, true)
+                (self.r.links.add_first(key, first, true), Some(st))
             }
-            None => false,
+            None => (false, None),
         };
         self.r.queue_extents(e.extents.len());
         let plan = self.r.plan(&e.extents);
@@ -658,6 +658,7 @@ impl<'a, 'r> Restore<'a, 'r> {
             path: path.to_path_buf(),
             first_link,
             plan,
+            made,
         };
         if let Err(unsent) = self.tx.send(job) {
             self.r.dequeue_extents(unsent.0.entry.extents.len());

@@ -5,6 +5,7 @@ use super::dirs::DirNode;
 use super::{cvt, with_path, Restorer};
 use crate::backend::Planned;
 use crate::error::Error;
+use crate::format::index::Location;
 use crate::format::tree::{Entry, Extent};
 use crate::meta::{self, cstr, Handle};
 use std::collections::HashMap;
@@ -29,10 +30,15 @@ pub struct Job {
     /// The first member of a hard-link group: others may be linked to it.
     pub first_link: bool,
     /// Its first reads, announced to the backend ([`Restorer::plan`]),
-    /// and how many data extents they cover: dropped once those are read
+    /// and where the data extents they cover are (found once, read by
+    /// location): dropped once those are read
     /// (or the file has failed), so a big file holds no pins while the
     /// rest of it is written.
-    pub plan: Option<(Planned, usize)>,
+    pub plan: Option<(Planned, Vec<Option<Location>>)>,
+    /// Its status when made, if the walk took it (a hard link's first
+    /// member): nothing but its content changes it before its metadata is
+    /// set.
+    pub made: Option<libc::stat64>,
 }
 
 /// Why a file is not finished.
@@ -56,7 +62,7 @@ impl Restorer<'_> {
                 self.progress.file_done(&job.path, n);
                 // Made by this restore: owner and mode may be right already.
                 let fd = job.fd.as_raw_fd();
-                let now = crate::meta::stat_fd(fd).ok();
+                let now = job.made.or_else(|| crate::meta::stat_fd(fd).ok());
                 self.apply_meta(Handle::Open(fd), &job.entry, &job.path, now.as_ref());
                 if let (true, Some(key)) = (job.first_link, job.entry.link_key()) {
                     self.links.written(key);
@@ -99,7 +105,7 @@ impl Restorer<'_> {
     /// Announce the first [`PLAN_BYTES`] of a file's data to the backend,
     /// before the file is queued: a remote one downloads them while the
     /// pool works on the files queued before.
-    pub(super) fn plan(&self, extents: &[Extent]) -> Option<(Planned, usize)> {
+    pub(super) fn plan(&self, extents: &[Extent]) -> Option<(Planned, Vec<Option<Location>>)> {
         let ids = extents.iter().filter_map(|x| match x {
             Extent::Data { id, .. } => Some(id),
             Extent::Hole { .. } => None,
@@ -112,7 +118,7 @@ impl Restorer<'_> {
     fn write_content(
         &self,
         job: &Job,
-        plan: &mut Option<(Planned, usize)>,
+        plan: &mut Option<(Planned, Vec<Option<Location>>)>,
     ) -> std::result::Result<u64, Stop> {
         let fd = job.fd.as_raw_fd();
         let mut offset = 0u64;
@@ -125,9 +131,16 @@ impl Restorer<'_> {
                 return Err(Stop::Interrupted);
             }
             if let Extent::Data { id, len } = ext {
-                let data = self.repo.read_data(id, *len).map_err(Stop::Failed)?;
+                let found = plan
+                    .as_ref()
+                    .and_then(|p| p.1.get(data_read).copied().flatten());
+                let data = match found {
+                    Some(loc) => self.repo.read_data_at(id, *len, loc),
+                    None => self.repo.read_data(id, *len),
+                }
+                .map_err(Stop::Failed)?;
                 data_read += 1;
-                if plan.as_ref().is_some_and(|p| data_read >= p.1) {
+                if plan.as_ref().is_some_and(|p| data_read >= p.1.len()) {
                     *plan = None;
                 }
                 write_all_at(fd, &data, offset).map_err(failed)?;
