@@ -17,6 +17,10 @@ const BODY: usize = ENVELOPE_LEN + 1;
 /// The name of an index object's decoded copy in the cache: its name, size
 /// and time, so that an object replaced or cut short in the repository is
 /// decoded again rather than taken from the cache.
+/// Index objects larger than this are opened one at a time (see
+/// [`Repository::reload_index`]).
+const SIDE_BY_SIDE_MAX: u64 = 4 << 20;
+
 fn cache_key(o: &ObjectInfo) -> String {
     let t = o
         .modified
@@ -51,7 +55,20 @@ impl Repository {
         fresh.sort_by(|a, b| a.name.cmp(&b.name));
         let mut opened = Vec::new();
         let mut bad = Vec::new();
-        for got in self.fetch_each(&fresh, |object| self.open_index(object)) {
+        // Small files side by side (a backup's own index: a repository of
+        // many hosts holds hundreds, a round trip each); large ones (a
+        // prune's, tens of MiB, held two or three times while decoded) one
+        // at a time.
+        let (small, large): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) =
+            fresh.iter().partition(|o| o.size <= SIDE_BY_SIDE_MAX);
+        let got = self.fetch_each(&small, |object| self.open_index(object));
+        let got = got
+            .into_iter()
+            .zip(small)
+            .chain(large.into_iter().map(|o| (self.open_index(o), o)));
+        let mut got: Vec<_> = got.collect();
+        got.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        for (got, _) in got {
             // A damaged index file must not make the repository unusable:
             // its packs still hold their headers (`repair index`), and
             // `check` and `prune` refuse to go on while it is there.

@@ -248,38 +248,19 @@ impl Repository {
         Ok((good, bad))
     }
 
-    /// `f` of every item, in order. For a remote repository, where each is
-    /// a request's round trip (a cold cache: every snapshot manifest and
-    /// index file), up to [`FETCH_THREADS`] at a time; in turn for a local
-    /// one. The calling thread works too, so it ends even when no thread
-    /// can be started.
+    /// `f` of every item, in order: side by side ([`side_by_side`]) for a
+    /// remote repository, where each is a request's round trip (a cold
+    /// cache: every snapshot manifest and index file); in turn for a local
+    /// one.
     pub(crate) fn fetch_each<T: Sync, R: Send>(
         &self,
         items: &[T],
         f: impl Fn(&T) -> R + Sync,
     ) -> Vec<R> {
-        if self.is_local() || items.len() < 2 {
+        if self.is_local() {
             return items.iter().map(f).collect();
         }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done = Mutex::new(Vec::with_capacity(items.len()));
-        let work = || loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(item) = items.get(i) else { break };
-            let r = f(item);
-            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
-        };
-        std::thread::scope(|s| {
-            for _ in 1..items.len().min(FETCH_THREADS) {
-                if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
-                    break;
-                }
-            }
-            work();
-        });
-        let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-        done.sort_unstable_by_key(|(i, _)| *i);
-        done.into_iter().map(|(_, r)| r).collect()
+        side_by_side(items, f)
     }
 
     /// Resolve a snapshot spec: an id, a unique id prefix, or `latest`; `filter`
@@ -462,5 +443,61 @@ impl SnapshotFilter {
         } else {
             format!(" ({})", parts.join(", "))
         }
+    }
+}
+
+/// `f` of every item, in order, on up to [`FETCH_THREADS`] threads. The
+/// calling thread works too, so it ends even when no thread can be started.
+fn side_by_side<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = Mutex::new(Vec::with_capacity(items.len()));
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(item) = items.get(i) else { break };
+        let r = f(item);
+        done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+    };
+    std::thread::scope(|s| {
+        for _ in 1..items.len().min(FETCH_THREADS) {
+            if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod side_by_side_tests {
+    use super::*;
+
+    /// Results come back in the items' order, however long each took, and
+    /// the work is spread over several threads at once.
+    #[test]
+    fn results_keep_their_order_and_run_side_by_side() {
+        let items: Vec<u64> = (0..40).collect();
+        let running = std::sync::atomic::AtomicUsize::new(0);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        let got = side_by_side(&items, |&i| {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = running.fetch_add(1, SeqCst) + 1;
+            most.fetch_max(now, SeqCst);
+            // Later items finish first.
+            std::thread::sleep(std::time::Duration::from_millis(40 - i));
+            running.fetch_sub(1, SeqCst);
+            (i, std::thread::current().id())
+        });
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), items);
+        let threads: HashSet<_> = got.iter().map(|g| g.1).collect();
+        assert!(threads.len() > 1, "one thread did everything");
+        assert!(most.into_inner() > 1, "never two at once");
+        assert!(side_by_side(&[] as &[u8], |_| 0).is_empty());
+        assert_eq!(side_by_side(&[7], |x| x * 2), vec![14]);
     }
 }

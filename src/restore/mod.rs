@@ -37,7 +37,7 @@
 //! queued for the pool are bounded (`queue_len`: 16 per writer from a local
 //! repository; from a remote one up to 4096, or half the open files the
 //! process may have), and hold at most 2^20 extents (40 MiB) unless a single
-//! file has more. Hard-link groups and failed files keep a
+//! file has more (a planned extent's location counts as two more). Hard-link groups and failed files keep a
 //! `dirs::DirNode` (a name per level), not a descriptor.
 //!
 //! # Planned downloads
@@ -47,9 +47,10 @@
 //! the backend's read-ahead ([`crate::backend::readahead`]) downloads them
 //! on several connections while the pool writes the files queued before,
 //! and keeps them until the file is written or has failed. The walk waits
-//! when the plans hold their budget (64 MiB); the pool never does. Every
-//! blob is still read through [`Repository::read_data`], decoded and
-//! checked there.
+//! when the plans hold their budget (64 MiB); the pool never does. A
+//! planned blob is read at the location its plan found
+//! ([`Repository::read_data_at`]), any other through
+//! [`Repository::read_data`]; both decode and check it.
 //!
 //! # Filters, `--delete`, `--dry-run`
 //!

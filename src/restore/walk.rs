@@ -651,9 +651,13 @@ impl<'a, 'r> Restore<'a, 'r> {
         };
         self.r.queue_extents(e.extents.len());
         let plan = self.r.plan(&e.extents);
+        // A planned extent's location (about 60 bytes) counts as two more.
+        let located = plan.as_ref().map_or(0, |p| 2 * p.1.len());
+        self.r.queue_extents(located);
         let job = Job {
             fd,
             dir: node,
+            queued: e.extents.len() + located,
             entry: take(e),
             path: path.to_path_buf(),
             first_link,
@@ -661,7 +665,7 @@ impl<'a, 'r> Restore<'a, 'r> {
             made,
         };
         if let Err(unsent) = self.tx.send(job) {
-            self.r.dequeue_extents(unsent.0.entry.extents.len());
+            self.r.dequeue_extents(unsent.0.queued);
         }
         Ok(())
     }

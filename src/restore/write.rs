@@ -26,6 +26,9 @@ pub struct Job {
     /// The directory it is in.
     pub dir: Arc<DirNode>,
     pub entry: Entry,
+    /// What it holds of the queue's budget ([`super::QUEUED_EXTENTS`]):
+    /// its extents, and two for each planned location.
+    pub queued: usize,
     pub path: PathBuf,
     /// The first member of a hard-link group: others may be linked to it.
     pub first_link: bool,
@@ -51,7 +54,7 @@ impl Restorer<'_> {
     /// Content, then metadata through the descriptor; a file that is not
     /// complete is removed (at the end), with the links made to it.
     pub(super) fn write_file(&self, mut job: Job) {
-        self.dequeue_extents(job.entry.extents.len());
+        self.dequeue_extents(job.queued);
         let mut plan = job.plan.take();
         let written = self.write_content(&job, &mut plan);
         drop(plan);
