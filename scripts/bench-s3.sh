@@ -22,8 +22,9 @@
 # Settings: BENCH_WORK (scratch, default /tmp/rewind-bench-s3), BENCH_SMALL,
 # LINUX_TARBALL, PEERS_DIR (where peers_helper.py is), REWIND_BIN, S3S_FS,
 # S3_SERVER (s3s-fs or garage),
-# CONNECTIONS (rewind --connections), TOOLS (default "rewind-local
-# rewind-s3 restic-s3").
+# CONNECTIONS (rewind --connections), RESTORE_FS (loop: a fresh journaled
+# ext4 on a loop device, the default; root: in place), TOOLS (default
+# "rewind-local rewind-s3 restic-s3").
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -82,8 +83,24 @@ bytes=$(du -sb --apparent-size "$corpus/gen2" | cut -f1)
 # ------------------------------------------------------------ server
 server_kind=${S3_SERVER:-s3s-fs}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mountpoint -q "$work/restore" && umount "$work/restore"
 rm -rf "$work/s3" "$work/garage" "$work/repo-local" "$work/cache" "$work/restore" "$work/mnt" "$work/results"
 mkdir -p "$work/s3" "$work/cache" "$work/restore" "$work/mnt" "$work/results"
+# Restores go into a journaled ext4 made for this run on a loop device, as
+# on a server (RESTORE_FS=root: into $work/restore on the file system
+# $work is on). A file system without a journal (this VM's root) checks
+# every inode it hands out against those freed in the last 60-300 s
+# (ext4's recently_deleted): after another 79,000-file tree was deleted, a
+# restore spent 40% of its CPU there (perf, 2026-12-05), for any tool.
+if [ "${RESTORE_FS:-loop}" = loop ]; then
+  truncate -s 8G "$work/restore.img"
+  mkfs.ext4 -q -F "$work/restore.img"
+  mount -o loop "$work/restore.img" "$work/restore" || {
+    echo "bench-s3: cannot mount a loop file system (root needed); RESTORE_FS=root restores in place" >&2
+    exit 1
+  }
+fi
+restore_fs=$(findmnt -no FSTYPE,SOURCE -T "$work/restore" | tr -s ' ')
 case $server_kind in
   s3s-fs)
     "$s3s" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
@@ -119,6 +136,7 @@ esac
 mountpoint=$work/mnt
 cleanup() {
   fusermount3 -u "$mountpoint" 2>/dev/null || true
+  mountpoint -q "$work/restore" && umount "$work/restore" && rm -f "$work/restore.img"
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   [ -d "$live" ] && mv "$live" "$corpus/$(cat "$corpus/live.gen")" || true
@@ -228,7 +246,7 @@ for t in $tools; do
   got=$(du -sb --apparent-size "$dest" | cut -f1)
   log "$t restore: $got bytes (source $bytes)"
 done
-for t in $tools; do rm -rf "$work/restore/$t"; done
+[ "${RESTORE_FS:-loop}" = loop ] || for t in $tools; do rm -rf "$work/restore/$t"; done
 if [[ " $tools " == *" rewind-s3 "* ]]; then
   (cd "$live" && run rewind-s3 warmup backup --host bench . >/dev/null) # fills the cache again
   first_byte rewind-s3 warm
@@ -241,7 +259,7 @@ ratio() { # A B: A/B, two decimals
   awk -v a="$(cell "$1")" -v b="$(cell "$2")" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'
 }
 echo
-echo "bench-s3: $($rewind --version), $(restic version 2>/dev/null | cut -d' ' -f1-2), $server_name on 127.0.0.1, corpus $mode ($bytes bytes in gen2), $(date -u +%F)"
+echo "bench-s3: $($rewind --version), $(restic version 2>/dev/null | cut -d' ' -f1-2), $server_name on 127.0.0.1, corpus $mode ($bytes bytes in gen2), restores into $restore_fs, $(date -u +%F)"
 echo
 echo "| phase | rewind local (s) | rewind S3 (s) | restic S3 (s) | rewind S3 / local | rewind S3 / restic S3 | rewind S3 requests |"
 echo "|---|---|---|---|---|---|---|"
