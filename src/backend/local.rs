@@ -456,10 +456,7 @@ impl Backend for LocalBackend {
         let n = read_exact_at(f.fd.as_raw_fd(), &mut buf, offset)
             .map_err(|e| self.io(&super::object_path(t, name), e))?;
         if n < len {
-            return Err(Error::corrupt(
-                t.describe(name),
-                format!("object ends before byte {}", offset + len as u64),
-            ));
+            return Err(super::ends_before(t, name, offset + len as u64));
         }
         Ok(buf)
     }

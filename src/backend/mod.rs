@@ -296,6 +296,12 @@ pub(crate) fn check_name(t: FileType, name: &str) -> Result<()> {
     }
 }
 
+/// The error of an object that ends before byte `end` (shorter than its
+/// index says).
+pub(crate) fn ends_before(t: FileType, name: &str, end: u64) -> Error {
+    Error::corrupt(t.describe(name), format!("object ends before byte {end}"))
+}
+
 /// The `NotFound` error of a missing object.
 pub(crate) fn not_found(t: FileType, name: &str) -> Error {
     Error::NotFound(t.describe(name))

@@ -355,10 +355,7 @@ impl Shared {
 }
 
 fn short(name: &str, end: u64) -> Error {
-    Error::corrupt(
-        FileType::Pack.describe(name),
-        format!("object ends before byte {end}"),
-    )
+    super::ends_before(FileType::Pack, name, end)
 }
 
 /// Windows pinned by one plan, released when it is dropped.

@@ -44,7 +44,8 @@
 use super::location::S3Location;
 use super::retry::{self, Outcome};
 use super::{
-    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo, Parts,
+    check_name, ends_before, not_found, object_path, runtime, valid_name, Backend, FileType,
+    ObjectInfo, Parts,
 };
 use crate::error::{Error, Result};
 use opendal::{ErrorKind as Kind, Operator};
@@ -441,15 +442,7 @@ impl S3Backend {
     fn range(&self, t: FileType, name: &str, offset: u64, len: usize) -> Result<opendal::Buffer> {
         check_name(t, name)?;
         let rel = object_path(t, name);
-        let short = || {
-            Error::corrupt(
-                t.describe(name),
-                format!(
-                    "object ends before byte {}",
-                    offset.saturating_add(len as u64)
-                ),
-            )
-        };
+        let short = || ends_before(t, name, offset.saturating_add(len as u64));
         let end = offset.checked_add(len as u64).ok_or_else(short)?;
         if len == 0 {
             return Ok(opendal::Buffer::new());

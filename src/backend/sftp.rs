@@ -35,7 +35,8 @@ use super::location::SftpLocation;
 use super::retry::{self, Outcome};
 use super::s3::Limit;
 use super::{
-    check_name, not_found, object_path, runtime, valid_name, Backend, FileType, ObjectInfo,
+    check_name, ends_before, not_found, object_path, runtime, valid_name, Backend, FileType,
+    ObjectInfo,
 };
 use crate::error::{Error, Result};
 use openssh_sftp_client::error::SftpErrorKind;
@@ -638,15 +639,7 @@ impl Backend for SftpBackend {
         check_name(t, name)?;
         let rel = object_path(t, name);
         let path = self.path(&rel);
-        let short = || {
-            Error::corrupt(
-                t.describe(name),
-                format!(
-                    "object ends before byte {}",
-                    offset.saturating_add(len as u64)
-                ),
-            )
-        };
+        let short = || ends_before(t, name, offset.saturating_add(len as u64));
         offset.checked_add(len as u64).ok_or_else(short)?;
         let max = t.max_size();
         let (r, tries) = self.request(|s| {

@@ -374,11 +374,7 @@ impl Codec {
         aad: &Aad,
         object: &str,
     ) -> Result<Vec<u8>> {
-        let len = match expect_len {
-            Some(n) => Len::Exact(n),
-            None => Len::AtMost(MAX_FILE_PLAIN),
-        };
-        self.decode_len(frame, len, aad, object)
+        self.decode_len(frame, Len::expected(expect_len), aad, object)
     }
 
     /// [`Codec::decode`] of a frame the caller owns: decrypted in place, and
@@ -391,11 +387,8 @@ impl Codec {
         aad: &Aad,
         object: &str,
     ) -> Result<Vec<u8>> {
-        let len = match expect_len {
-            Some(n) => Len::Exact(n),
-            None => Len::AtMost(MAX_FILE_PLAIN),
-        };
         let all = 0..frame.len();
+        let len = Len::expected(expect_len);
         self.decode_input(Input::Owned(frame, all), len, aad, object)
     }
 
@@ -488,6 +481,11 @@ enum Len {
 }
 
 impl Len {
+    /// Exactly `n` when known, else at most [`MAX_FILE_PLAIN`].
+    fn expected(n: Option<usize>) -> Len {
+        n.map_or(Len::AtMost(MAX_FILE_PLAIN), Len::Exact)
+    }
+
     fn max(self) -> usize {
         match self {
             Len::Exact(n) | Len::AtMost(n) => n,
