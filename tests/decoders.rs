@@ -742,6 +742,7 @@ fn codec_plain_frame() {
         extra: &no_extra,
         decode: &|f| {
             let whole = codec.decode(f, None, &AAD, "frame");
+            same_owned(&codec, f, None, &whole);
             // As a blob: the length the index gives (one of the seeds').
             let blob = lens
                 .iter()
@@ -767,7 +768,11 @@ fn codec_sealed_frame() {
         seeds,
         authenticated: true,
         extra: &no_extra,
-        decode: &|f| codec.decode(f, None, &AAD, "frame").map(|_| ()),
+        decode: &|f| {
+            let whole = codec.decode(f, None, &AAD, "frame");
+            same_owned(&codec, f, None, &whole);
+            whole.map(|_| ())
+        },
     });
 }
 
@@ -789,15 +794,29 @@ fn codec_sealed_body() {
         decode: &|body| {
             let frame = seal_body(&keys, body, &AAD);
             let whole = codec.decode(&frame, None, &AAD, "frame");
-            if lens
-                .iter()
-                .any(|n| codec.decode(&frame, Some(*n), &AAD, "blob").is_ok())
-            {
-                return Ok(());
+            same_owned(&codec, &frame, None, &whole);
+            for n in &lens {
+                let blob = codec.decode(&frame, Some(*n), &AAD, "blob");
+                same_owned(&codec, &frame, Some(*n), &blob);
+                if blob.is_ok() {
+                    return Ok(());
+                }
             }
             whole.map(|_| ())
         },
     });
+}
+
+/// The owned decoder (a frame read from a pack: decrypted in place, a
+/// stored payload handed back in its buffer) gives what the borrowed one
+/// gave, or fails where it failed.
+fn same_owned(codec: &Codec, frame: &[u8], len: Option<usize>, borrowed: &Result<Vec<u8>>) {
+    let owned = codec.decode_vec(frame.to_vec(), len, &AAD, "frame");
+    assert_eq!(
+        owned.as_ref().ok(),
+        borrowed.as_ref().ok(),
+        "decode_vec and decode disagree"
+    );
 }
 
 fn pack_target(name: &'static str, f: &'static Fixture) {

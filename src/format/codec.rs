@@ -374,7 +374,12 @@ impl Codec {
         aad: &Aad,
         object: &str,
     ) -> Result<Vec<u8>> {
-        self.decode_len(frame, Len::expected(expect_len), aad, object)
+        self.decode_input(
+            Input::Borrowed(frame),
+            Len::expected(expect_len),
+            aad,
+            object,
+        )
     }
 
     /// [`Codec::decode`] of a frame the caller owns: decrypted in place, and
@@ -401,10 +406,7 @@ impl Codec {
         aad: &Aad,
         object: &str,
     ) -> Result<Vec<u8>> {
-        self.decode_len(frame, Len::AtMost(max.min(MAX_FILE_PLAIN)), aad, object)
-    }
-
-    fn decode_len(&self, frame: &[u8], len: Len, aad: &Aad, object: &str) -> Result<Vec<u8>> {
+        let len = Len::AtMost(max.min(MAX_FILE_PLAIN));
         self.decode_input(Input::Borrowed(frame), len, aad, object)
     }
 

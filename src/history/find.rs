@@ -8,10 +8,9 @@
 //! walks each tree id once (a walk of the tree walker, [`crate::repo::walk`]:
 //! a snapshot deeper than the thread's stack is searched like any other)
 //! and keeps what it found below it as a `MatchNode`: the matching entries
-//! of that tree and, for each
-//! subdirectory with matches somewhere below, its own node. A subtree with
-//! no match is remembered as empty, so the next snapshot that holds it is
-//! done with it at once. Trees are the unit of memoisation only where the
+//! of that tree and, for each subdirectory with matches somewhere below,
+//! its own node. A subtree with no match is remembered as empty, so the
+//! next snapshot that holds it is done with it at once. Trees are the unit of memoisation only where the
 //! patterns look at names alone; a pattern with `/` depends on where a tree
 //! sits, so then the key is the tree id and its path (a tree that stays in
 //! one place across snapshots, the usual case, is still walked once).
@@ -22,11 +21,11 @@
 //! The results are then merged across snapshots directory by directory, in
 //! name order (`emit`, a walk of the walker too): for each path, the
 //! snapshots that hold it (oldest first), each with its entry and how it
-//! differs from the previous
-//! snapshot of the same host that held the path ([`Change`]). Paths come out
-//! in the order `find` would print them (a directory before what is in it),
-//! one at a time, so output starts before the search ends and memory holds
-//! only the matching trees, not the list of hits.
+//! differs from the previous snapshot of the same host that held the path
+//! ([`Change`]). Paths come out in the order `find` would print them (a
+//! directory before what is in it), one at a time, so output starts before
+//! the search ends and memory holds only the matching trees, not the list
+//! of hits.
 
 use super::ahead::{self, Ahead};
 use super::Change;

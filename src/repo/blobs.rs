@@ -86,8 +86,8 @@ impl Repository {
     /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
     /// Also where the blobs the plan covers are, in order (`None`: not in
     /// the index), for [`Repository::read_data_at`]; its reader may drop the
-    /// plan once it has read those. Blobs not in the index are left out (their read
-    /// fails on its own); a local repository plans nothing.
+    /// plan once it has read those. Blobs not in the index are left out
+    /// (their read fails on its own); a local repository plans nothing.
     pub fn plan_data<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,

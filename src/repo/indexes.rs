@@ -14,13 +14,13 @@ use std::sync::Arc;
 /// Where a decoded index file's body starts (envelope and scheme byte).
 const BODY: usize = ENVELOPE_LEN + 1;
 
-/// The name of an index object's decoded copy in the cache: its name, size
-/// and time, so that an object replaced or cut short in the repository is
-/// decoded again rather than taken from the cache.
 /// Index objects larger than this are opened one at a time (see
 /// [`Repository::reload_index`]).
 const SIDE_BY_SIDE_MAX: u64 = 4 << 20;
 
+/// The name of an index object's decoded copy in the cache: its name, size
+/// and time, so that an object replaced or cut short in the repository is
+/// decoded again rather than taken from the cache.
 fn cache_key(o: &ObjectInfo) -> String {
     let t = o
         .modified

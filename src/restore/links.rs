@@ -73,11 +73,10 @@ impl Links {
     /// The first member of `key` (a regular file) is complete.
     pub fn written(&self, key: Key) {
         if let Some(g) = self.lock().get_mut(&key) {
-            if matches!(g, Group::Writing(..)) {
-                if let Group::Writing(first, _) = std::mem::replace(g, Group::Failed) {
-                    *g = Group::Done(first);
-                }
-            }
+            *g = match std::mem::replace(g, Group::Failed) {
+                Group::Writing(first, _) => Group::Done(first),
+                other => other,
+            };
         }
     }
 

@@ -37,8 +37,9 @@
 //! queued for the pool are bounded (`queue_len`: 16 per writer from a local
 //! repository; from a remote one up to 4096, or half the open files the
 //! process may have), and hold at most 2^20 extents (40 MiB) unless a single
-//! file has more (a planned extent's location counts as two more). Hard-link groups and failed files keep a
-//! `dirs::DirNode` (a name per level), not a descriptor.
+//! file has more (a planned extent's location counts as two more).
+//! Hard-link groups and failed files keep a `dirs::DirNode` (a name per
+//! level), not a descriptor.
 //!
 //! # Planned downloads
 //!

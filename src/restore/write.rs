@@ -32,11 +32,10 @@ pub struct Job {
     pub path: PathBuf,
     /// The first member of a hard-link group: others may be linked to it.
     pub first_link: bool,
-    /// Its first reads, announced to the backend ([`Restorer::plan`]),
-    /// and where the data extents they cover are (found once, read by
-    /// location): dropped once those are read
-    /// (or the file has failed), so a big file holds no pins while the
-    /// rest of it is written.
+    /// Its first reads, announced to the backend ([`Restorer::plan`]), and
+    /// where the data extents they cover are (found once, read by
+    /// location): dropped once those are read (or the file has failed), so
+    /// a big file holds no pins while the rest of it is written.
     pub plan: Option<(Planned, Vec<Option<Location>>)>,
     /// Its status when made, if the walk took it (a hard link's first
     /// member): nothing but its content changes it before its metadata is
@@ -65,7 +64,7 @@ impl Restorer<'_> {
                 self.progress.file_done(&job.path, n);
                 // Made by this restore: owner and mode may be right already.
                 let fd = job.fd.as_raw_fd();
-                let now = job.made.or_else(|| crate::meta::stat_fd(fd).ok());
+                let now = job.made.or_else(|| meta::stat_fd(fd).ok());
                 self.apply_meta(Handle::Open(fd), &job.entry, &job.path, now.as_ref());
                 if let (true, Some(key)) = (job.first_link, job.entry.link_key()) {
                     self.links.written(key);
