@@ -52,6 +52,21 @@ pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output> {
     Ok(get()?.block_on(f))
 }
 
+/// Run `f` as a task on the runtime's own threads and wait for its result.
+/// A request's answer arrives in many pieces: polled by [`block_on`] on the
+/// calling thread, every piece wakes that thread from its futex; as a task,
+/// the piece is handed over on the worker that read it, and the caller wakes
+/// once, with the whole answer.
+pub(crate) fn run<F>(f: F) -> Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = get()?;
+    rt.block_on(rt.spawn(f))
+        .map_err(|e| Error::io("the I/O runtime", std::io::Error::other(e.to_string())))
+}
+
 /// What identifies the process a connection was made in: connections made
 /// by another (a parent before `fork`) are dead here.
 pub(crate) fn generation() -> u32 {

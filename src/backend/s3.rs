@@ -468,7 +468,8 @@ impl S3Backend {
     fn request<T, F, Fut>(&self, bytes: u64, f: F) -> (std::result::Result<T, Fail>, u32)
     where
         F: Fn(Operator) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, Fail>>,
+        Fut: std::future::Future<Output = std::result::Result<T, Fail>> + Send + 'static,
+        T: Send + 'static,
     {
         let _slot = self.limit.acquire();
         retry::run(&self.policy, || {
@@ -478,7 +479,7 @@ impl S3Backend {
             };
             let limit = deadline(bytes);
             let fut = f(conn.op.clone());
-            let res = runtime::block_on(async move {
+            let res = runtime::run(async move {
                 match tokio::time::timeout(limit, fut).await {
                     Ok(r) => r,
                     Err(_) => Err(Fail::Dal(
