@@ -127,6 +127,10 @@ struct State {
     queue: VecDeque<Handle>,
     /// Threads downloading from `queue`.
     fetchers: usize,
+    /// Plans waiting for pinned windows to be released: a dropped plan
+    /// signals only when there are any (a signal is a system call, and a
+    /// restore drops a plan for every file).
+    waiting: usize,
 }
 
 impl State {
@@ -331,7 +335,9 @@ impl Shared {
     fn pending(&self, delta: isize) {
         let mut n = self.pending.0.lock().unwrap_or_else(|e| e.into_inner());
         *n = n.saturating_add_signed(delta);
-        self.pending.1.notify_all();
+        if *n == 0 {
+            self.pending.1.notify_all();
+        }
     }
 
     /// A fetcher: download planned windows until none is queued (a failed
@@ -366,14 +372,17 @@ struct Plan {
 
 impl Drop for Plan {
     fn drop(&mut self) {
-        {
+        let waiting = {
             let mut st = self.shared.state();
             for (name, k) in &self.windows {
                 st.unpin(name, *k);
             }
             st.evict();
+            st.waiting
+        };
+        if waiting > 0 {
+            self.shared.released.notify_all();
         }
-        self.shared.released.notify_all();
     }
 }
 
@@ -582,11 +591,13 @@ impl Backend for ReadAhead {
             if st.pinned + new <= PLANNED {
                 break;
             }
+            st.waiting += 1;
             st = self
                 .shared
                 .released
                 .wait(st)
                 .unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
         for (name, k) in &want {
             if let Some(h) = st.pin(name, *k) {

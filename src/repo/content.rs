@@ -115,6 +115,9 @@ pub(crate) struct Budget {
 struct BudgetState {
     used: u64,
     closed: bool,
+    /// Threads waiting in `acquire`: a release signals only when there are
+    /// any (a signal is a system call, and a restore releases every file).
+    waiting: usize,
 }
 
 impl Budget {
@@ -142,7 +145,9 @@ impl Budget {
                 self.waits.fetch_add(1, Relaxed);
                 waited = true;
             }
+            st.waiting += 1;
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
         if st.closed {
             return false;
@@ -155,7 +160,9 @@ impl Budget {
     pub(crate) fn release(&self, n: u64) {
         let mut st = self.lock();
         st.used = st.used.saturating_sub(n);
-        self.changed.notify_all();
+        if st.waiting > 0 {
+            self.changed.notify_all();
+        }
     }
 
     fn close(&self) {
