@@ -269,7 +269,8 @@ impl SftpBackend {
     fn request<T, F, Fut>(&self, f: F) -> (std::result::Result<T, Fail>, u32)
     where
         F: Fn(Arc<Session>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, SftpError>>,
+        Fut: std::future::Future<Output = std::result::Result<T, SftpError>> + Send + 'static,
+        T: Send + 'static,
     {
         let _slot = self.limit.acquire();
         retry::run(&self.policy, || {
@@ -283,9 +284,10 @@ impl SftpBackend {
                 Err(f) => return Outcome::Failed(f),
             };
             let fut = f(s.clone());
-            let res = runtime::block_on(async move {
-                tokio::time::timeout(Duration::from_secs(300), fut).await
-            });
+            let res =
+                runtime::run(
+                    async move { tokio::time::timeout(Duration::from_secs(300), fut).await },
+                );
             match res {
                 Err(e) => Outcome::Failed(Fail::Rewind(e)),
                 Ok(Ok(Ok(v))) => Outcome::Done(v),
