@@ -370,6 +370,13 @@ impl S3Backend {
         if let Some(c) = slot.as_ref().filter(|c| c.generation == generation) {
             return Ok(c.clone());
         }
+        if let Some(parent) = slot.take() {
+            // A parent's client (before `fork`): dropping it would wake its
+            // connections' tasks on the parent's runtime, whose threads do
+            // not exist here (one may have held a lock of it at the fork).
+            // Leave it alone; its sockets close when the process ends.
+            std::mem::forget(parent);
+        }
         let c = Arc::new(self.connect(generation)?);
         *slot = Some(c.clone());
         Ok(c)

@@ -259,8 +259,10 @@ fn watch_signals(set: SigSet, mnt: PathBuf) {
 /// ready and returns, or fails with the child's error.
 fn daemon(repo_arg: &RepoArg, plan: Plan, args: &Args) -> Result<u8> {
     let (rx, tx) = nix::unistd::pipe().context("creating a pipe")?;
-    // SAFETY: no other thread runs (`plan`'s has ended), so the child is a
-    // full copy.
+    // SAFETY: no thread of ours is at work (`plan`'s has ended). A remote
+    // repository's I/O runtime has idle threads, which the child does not
+    // get: it starts its own runtime and leaves the parent's, and the
+    // clients made on it, untouched (`backend::runtime::generation`).
     match unsafe { nix::unistd::fork() }.context("forking")? {
         nix::unistd::ForkResult::Parent { child } => {
             drop(tx);

@@ -275,13 +275,18 @@ pub(crate) struct Held {
 
 impl Held {
     fn check(&self) -> Result<()> {
+        self.check_at(boottime())
+    }
+
+    /// [`Held::check`] at boot time `now`.
+    fn check_at(&self, now: Duration) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(Error::Locked(format!(
                 "this process's lock {} was removed meanwhile (by `rewind unlock`, or by a process that took it for stale); stopping before writing anything that relies on it",
                 short(&self.name)
             )));
         }
-        let since = boottime().saturating_sub(Duration::from_millis(
+        let since = now.saturating_sub(Duration::from_millis(
             self.last_ok_ms.load(Ordering::SeqCst),
         ));
         let limit = stale_after().saturating_sub(heartbeat() * 2);
@@ -756,8 +761,15 @@ mod tests {
         assert!(e.contains("was removed"), "{e}");
         drop(lock);
         let lock2 = acquire(&r, false, "backup", Duration::ZERO).unwrap();
-        lock2.held.last_ok_ms.store(0, Ordering::SeqCst);
-        let e = lock2.check().unwrap_err().to_string();
+        lock2.check().unwrap();
+        // A machine up for less than the stale age has no boot time that
+        // far back: judge the lock later instead.
+        let last = Duration::from_millis(lock2.held.last_ok_ms.load(Ordering::SeqCst));
+        let e = lock2
+            .held
+            .check_at(last + stale_after())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not refreshed"), "{e}");
     }
 }

@@ -4,11 +4,12 @@
 use super::{backup_json, expect_code, json, s3_repo, snapshot_ids};
 use crate::common::servers;
 use crate::common::{compare, restored, stderr, tree, Remote, TempRepo};
-use crate::mount::guard::MountGuard;
+use crate::mount::guard::{bare, detach, is_mounted, MountGuard};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Every file below `dir`, relative to it.
 fn files(dir: &Path) -> BTreeSet<String> {
@@ -253,6 +254,65 @@ fn the_mount_reads_by_range() {
     assert!(data.iter().all(|s| s.range.is_some()), "{data:#?}");
     assert_eq!(fs::read(inside.join("big")).unwrap(), big);
     drop(m);
+}
+
+/// `mount --daemon` forks after opening the repository (config, key): the
+/// child serves from the bucket over a client and runtime of its own (the
+/// parent's runtime threads are not in the child), and ends on unmount.
+#[test]
+fn a_daemon_mount_reads_from_the_bucket() {
+    let (t, proxy) = s3_repo("daemon");
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let big = tree::noise(5 << 20, 11);
+    tree::file(&src.join("big"), &big);
+    tree::file(&src.join("small"), b"a small file");
+    t.backup(&src);
+    let mnt = t.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mnt = fs::canonicalize(&mnt).unwrap();
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if is_mounted(&self.0) {
+                detach(&self.0)
+            }
+        }
+    }
+    let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
+    let _unmount = Unmount(mnt.clone());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(is_mounted(&mnt), "mounted when --daemon returns");
+    let pid: i32 = stderr(&out)
+        .rsplit("process ")
+        .next()
+        .unwrap()
+        .trim()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    proxy.forget();
+    let inside = restored(&mnt.join("snapshots/latest"), &src);
+    assert_eq!(fs::read(inside.join("small")).unwrap(), b"a small file");
+    assert_eq!(fs::read(inside.join("big")).unwrap(), big);
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.method == "GET" && s.path.contains("/data/")),
+        "the daemon read the file from the bucket"
+    );
+    let umount = bare(&["umount", mnt.to_str().unwrap()]).status().unwrap();
+    assert!(umount.success());
+    let start = Instant::now();
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "daemon {pid} still running after umount"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_mounted(&mnt));
 }
 
 /// `check --read-data-subset` downloads only the packs of its subset
