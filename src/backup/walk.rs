@@ -1,7 +1,9 @@
-//! The walk: directories are listed by one thread, regular files are stat'ed
-//! and read by a pool, and each directory's tree blob is written by whichever
-//! thread finishes its last child. Nothing waits for a directory to finish
-//! before going on, so the pool's disk queue stays full.
+//! The walk: directories are listed by a few threads (the listers, taking
+//! directories from a shared stack), regular files are stat'ed and read by a
+//! pool, and each directory's tree blob is written by whichever thread
+//! finishes its last child. Nothing waits for a directory to finish before
+//! going on, so the disks' queues stay full: a directory listed from a cold
+//! cache waits on the disk, and others are listed meanwhile.
 
 use super::exclude::Excludes;
 use super::file::read_file;
@@ -21,10 +23,23 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
-/// Stack reserved for the walker thread: one frame per directory level.
-const WALKER_STACK: usize = 1 << 30;
+/// Stack reserved for each lister: one frame per directory level, when
+/// [`MAX_WAITING`] directories wait and a lister lists one where it finds it
+/// (the stack is only reserved, not used, in the usual walk).
+const LISTER_STACK: usize = 1 << 30;
+
+/// Directories waiting for a lister, at most: beyond, a lister lists a
+/// directory where it finds it, as a single walker would, so that a
+/// directory of a million subdirectories keeps a path's worth of them open,
+/// not all.
+const MAX_WAITING: usize = 4096;
+
+/// Threads listing directories, the walker included: a directory read from
+/// a cold cache waits on the disk while the others go on. More than cores,
+/// as the file pool; a few, as directories are fewer than files.
+const LISTERS: usize = 3;
 
 /// What of a directory the backup takes.
 pub(super) enum Selection {
@@ -70,6 +85,88 @@ struct DirNode {
     result: Mutex<Option<TreeId>>,
 }
 
+/// A directory to list: `name` in `parent`, whose entry is in place and
+/// whose tree `node` builds.
+struct Listing {
+    parent: Arc<OwnedFd>,
+    name: Vec<u8>,
+    node: Arc<DirNode>,
+    dev: u64,
+    previous: Option<Entry>,
+}
+
+/// The directories waiting for a lister, last in first out (the walk goes
+/// deep first, so open directories and waiting entries stay few), and how
+/// many are waiting or being listed.
+#[derive(Default)]
+pub(super) struct Listings {
+    state: Mutex<ListingState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct ListingState {
+    stack: Vec<Listing>,
+    /// Listings waiting or under way, plus the walker's hold while it
+    /// starts the walk: at zero, every directory is listed.
+    pending: usize,
+    /// Listers waiting for a listing.
+    waiting: usize,
+}
+
+impl Listings {
+    fn hold(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
+    }
+
+    /// Queue `l`, or hand it back when [`MAX_WAITING`] directories wait.
+    fn push(&self, l: Listing) -> Option<Listing> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.stack.len() >= MAX_WAITING {
+            return Some(l);
+        }
+        s.stack.push(l);
+        s.pending += 1;
+        if s.waiting > 0 {
+            drop(s);
+            self.ready.notify_one();
+        }
+        None
+    }
+
+    /// A listing (or the walker's hold) is done.
+    fn done(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.pending -= 1;
+        if s.pending == 0 && s.waiting > 0 {
+            drop(s);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Run `f` on listings until none is waiting or under way.
+    fn work(&self, mut f: impl FnMut(Listing)) {
+        loop {
+            let next = {
+                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(l) = s.stack.pop() {
+                        break l;
+                    }
+                    if s.pending == 0 {
+                        return;
+                    }
+                    s.waiting += 1;
+                    s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+                    s.waiting -= 1;
+                }
+            };
+            f(next);
+            self.done();
+        }
+    }
+}
+
 /// A regular file for the pool.
 struct Job {
     dir: Arc<OwnedFd>,
@@ -89,6 +186,7 @@ pub(super) struct Walk<'a> {
     pub names: Names,
     pub counters: Counters,
     pub fatal: Mutex<Option<Error>>,
+    pub listings: Listings,
 }
 
 impl DirNode {
@@ -145,11 +243,25 @@ impl Walk<'_> {
                     Err(_) => break,
                 }
             }
-            // The walk recurses once per directory level: give it room for
-            // paths far beyond PATH_MAX (the stack is only reserved, not used).
+            // The walker holds the listings open until it has queued the
+            // backed-up paths; listers wait for them meanwhile (a system out
+            // of threads gets fewer, down to the walker alone).
+            self.listings.hold();
+            for i in 1..LISTERS {
+                let tx = tx.clone();
+                let lister = std::thread::Builder::new()
+                    .name(format!("list-{i}"))
+                    .stack_size(LISTER_STACK)
+                    .spawn_scoped(s, move || self.listings.work(|l| self.list(l, &tx)));
+                if lister.is_err() {
+                    break;
+                }
+            }
+            // The walker lists too; the way to the backed-up paths recurses
+            // once per level.
             let walker = std::thread::Builder::new()
                 .name("walk".into())
-                .stack_size(WALKER_STACK)
+                .stack_size(LISTER_STACK)
                 .spawn_scoped(s, move || {
                     let node = root_node;
                     match meta::open_dir_path(Path::new("/")) {
@@ -171,10 +283,16 @@ impl Walk<'_> {
                         Err(e) => self.fail(Error::io("/", e)),
                     }
                     self.release(&node);
+                    self.listings.done();
+                    self.listings.work(|l| self.list(l, &tx));
                 });
             match walker {
                 Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                Err(e) => self.fail(Error::io("walker thread", e)),
+                Err(e) => {
+                    self.fail(Error::io("walker thread", e));
+                    // The listers wait for the walker's hold.
+                    self.listings.done();
+                }
             }
         });
         if let Some(e) = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -412,14 +530,21 @@ impl Walk<'_> {
                 self.counters.dirs.fetch_add(1, Relaxed);
                 let crosses = dev.is_some_and(|d| d != st_dev) && self.opts.one_file_system;
                 let slot = node.add_slot(Some(entry));
-                let child = DirNode::new(path.clone(), Some((node.clone(), slot)));
-                if !crosses {
-                    if let Some(fd) = self.open_child(dir, &name, &path) {
-                        let prev_tree = self.previous_tree(prev.as_ref());
-                        self.directory(fd, &child, st_dev, prev_tree, tx);
+                let child = DirNode::new(path, Some((node.clone(), slot)));
+                if crosses {
+                    self.release(&child);
+                } else {
+                    let listing = Listing {
+                        parent: dir.clone(),
+                        name,
+                        node: child,
+                        dev: st_dev,
+                        previous: prev,
+                    };
+                    if let Some(l) = self.listings.push(listing) {
+                        self.list(l, tx);
                     }
                 }
-                self.release(&child);
             }
             _ => {
                 let mut entry = entry;
@@ -434,6 +559,18 @@ impl Walk<'_> {
                 self.release(node);
             }
         }
+    }
+
+    /// A lister's part: list the directory of `l` into its node.
+    fn list(&self, l: Listing, tx: &Sender<Job>) {
+        if !self.failed() {
+            if let Some(fd) = self.open_child(&l.parent, &l.name, &l.node.path) {
+                drop(l.parent);
+                let prev_tree = self.previous_tree(l.previous.as_ref());
+                self.directory(fd, &l.node, l.dev, prev_tree, tx);
+            }
+        }
+        self.release(&l.node);
     }
 
     /// Hand a regular file to the pool, holding a slot for it in `node`.

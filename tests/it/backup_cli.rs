@@ -368,3 +368,30 @@ fn one_file_system_stops_at_mount_points() {
     );
     assert!(one.contains("/here"), "{one}");
 }
+
+/// Directories are listed by several threads from a stack of waiting
+/// ones; past 4,096 waiting, a lister lists a directory where it finds it.
+/// A tree wider than that, with nested directories on both sides of the
+/// limit, comes back whole, and a second backup finds every file unchanged
+/// and stores the same root tree.
+#[test]
+fn a_tree_wider_than_the_listers_stack_is_stored_whole() {
+    let t = TempRepo::new();
+    let src = t.join("src");
+    for i in 0..5000u32 {
+        let d = src.join(format!("d{i:04}"));
+        tree::file(&d.join("f"), format!("file {i}\n").as_bytes());
+        if i % 97 == 0 {
+            tree::file(&d.join("sub/deeper/g"), format!("nested {i}\n").as_bytes());
+        }
+    }
+    let files = 5000 + 5000usize.div_ceil(97);
+    let first = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
+    assert_eq!(first["summary"]["files_new"], files, "{first}");
+    let second = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
+    assert_eq!(second["summary"]["files_unchanged"], files, "{second}");
+    assert_eq!(second["tree"], first["tree"], "the same tree, listed again");
+    let out = t.join("out");
+    t.restore("latest", &out);
+    compare::assert_same(&src, &restored(&out, &src), compare::Options::default());
+}
