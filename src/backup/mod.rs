@@ -1,7 +1,7 @@
 //! The snapshot writer.
 //!
 //! ```text
-//! paths ─ walk (three threads list directories, deepest first)
+//! paths ─ walk (depth first; two threads list directories ahead of it)
 //!           └─ pool (regular files): stat ─ same as parent? reuse extents
 //!                                        └─ read (skip holes) ─ chunk ─ hash ─ dedup ─ compress ─ pack
 //!         directory trees are written as their last child finishes
@@ -204,7 +204,7 @@ pub fn backup(
         names: Names::default(),
         counters,
         fatal: Mutex::new(None),
-        listings: Default::default(),
+        ahead: Default::default(),
     };
     let tree = keep_on_interrupt(&writer, walk.run(root, parent_root, opts.threads.max(1)))?;
     // Everything but the snapshot is written now, so the summary counts

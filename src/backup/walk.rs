@@ -1,9 +1,16 @@
-//! The walk: directories are listed by a few threads (the listers, taking
-//! directories from a shared stack), regular files are stat'ed and read by a
-//! pool, and each directory's tree blob is written by whichever thread
-//! finishes its last child. Nothing waits for a directory to finish before
-//! going on, so the disks' queues stay full: a directory listed from a cold
-//! cache waits on the disk, and others are listed meanwhile.
+//! The walk: one thread (the walker) goes through the directories depth
+//! first, regular files are stat'ed and read by a pool, and each directory's
+//! tree blob is written by whichever thread finishes its last child. Nothing
+//! waits for a directory to finish before going on, so the pool's disk queue
+//! stays full.
+//!
+//! A few threads (the listers) open and list directories before the walker
+//! comes to them, with their trees in the previous snapshot: the next
+//! subdirectories of each directory the walker is in, the deepest first. A
+//! directory read from a cold cache waits on the disk on a lister, not on
+//! the walker, and files still reach the pool in the walker's order, which
+//! is the order of new data in packs (a restore and the mount read a
+//! directory's files from few packs).
 
 use super::exclude::Excludes;
 use super::file::read_file;
@@ -16,7 +23,8 @@ use crate::meta::{self, cstr, Names};
 use crate::progress::Progress;
 use crate::repo::writer::RepoWriter;
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,21 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// Stack reserved for each lister: one frame per directory level, when
-/// [`MAX_WAITING`] directories wait and a lister lists one where it finds it
-/// (the stack is only reserved, not used, in the usual walk).
-const LISTER_STACK: usize = 1 << 30;
-
-/// Directories waiting for a lister, at most: beyond, a lister lists a
-/// directory where it finds it, as a single walker would, so that a
-/// directory of a million subdirectories keeps a path's worth of them open,
-/// not all.
-const MAX_WAITING: usize = 4096;
-
-/// Threads listing directories, the walker included: a directory read from
-/// a cold cache waits on the disk while the others go on. More than cores,
-/// as the file pool; a few, as directories are fewer than files.
-const LISTERS: usize = 3;
+/// Stack reserved for the walker thread: one frame per directory level.
+const WALKER_STACK: usize = 1 << 30;
 
 /// What of a directory the backup takes.
 pub(super) enum Selection {
@@ -75,96 +70,174 @@ impl Selection {
     }
 }
 
-/// A directory whose tree is being built. Its children fill `slots`; when
-/// `remaining` drops to zero the tree is written and the parent told.
-struct DirNode {
-    path: PathBuf,
-    slots: Mutex<Vec<Option<Entry>>>,
-    remaining: AtomicUsize,
-    parent: Option<(Arc<DirNode>, usize)>,
-    result: Mutex<Option<TreeId>>,
-}
+/// Threads listing directories ahead of the walker.
+const LISTERS: usize = 3;
 
-/// A directory to list: `name` in `parent`, whose entry is in place and
-/// whose tree `node` builds.
-struct Listing {
+/// Subdirectories of one directory listed ahead of the walker, at most.
+const AHEAD: usize = 16;
+
+/// Directories listed ahead in all, at most: each holds an open descriptor
+/// and its names until the walker comes to it.
+const AHEAD_TOTAL: usize = 256;
+
+/// A directory for a lister: `name` in `parent`, at `depth`.
+struct Request {
     parent: Arc<OwnedFd>,
     name: Vec<u8>,
-    node: Arc<DirNode>,
+    /// The file system of `parent`.
     dev: u64,
     previous: Option<Entry>,
+    /// Its place in the queue: the deepest first, then in order.
+    key: (Reverse<usize>, u64),
+    state: Mutex<RequestState>,
+    done: Condvar,
 }
 
-/// The directories waiting for a lister, last in first out (the walk goes
-/// deep first, so open directories and waiting entries stay few), and how
-/// many are waiting or being listed.
+enum RequestState {
+    Queued,
+    Listing,
+    Done(Listed),
+    /// The walker took it (or gave it up): a lister leaves it alone.
+    Claimed,
+}
+
+/// What a lister found: the open directory, its names sorted (`None` when
+/// `--one-file-system` leaves it out, or the walk has failed) and its tree
+/// in the previous snapshot.
+struct Listed {
+    fd: io::Result<OwnedFd>,
+    names: Option<io::Result<Vec<meta::DirName>>>,
+    previous: Option<Tree>,
+}
+
+/// The listers' queue.
 #[derive(Default)]
-pub(super) struct Listings {
-    state: Mutex<ListingState>,
+pub(super) struct Ahead {
+    state: Mutex<AheadState>,
     ready: Condvar,
 }
 
 #[derive(Default)]
-struct ListingState {
-    stack: Vec<Listing>,
-    /// Listings waiting or under way, plus the walker's hold while it
-    /// starts the walk: at zero, every directory is listed.
-    pending: usize,
-    /// Listers waiting for a listing.
+struct AheadState {
+    queue: BTreeMap<(Reverse<usize>, u64), Arc<Request>>,
+    seq: u64,
+    /// Requests made and not yet claimed.
+    outstanding: usize,
+    /// Listers waiting for a request.
     waiting: usize,
+    closed: bool,
 }
 
-impl Listings {
-    fn hold(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
-    }
-
-    /// Queue `l`, or hand it back when [`MAX_WAITING`] directories wait.
-    fn push(&self, l: Listing) -> Option<Listing> {
+impl Ahead {
+    /// Ask for `name` in `parent` to be listed; `None` when
+    /// [`AHEAD_TOTAL`] are.
+    fn request(
+        &self,
+        parent: &Arc<OwnedFd>,
+        name: &[u8],
+        dev: u64,
+        previous: Option<Entry>,
+        depth: usize,
+    ) -> Option<Arc<Request>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.stack.len() >= MAX_WAITING {
-            return Some(l);
+        if s.outstanding >= AHEAD_TOTAL || s.closed {
+            return None;
         }
-        s.stack.push(l);
-        s.pending += 1;
+        s.seq += 1;
+        let r = Arc::new(Request {
+            parent: parent.clone(),
+            name: name.to_vec(),
+            dev,
+            previous,
+            key: (Reverse(depth), s.seq),
+            state: Mutex::new(RequestState::Queued),
+            done: Condvar::new(),
+        });
+        s.queue.insert(r.key, r.clone());
+        s.outstanding += 1;
         if s.waiting > 0 {
             drop(s);
             self.ready.notify_one();
         }
-        None
+        Some(r)
     }
 
-    /// A listing (or the walker's hold) is done.
-    fn done(&self) {
+    /// The next request for a lister; `None` once closed.
+    fn next(&self) -> Option<Arc<Request>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.pending -= 1;
-        if s.pending == 0 && s.waiting > 0 {
-            drop(s);
-            self.ready.notify_all();
+        loop {
+            if let Some((_, r)) = s.queue.pop_first() {
+                return Some(r);
+            }
+            if s.closed {
+                return None;
+            }
+            s.waiting += 1;
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.waiting -= 1;
         }
     }
 
-    /// Run `f` on listings until none is waiting or under way.
-    fn work(&self, mut f: impl FnMut(Listing)) {
-        loop {
-            let next = {
-                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(l) = s.stack.pop() {
-                        break l;
-                    }
-                    if s.pending == 0 {
-                        return;
-                    }
-                    s.waiting += 1;
-                    s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
-                    s.waiting -= 1;
-                }
-            };
-            f(next);
-            self.done();
-        }
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
     }
+
+    /// The walker's side: what the lister found, waiting for a listing
+    /// under way; `None` when no lister had taken it (the walker lists the
+    /// directory itself).
+    fn claim(&self, r: &Request) -> Option<Listed> {
+        let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
+        let got = loop {
+            match std::mem::replace(&mut *st, RequestState::Claimed) {
+                RequestState::Listing => {
+                    *st = RequestState::Listing;
+                    st = r.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                RequestState::Done(l) => break Some(l),
+                RequestState::Queued | RequestState::Claimed => break None,
+            }
+        };
+        drop(st);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.outstanding -= 1;
+        if got.is_none() {
+            s.queue.remove(&r.key);
+        }
+        got
+    }
+}
+
+/// A request the walker has yet to claim; claimed (and what was listed
+/// dropped) if it never does.
+struct Claim<'a> {
+    ahead: &'a Ahead,
+    request: Option<Arc<Request>>,
+}
+
+impl Claim<'_> {
+    fn take(&mut self) -> Option<Listed> {
+        let r = self.request.take()?;
+        self.ahead.claim(&r)
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let _ = self.take();
+    }
+}
+
+/// A directory whose tree is being built. Its children fill `slots`; when
+/// `remaining` drops to zero the tree is written and the parent told.
+struct DirNode {
+    path: PathBuf,
+    /// Directories above it.
+    depth: usize,
+    slots: Mutex<Vec<Option<Entry>>>,
+    remaining: AtomicUsize,
+    parent: Option<(Arc<DirNode>, usize)>,
+    result: Mutex<Option<TreeId>>,
 }
 
 /// A regular file for the pool.
@@ -186,13 +259,14 @@ pub(super) struct Walk<'a> {
     pub names: Names,
     pub counters: Counters,
     pub fatal: Mutex<Option<Error>>,
-    pub listings: Listings,
+    pub ahead: Ahead,
 }
 
 impl DirNode {
     fn new(path: PathBuf, parent: Option<(Arc<DirNode>, usize)>) -> Arc<Self> {
         Arc::new(DirNode {
             path,
+            depth: parent.as_ref().map_or(0, |(p, _)| p.depth + 1),
             slots: Mutex::new(Vec::new()),
             remaining: AtomicUsize::new(1), // the walker's hold
             parent,
@@ -243,25 +317,23 @@ impl Walk<'_> {
                     Err(_) => break,
                 }
             }
-            // The walker holds the listings open until it has queued the
-            // backed-up paths; listers wait for them meanwhile (a system out
-            // of threads gets fewer, down to the walker alone).
-            self.listings.hold();
-            for i in 1..LISTERS {
-                let tx = tx.clone();
+            for i in 0..LISTERS {
                 let lister = std::thread::Builder::new()
                     .name(format!("list-{i}"))
-                    .stack_size(LISTER_STACK)
-                    .spawn_scoped(s, move || self.listings.work(|l| self.list(l, &tx)));
+                    .spawn_scoped(s, move || {
+                        while let Some(r) = self.ahead.next() {
+                            self.list_ahead(&r);
+                        }
+                    });
                 if lister.is_err() {
-                    break;
+                    break; // the walker lists what they would have
                 }
             }
-            // The walker lists too; the way to the backed-up paths recurses
-            // once per level.
+            // The walk recurses once per directory level: give it room for
+            // paths far beyond PATH_MAX (the stack is only reserved, not used).
             let walker = std::thread::Builder::new()
                 .name("walk".into())
-                .stack_size(LISTER_STACK)
+                .stack_size(WALKER_STACK)
                 .spawn_scoped(s, move || {
                     let node = root_node;
                     match meta::open_dir_path(Path::new("/")) {
@@ -274,7 +346,7 @@ impl Walk<'_> {
                                 // `backup /`: the root directory whole.
                                 _ => match meta::stat_fd(fd.as_raw_fd()) {
                                     Ok(st) => {
-                                        self.directory(fd, &node, st.st_dev, parent_root, &tx)
+                                        self.directory(fd, &node, st.st_dev, parent_root, None, &tx)
                                     }
                                     Err(e) => self.fail(Error::io("/", e)),
                                 },
@@ -283,17 +355,16 @@ impl Walk<'_> {
                         Err(e) => self.fail(Error::io("/", e)),
                     }
                     self.release(&node);
-                    self.listings.done();
-                    self.listings.work(|l| self.list(l, &tx));
                 });
-            match walker {
-                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            let walked = match walker {
+                Ok(h) => h.join(),
                 Err(e) => {
                     self.fail(Error::io("walker thread", e));
-                    // The listers wait for the walker's hold.
-                    self.listings.done();
+                    Ok(())
                 }
-            }
+            };
+            self.ahead.close();
+            walked.unwrap_or_else(|p| std::panic::resume_unwind(p));
         });
         if let Some(e) = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(e);
@@ -386,7 +457,9 @@ impl Walk<'_> {
                     self.release(node);
                 }
                 Selection::Whole => match &dir {
-                    Some(dir) => self.visit(dir, node, name, libc::DT_UNKNOWN, prev, None, tx),
+                    Some(dir) => {
+                        self.visit(dir, node, name, libc::DT_UNKNOWN, prev, None, None, tx)
+                    }
                     None => self.warn(Error::NotFound(
                         node.path.join(os(&name)).display().to_string(),
                     )),
@@ -451,20 +524,22 @@ impl Walk<'_> {
         Ok(entry)
     }
 
-    /// Back up the whole directory open as `dir` into `node`.
+    /// Back up the whole directory open as `dir` into `node`; `names` are
+    /// its names sorted, when a lister has read them.
+    #[allow(clippy::too_many_arguments)]
     fn directory(
         &self,
         dir: Arc<OwnedFd>,
         node: &Arc<DirNode>,
         dev: u64,
         previous: Option<Tree>,
+        names: Option<io::Result<Vec<meta::DirName>>>,
         tx: &Sender<Job>,
     ) {
-        let mut names = match meta::read_dir(dir.as_raw_fd()) {
+        let mut names = match names.unwrap_or_else(|| sorted_names(&dir)) {
             Ok(n) => n,
             Err(e) => return self.warn(Error::io(&node.path, e)),
         };
-        names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if self.opts.exclude_caches && self.is_cache_dir(&dir, &names) {
             names.retain(|n| n.name == b"CACHEDIR.TAG");
         }
@@ -472,19 +547,87 @@ impl Walk<'_> {
         if names.iter().any(|n| markers.contains(&n.name)) {
             names.retain(|n| markers.contains(&n.name));
         }
-        for n in names {
+        // Requests for the next subdirectories, by index in `names`;
+        // dropped (claimed) on an early return.
+        let mut ahead: VecDeque<(usize, Claim)> = VecDeque::new();
+        let mut next = 0;
+        for i in 0..names.len() {
             if let Err(e) = crate::interrupt::check() {
                 return self.fail(e);
             }
             if self.failed() {
                 return;
             }
-            if self.excludes.matches(&node.path, &n.name) {
+            next = next.max(i + 1);
+            while ahead.len() < AHEAD && next < names.len() {
+                let n = &names[next];
+                if n.d_type == libc::DT_DIR && !self.excludes.matches(&node.path, &n.name) {
+                    let prev = previous.as_ref().and_then(|t| t.get(&n.name)).cloned();
+                    let Some(r) = self.ahead.request(&dir, &n.name, dev, prev, node.depth + 1)
+                    else {
+                        break; // enough are listed ahead; try again at the next name
+                    };
+                    let claim = Claim {
+                        ahead: &self.ahead,
+                        request: Some(r),
+                    };
+                    ahead.push_back((next, claim));
+                }
+                next += 1;
+            }
+            let request = match ahead.front() {
+                Some((j, _)) if *j == i => ahead.pop_front().map(|(_, c)| c),
+                _ => None,
+            };
+            let name = std::mem::take(&mut names[i].name);
+            if self.excludes.matches(&node.path, &name) {
                 continue;
             }
-            let prev = previous.as_ref().and_then(|t| t.get(&n.name)).cloned();
-            self.visit(&dir, node, n.name, n.d_type, prev, Some(dev), tx);
+            let prev = previous.as_ref().and_then(|t| t.get(&name)).cloned();
+            self.visit(
+                &dir,
+                node,
+                name,
+                names[i].d_type,
+                prev,
+                Some(dev),
+                request,
+                tx,
+            );
         }
+    }
+
+    /// A lister's part: open and list the directory `r` names.
+    fn list_ahead(&self, r: &Request) {
+        {
+            let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !matches!(*st, RequestState::Queued) {
+                return;
+            }
+            *st = RequestState::Listing;
+        }
+        let fd = cstr(&r.name).and_then(|c| meta::open_dir_at(r.parent.as_raw_fd(), &c));
+        let (names, previous) = match &fd {
+            Ok(fd) if !self.failed() => {
+                let other_fs = self.opts.one_file_system
+                    && meta::stat_fd(fd.as_raw_fd()).is_ok_and(|st| st.st_dev != r.dev);
+                if other_fs {
+                    (None, None)
+                } else {
+                    (
+                        Some(sorted_names(fd)),
+                        self.previous_tree(r.previous.as_ref()),
+                    )
+                }
+            }
+            _ => (None, None),
+        };
+        *r.state.lock().unwrap_or_else(|e| e.into_inner()) = RequestState::Done(Listed {
+            fd,
+            names,
+            previous,
+        });
+        r.done.notify_all();
     }
 
     fn is_cache_dir(&self, dir: &Arc<OwnedFd>, names: &[meta::DirName]) -> bool {
@@ -504,7 +647,8 @@ impl Walk<'_> {
     }
 
     /// One child of a directory: files go to the pool, the rest is done here.
-    /// `dev` is the file system of the directory (`None` at a backed-up path).
+    /// `dev` is the file system of the directory (`None` at a backed-up path);
+    /// `request`, a lister's listing of it, if one was asked for.
     #[allow(clippy::too_many_arguments)]
     fn visit(
         &self,
@@ -514,6 +658,7 @@ impl Walk<'_> {
         d_type: u8,
         prev: Option<Entry>,
         dev: Option<u64>,
+        request: Option<Claim>,
         tx: &Sender<Job>,
     ) {
         let path = node.path.join(os(&name));
@@ -530,21 +675,28 @@ impl Walk<'_> {
                 self.counters.dirs.fetch_add(1, Relaxed);
                 let crosses = dev.is_some_and(|d| d != st_dev) && self.opts.one_file_system;
                 let slot = node.add_slot(Some(entry));
-                let child = DirNode::new(path, Some((node.clone(), slot)));
-                if crosses {
-                    self.release(&child);
-                } else {
-                    let listing = Listing {
-                        parent: dir.clone(),
-                        name,
-                        node: child,
-                        dev: st_dev,
-                        previous: prev,
-                    };
-                    if let Some(l) = self.listings.push(listing) {
-                        self.list(l, tx);
+                let child = DirNode::new(path.clone(), Some((node.clone(), slot)));
+                let listed = request.and_then(|mut c| c.take());
+                if !crosses {
+                    match listed {
+                        Some(Listed {
+                            fd: Ok(fd),
+                            names: Some(names),
+                            previous,
+                        }) => {
+                            self.directory(Arc::new(fd), &child, st_dev, previous, Some(names), tx)
+                        }
+                        // Not listed ahead, or not as the walker sees it (an
+                        // error is found and named again here).
+                        _ => {
+                            if let Some(fd) = self.open_child(dir, &name, &path) {
+                                let prev_tree = self.previous_tree(prev.as_ref());
+                                self.directory(fd, &child, st_dev, prev_tree, None, tx);
+                            }
+                        }
                     }
                 }
+                self.release(&child);
             }
             _ => {
                 let mut entry = entry;
@@ -559,18 +711,6 @@ impl Walk<'_> {
                 self.release(node);
             }
         }
-    }
-
-    /// A lister's part: list the directory of `l` into its node.
-    fn list(&self, l: Listing, tx: &Sender<Job>) {
-        if !self.failed() {
-            if let Some(fd) = self.open_child(&l.parent, &l.name, &l.node.path) {
-                drop(l.parent);
-                let prev_tree = self.previous_tree(l.previous.as_ref());
-                self.directory(fd, &l.node, l.dev, prev_tree, tx);
-            }
-        }
-        self.release(&l.node);
     }
 
     /// Hand a regular file to the pool, holding a slot for it in `node`.
@@ -715,6 +855,13 @@ impl Walk<'_> {
         }
         Ok(true)
     }
+}
+
+/// The names in `dir`, sorted.
+fn sorted_names(dir: &OwnedFd) -> io::Result<Vec<meta::DirName>> {
+    let mut names = meta::read_dir(dir.as_raw_fd())?;
+    names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(names)
 }
 
 fn c_name(name: &[u8]) -> Result<CString> {

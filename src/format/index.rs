@@ -334,17 +334,20 @@ impl IndexFile {
     }
 
     fn location_at(&self, i: usize, object: &str) -> Result<Location> {
+        self.checked_location(i)
+            .map_err(|reason| Error::corrupt(object, reason))
+    }
+
+    /// [`IndexFile::location_at`], or why the record is impossible: no
+    /// name is formatted unless it is (a lookup per blob of every file).
+    fn checked_location(&self, i: usize) -> std::result::Result<Location, &'static str> {
         let r = self.record(i);
         let u = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
         let pack = u(32) as usize;
         if pack >= self.packs {
-            return Err(Error::corrupt(
-                object,
-                "record names a pack beyond the table",
-            ));
+            return Err("record names a pack beyond the table");
         }
-        let kind = BlobKind::from_byte(r[56])
-            .ok_or_else(|| Error::corrupt(object, "unknown blob kind"))?;
+        let kind = BlobKind::from_byte(r[56]).ok_or("unknown blob kind")?;
         let loc = Location {
             pack: self.pack_at(pack),
             kind,
@@ -370,16 +373,10 @@ impl IndexFile {
             1
         };
         if f.raw_len as usize > max_raw || f.stored_len as u64 > f.raw_len as u64 + overhead {
-            return Err(Error::corrupt(
-                object,
-                "record gives impossible frame lengths",
-            ));
+            return Err("record gives impossible frame lengths");
         }
         if loc.inner as u64 + loc.raw_len as u64 > loc.frame.raw_len as u64 {
-            return Err(Error::corrupt(
-                object,
-                "record places a blob outside its frame",
-            ));
+            return Err("record places a blob outside its frame");
         }
         Ok(loc)
     }
@@ -404,8 +401,9 @@ impl IndexFile {
         }
         match found {
             Some(i) => self
-                .location_at(i, &format!("index {}", self.name))
-                .map(Some),
+                .checked_location(i)
+                .map(Some)
+                .map_err(|reason| Error::corrupt(format!("index {}", self.name), reason)),
             None => Ok(None),
         }
     }

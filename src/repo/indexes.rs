@@ -283,10 +283,18 @@ impl Repository {
     /// [`Repository::load_pack_list`] knows (before one, every pack is taken
     /// to exist): what a writer may deduplicate against.
     pub fn lookup_present(&self, id: &BlobId) -> Result<Option<Location>> {
-        Ok(self
-            .lookup_all(id)?
-            .into_iter()
-            .find(|loc| self.pack_present(&loc.pack)))
+        // The first record in a present pack, as `lookup_all` lists them,
+        // without its list: a no-change backup asks this of every blob of
+        // every file, from every worker at once.
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        for file in index.iter() {
+            if let Some(loc) = file.get(id)? {
+                if self.pack_present(&loc.pack) {
+                    return Ok(Some(loc));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Whether blob `id` is indexed in a pack that exists.

@@ -369,23 +369,34 @@ fn one_file_system_stops_at_mount_points() {
     assert!(one.contains("/here"), "{one}");
 }
 
-/// Directories are listed by several threads from a stack of waiting
-/// ones; past 4,096 waiting, a lister lists a directory where it finds it.
-/// A tree wider than that, with nested directories on both sides of the
-/// limit, comes back whole, and a second backup finds every file unchanged
-/// and stores the same root tree.
+/// Listers open and list directories ahead of the walker: up to 16
+/// subdirectories of each directory it is in, 256 in all. A directory of
+/// 5,000 subdirectories, and a comb 40 levels deep with 20 subdirectories
+/// on each (more waiting than the 256 at the bottom), come back whole, and
+/// a second backup finds every file unchanged and stores the same root tree.
 #[test]
-fn a_tree_wider_than_the_listers_stack_is_stored_whole() {
+fn wide_and_deep_trees_listed_ahead_are_stored_whole() {
     let t = TempRepo::new();
     let src = t.join("src");
     for i in 0..5000u32 {
-        let d = src.join(format!("d{i:04}"));
+        let d = src.join(format!("wide/d{i:04}"));
         tree::file(&d.join("f"), format!("file {i}\n").as_bytes());
         if i % 97 == 0 {
             tree::file(&d.join("sub/deeper/g"), format!("nested {i}\n").as_bytes());
         }
     }
-    let files = 5000 + 5000usize.div_ceil(97);
+    let mut files = 5000 + 5000usize.div_ceil(97);
+    let mut level = src.join("comb");
+    for depth in 0..40 {
+        for j in 0..20 {
+            tree::file(
+                &level.join(format!("s{j:02}/f")),
+                format!("{depth} {j}\n").as_bytes(),
+            );
+            files += 1;
+        }
+        level = level.join("s00");
+    }
     let first = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
     assert_eq!(first["summary"]["files_new"], files, "{first}");
     let second = json(&t.ok([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]));
