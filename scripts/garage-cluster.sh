@@ -108,7 +108,8 @@ t0=$(now)
 "$rewind" --repo "$repo" backup --json "$src" >"$work/backup1.json" 2>"$work/backup1.err" &
 backup=$!
 while kill -0 "$backup" 2>/dev/null; do
-  [ "$(du -sm "$work/node2/data" | cut -f1)" -ge "$kill_after_mb" ] && break
+  # (Garage renames its temporary block files as du walks them.)
+  [ "$(du -sm "$work/node2/data" 2>/dev/null | cut -f1)" -ge "$kill_after_mb" ] && break
   sleep 0.2
 done
 killed_at=$(since "$t0")

@@ -111,6 +111,16 @@ pub fn stat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat64> {
     Ok(st)
 }
 
+/// `lstat` of `name` in `dir` that never mounts an automount point there
+/// (what a backup that stays on one file system may ask of a directory it
+/// does not open).
+pub fn stat_at_no_automount(dir: RawFd, name: &CStr) -> io::Result<libc::stat64> {
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT;
+    cvt(unsafe { libc::fstatat64(dir, name.as_ptr(), &mut st, flags) })?;
+    Ok(st)
+}
+
 /// `fstat` of an open file.
 pub fn stat_fd(fd: RawFd) -> io::Result<libc::stat64> {
     let mut st: libc::stat64 = unsafe { std::mem::zeroed() };

@@ -1,7 +1,7 @@
 //! The snapshot writer.
 //!
 //! ```text
-//! paths ─ walk (depth first; two threads list directories ahead of it)
+//! paths ─ walk (depth first; three threads list directories ahead of it)
 //!           └─ pool (regular files): stat ─ same as parent? reuse extents
 //!                                        └─ read (skip holes) ─ chunk ─ hash ─ dedup ─ compress ─ pack
 //!         directory trees are written as their last child finishes
@@ -11,8 +11,10 @@
 //!
 //! A backup reads each changed file once and never reads an unchanged one
 //! (same type, size, mtime, ctime and inode as in the parent snapshot). Memory
-//! is bounded by the pipeline: the pool's queue, one read buffer per worker and
-//! the open packs, not by the size of the data.
+//! is bounded by the pipeline: the pool's queue, one read buffer per worker,
+//! the directories listed ahead of the walk (256 at most, holding 262,144
+//! names and previous entries in all) and the open packs, not by the size
+//! of the data.
 
 mod exclude;
 mod file;

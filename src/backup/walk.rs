@@ -10,7 +10,9 @@
 //! directory read from a cold cache waits on the disk on a lister, not on
 //! the walker, and files still reach the pool in the walker's order, which
 //! is the order of new data in packs (a restore and the mount read a
-//! directory's files from few packs).
+//! directory's files from few packs). The walker takes a listing only for
+//! the directory it stat'ed itself (same device and inode) and only if it
+//! is fresh (5 s); else it lists the directory again, from a warm cache.
 
 use super::exclude::Excludes;
 use super::file::read_file;
@@ -80,6 +82,17 @@ const AHEAD: usize = 16;
 /// and its names until the walker comes to it.
 const AHEAD_TOTAL: usize = 256;
 
+/// Names and previous entries held by listings the walker has not taken,
+/// at most: a lister that would go beyond drops what it read (the walker
+/// lists that directory again, from a warm cache).
+const AHEAD_NAMES: usize = 1 << 18;
+
+/// A listing older than this when the walker comes to it is read again
+/// (from a warm cache): files still get the moment's view of their
+/// directory, as when the walker listed each itself, however long the
+/// subtrees before it took.
+const AHEAD_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A directory for a lister: `name` in `parent`, at `depth`.
 struct Request {
     parent: Arc<OwnedFd>,
@@ -96,18 +109,31 @@ struct Request {
 enum RequestState {
     Queued,
     Listing,
-    Done(Listed),
-    /// The walker took it (or gave it up): a lister leaves it alone.
+    /// `None`: the lister left it to the walker (an error, which the walker
+    /// finds and names again, another file system, or too many names held).
+    Done(Option<Listed>),
+    /// The walker took it or gave it up: a lister leaves it alone, or drops
+    /// what it read.
     Claimed,
 }
 
-/// What a lister found: the open directory, its names sorted (`None` when
-/// `--one-file-system` leaves it out, or the walk has failed) and its tree
+/// What a lister found: the open directory, its names sorted and its tree
 /// in the previous snapshot.
 struct Listed {
-    fd: io::Result<OwnedFd>,
-    names: Option<io::Result<Vec<meta::DirName>>>,
+    fd: OwnedFd,
+    /// `st_dev` and `st_ino` of `fd`: the walker takes the listing only for
+    /// the directory it stat'ed itself.
+    id: (u64, u64),
+    names: Vec<meta::DirName>,
     previous: Option<Tree>,
+    at: std::time::Instant,
+}
+
+impl Listed {
+    /// What it counts against [`AHEAD_NAMES`].
+    fn weight(&self) -> usize {
+        self.names.len() + self.previous.as_ref().map_or(0, |t| t.entries.len())
+    }
 }
 
 /// The listers' queue.
@@ -115,6 +141,8 @@ struct Listed {
 pub(super) struct Ahead {
     state: Mutex<AheadState>,
     ready: Condvar,
+    /// Names and previous entries in listings not yet taken.
+    held: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -184,27 +212,43 @@ impl Ahead {
     }
 
     /// The walker's side: what the lister found, waiting for a listing
-    /// under way; `None` when no lister had taken it (the walker lists the
-    /// directory itself).
-    fn claim(&self, r: &Request) -> Option<Listed> {
+    /// under way (`wait`; else it is dropped when done); `None` when no
+    /// lister had taken it or it left it (the walker lists the directory
+    /// itself).
+    fn claim(&self, r: &Request, wait: bool) -> Option<Listed> {
         let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
-        let got = loop {
+        let (got, queued) = loop {
             match std::mem::replace(&mut *st, RequestState::Claimed) {
-                RequestState::Listing => {
+                RequestState::Listing if wait => {
                     *st = RequestState::Listing;
                     st = r.done.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
-                RequestState::Done(l) => break Some(l),
-                RequestState::Queued | RequestState::Claimed => break None,
+                RequestState::Done(l) => break (l, false),
+                RequestState::Queued => break (None, true),
+                RequestState::Listing | RequestState::Claimed => break (None, false),
             }
         };
         drop(st);
+        if let Some(l) = &got {
+            self.held.fetch_sub(l.weight(), Relaxed);
+        }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.outstanding -= 1;
-        if got.is_none() {
+        if queued {
             s.queue.remove(&r.key);
         }
         got
+    }
+
+    /// Count `l` against [`AHEAD_NAMES`]; false (and not counted) when it
+    /// would go beyond.
+    fn hold(&self, l: &Listed) -> bool {
+        let w = l.weight();
+        if self.held.fetch_add(w, Relaxed) + w > AHEAD_NAMES {
+            self.held.fetch_sub(w, Relaxed);
+            return false;
+        }
+        true
     }
 }
 
@@ -218,13 +262,17 @@ struct Claim<'a> {
 impl Claim<'_> {
     fn take(&mut self) -> Option<Listed> {
         let r = self.request.take()?;
-        self.ahead.claim(&r)
+        self.ahead.claim(&r, true)
     }
 }
 
 impl Drop for Claim<'_> {
+    /// Given up (an early return, or not a directory after all): a listing
+    /// under way is not waited for.
     fn drop(&mut self) {
-        let _ = self.take();
+        if let Some(r) = self.request.take() {
+            self.ahead.claim(&r, false);
+        }
     }
 }
 
@@ -606,28 +654,42 @@ impl Walk<'_> {
             }
             *st = RequestState::Listing;
         }
-        let fd = cstr(&r.name).and_then(|c| meta::open_dir_at(r.parent.as_raw_fd(), &c));
-        let (names, previous) = match &fd {
-            Ok(fd) if !self.failed() => {
-                let other_fs = self.opts.one_file_system
-                    && meta::stat_fd(fd.as_raw_fd()).is_ok_and(|st| st.st_dev != r.dev);
-                if other_fs {
-                    (None, None)
-                } else {
-                    (
-                        Some(sorted_names(fd)),
-                        self.previous_tree(r.previous.as_ref()),
-                    )
-                }
+        let listed = self.read_ahead(r).filter(|l| self.ahead.hold(l));
+        let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*st, RequestState::Listing) {
+            *st = RequestState::Done(listed);
+            drop(st);
+            r.done.notify_all();
+        } else if let Some(l) = listed {
+            // Given up meanwhile.
+            self.ahead.held.fetch_sub(l.weight(), Relaxed);
+        }
+    }
+
+    /// Open and list `r`'s directory, or leave it to the walker.
+    fn read_ahead(&self, r: &Request) -> Option<Listed> {
+        if self.failed() {
+            return None;
+        }
+        let c = cstr(&r.name).ok()?;
+        if self.opts.one_file_system {
+            // Never open (nor mount) what the walker leaves out.
+            let st = meta::stat_at_no_automount(r.parent.as_raw_fd(), &c).ok()?;
+            if st.st_dev != r.dev {
+                return None;
             }
-            _ => (None, None),
-        };
-        *r.state.lock().unwrap_or_else(|e| e.into_inner()) = RequestState::Done(Listed {
+        }
+        let fd = meta::open_dir_at(r.parent.as_raw_fd(), &c).ok()?;
+        let st = meta::stat_fd(fd.as_raw_fd()).ok()?;
+        let names = sorted_names(&fd).ok()?;
+        let previous = self.previous_tree(r.previous.as_ref());
+        Some(Listed {
             fd,
+            id: (st.st_dev, st.st_ino),
             names,
             previous,
-        });
-        r.done.notify_all();
+            at: std::time::Instant::now(),
+        })
     }
 
     fn is_cache_dir(&self, dir: &Arc<OwnedFd>, names: &[meta::DirName]) -> bool {
@@ -673,21 +735,28 @@ impl Walk<'_> {
             Kind::File => self.queue_file(dir, node, name, path, prev, tx),
             Kind::Dir => {
                 self.counters.dirs.fetch_add(1, Relaxed);
+                let ino = entry.ino;
                 let crosses = dev.is_some_and(|d| d != st_dev) && self.opts.one_file_system;
                 let slot = node.add_slot(Some(entry));
                 let child = DirNode::new(path.clone(), Some((node.clone(), slot)));
-                let listed = request.and_then(|mut c| c.take());
+                let listed = match request {
+                    Some(mut c) if !crosses => c.take(),
+                    _ => None,
+                };
                 if !crosses {
                     match listed {
-                        Some(Listed {
-                            fd: Ok(fd),
-                            names: Some(names),
-                            previous,
-                        }) => {
-                            self.directory(Arc::new(fd), &child, st_dev, previous, Some(names), tx)
-                        }
-                        // Not listed ahead, or not as the walker sees it (an
-                        // error is found and named again here).
+                        Some(l) if l.id == (st_dev, ino) && l.at.elapsed() < AHEAD_FRESH => self
+                            .directory(
+                                Arc::new(l.fd),
+                                &child,
+                                st_dev,
+                                l.previous,
+                                Some(Ok(l.names)),
+                                tx,
+                            ),
+                        // Not listed ahead, listed long ago, or not the
+                        // directory the walker stat'ed (replaced meanwhile);
+                        // an error is found and named here.
                         _ => {
                             if let Some(fd) = self.open_child(dir, &name, &path) {
                                 let prev_tree = self.previous_tree(prev.as_ref());

@@ -138,6 +138,60 @@ impl Drop for MountGuard {
     }
 }
 
+/// A `rewind mount --daemon` on `mnt` of `t`'s repository, started and
+/// checked mounted; unmounted (lazily) when dropped, also on a panic.
+pub struct DaemonMount {
+    pub mnt: PathBuf,
+    /// The daemon's process id, as `mount --daemon` printed it.
+    pub pid: i32,
+}
+
+impl DaemonMount {
+    /// Mount on `t/<name>` (created).
+    pub fn start(t: &TempRepo, name: &str) -> DaemonMount {
+        let mnt = t.join(name);
+        fs::create_dir(&mnt).unwrap();
+        let mnt = fs::canonicalize(&mnt).unwrap();
+        let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Unmounted on a failed assertion below too.
+        let m = DaemonMount {
+            mnt,
+            pid: err
+                .rsplit("process ")
+                .next()
+                .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+                .unwrap_or(0),
+        };
+        assert!(out.status.success(), "{err}");
+        assert!(is_mounted(&m.mnt), "mounted when --daemon returns");
+        assert!(m.pid > 0, "no daemon process named: {err}");
+        m
+    }
+
+    /// Wait (10 s at most) for the daemon to end, after `how` unmounted it.
+    pub fn wait_gone(&self, how: &str) {
+        let start = Instant::now();
+        while unsafe { libc::kill(self.pid, 0) } == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon {} still running after {how}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!is_mounted(&self.mnt), "{how}");
+    }
+}
+
+impl Drop for DaemonMount {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            detach(&self.mnt)
+        }
+    }
+}
+
 /// Lazily unmount `mnt` (works on dead mounts too).
 pub fn detach(mnt: &Path) {
     let c = std::ffi::CString::new(mnt.as_os_str().as_bytes()).unwrap();

@@ -1,7 +1,7 @@
 //! Mounting and unmounting: clear errors, every way to unmount ending the
 //! process with 0, `--daemon`, dead mounts, and backups while mounted.
 
-use super::guard::{bare, detach, is_mounted, MountGuard};
+use super::guard::{bare, is_mounted, DaemonMount, MountGuard};
 use crate::common::{restored, stderr, TempRepo};
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -230,52 +230,12 @@ fn daemon_returns_once_mounted_and_ends_on_umount() {
         }),
     ];
     for (i, (how, unmount)) in ways.iter().enumerate() {
-        let mnt = t.join(format!("mnt{i}"));
-        fs::create_dir(&mnt).unwrap();
-        let mnt = fs::canonicalize(&mnt).unwrap();
-        let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
-        let guard_mnt = mnt.clone();
-        let _cleanup = scopeguard(move || {
-            if is_mounted(&guard_mnt) {
-                detach(&guard_mnt)
-            }
-        });
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert!(is_mounted(&mnt), "mounted when --daemon returns");
-        let pid: i32 = stderr(&out)
-            .rsplit("process ")
-            .next()
-            .unwrap()
-            .trim()
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
-        let f = restored(&mnt.join("snapshots/latest"), &src).join("f");
+        let m = DaemonMount::start(&t, &format!("mnt{i}"));
+        let f = restored(&m.mnt.join("snapshots/latest"), &src).join("f");
         assert_eq!(fs::read(f).unwrap(), b"content");
-        assert!(unmount(&mnt).unwrap().success(), "{how}");
-        let start = Instant::now();
-        while unsafe { libc::kill(pid, 0) } == 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "daemon {pid} still running after {how}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!is_mounted(&mnt), "{how}");
+        assert!(unmount(&m.mnt).unwrap().success(), "{how}");
+        m.wait_gone(how);
     }
-}
-
-/// Run `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct G<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for G<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f()
-            }
-        }
-    }
-    G(Some(f))
 }
 
 #[test]

@@ -4,12 +4,11 @@
 use super::{backup_json, expect_code, json, s3_repo, snapshot_ids};
 use crate::common::servers;
 use crate::common::{compare, restored, stderr, tree, Remote, TempRepo};
-use crate::mount::guard::{bare, detach, is_mounted, MountGuard};
+use crate::mount::guard::{bare, DaemonMount, MountGuard};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 /// Every file below `dir`, relative to it.
 fn files(dir: &Path) -> BTreeSet<String> {
@@ -268,31 +267,9 @@ fn a_daemon_mount_reads_from_the_bucket() {
     tree::file(&src.join("big"), &big);
     tree::file(&src.join("small"), b"a small file");
     t.backup(&src);
-    let mnt = t.join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let mnt = fs::canonicalize(&mnt).unwrap();
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            if is_mounted(&self.0) {
-                detach(&self.0)
-            }
-        }
-    }
-    let out = t.rewind(["mount".as_ref(), "--daemon".as_ref(), mnt.as_os_str()]);
-    let _unmount = Unmount(mnt.clone());
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(is_mounted(&mnt), "mounted when --daemon returns");
-    let pid: i32 = stderr(&out)
-        .rsplit("process ")
-        .next()
-        .unwrap()
-        .trim()
-        .trim_end_matches(')')
-        .parse()
-        .unwrap();
+    let m = DaemonMount::start(&t, "mnt");
     proxy.forget();
-    let inside = restored(&mnt.join("snapshots/latest"), &src);
+    let inside = restored(&m.mnt.join("snapshots/latest"), &src);
     assert_eq!(fs::read(inside.join("small")).unwrap(), b"a small file");
     assert_eq!(fs::read(inside.join("big")).unwrap(), big);
     assert!(
@@ -302,17 +279,9 @@ fn a_daemon_mount_reads_from_the_bucket() {
             .any(|s| s.method == "GET" && s.path.contains("/data/")),
         "the daemon read the file from the bucket"
     );
-    let umount = bare(&["umount", mnt.to_str().unwrap()]).status().unwrap();
+    let umount = bare(&["umount", m.mnt.to_str().unwrap()]).status().unwrap();
     assert!(umount.success());
-    let start = Instant::now();
-    while unsafe { libc::kill(pid, 0) } == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "daemon {pid} still running after umount"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!is_mounted(&mnt));
+    m.wait_gone("rewind umount");
 }
 
 /// `check --read-data-subset` downloads only the packs of its subset
