@@ -9,13 +9,16 @@
 #   scripts/bench-s3-restore.sh OLD_BIN NEW_BIN          # 4 rounds, tmpfs
 #   ROUNDS=3 EXTRA="--connections 16" scripts/bench-s3-restore.sh BIN BIN
 #   TARGET=/var/tmp/r scripts/bench-s3-restore.sh BIN    # into that directory
+#   TIMELINE=0.25 ROUNDS=1 scripts/bench-s3-restore.sh BIN  # and where the time goes
 #
 # The server is the one bench-s3.sh last ran, started again on its data:
 # Garage when BENCH_WORK/garage is there, else s3s-fs on BENCH_WORK/s3.
 # Settings: BENCH_WORK (default /tmp/rewind-bench-s3), ROUNDS (4), TARGET
 # (default: a tmpfs the script mounts, so the file system's own state does
 # not differ between turns), EXTRA (arguments for every restore; EXTRA_2
-# replaces them on every second binary's turn).
+# replaces them on every second binary's turn), TIMELINE (seconds: under
+# each restore, a sample every so often of the client's and the server's
+# CPU-seconds so far and the bytes the client has written).
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -61,12 +64,29 @@ cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   [ -n "$mounted" ] && umount "$target"
-  rm -rf "$work/restore-ab-cache" "$work/restore-ab.time" "$work/restore-ab.err"
+  rm -rf "$work/restore-ab-cache" "$work/restore-ab.time" "$work/restore-ab.err" "$work/restore-ab.timeline"
   [ -n "${TARGET:-}" ] || rmdir "$target" 2>/dev/null || true
 }
 trap cleanup EXIT
 
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# sample TIME_PID SERVER_CPU0: TIMELINE lines while the restore under
+# /usr/bin/time (pid TIME_PID) runs.
+sample() {
+  local t0 c cc sc w
+  t0=$(date +%s.%N)
+  while kill -0 "$1" 2>/dev/null; do
+    c=$(pgrep -P "$1" | head -1 || true)
+    if [ -n "$c" ]; then
+      cc=$(cpu_of "$c" 2>/dev/null || echo 0)
+      w=$(awk '/^wchar/ {print $2}' "/proc/$c/io" 2>/dev/null || echo 0)
+      sc=$(cpu_of "$server")
+      awk -v t0="$t0" -v now="$(date +%s.%N)" -v cc="$cc" -v sc="$((sc - $2))" -v w="$w" \
+        'BEGIN { printf "    %6.2f s  client %5.2f CPU-s  server %5.2f CPU-s  written %5d MiB\n", now - t0, cc / 100, sc / 100, w / 1048576 }'
+    fi
+    sleep "$TIMELINE"
+  done
+}
 echo "bench-s3-restore: $name on 127.0.0.1, restores into $(findmnt -no FSTYPE -T "$target"), $(date -u '+%F %T') UTC"
 for round in $(seq "$rounds"); do
   i=0
@@ -82,7 +102,11 @@ for round in $(seq "$rounds"); do
     /usr/bin/time -o "$work/restore-ab.time" -f '%e %U %S %M' \
       env REWIND_REQUEST_STATS=1 XDG_CACHE_HOME="$work/restore-ab-cache" \
       "$bin" --repo "s3:http://127.0.0.1:$port/rewind" restore latest --target "$dest" $extra \
-      >/dev/null 2>"$work/restore-ab.err" || { tail -3 "$work/restore-ab.err" >&2; exit 1; }
+      >/dev/null 2>"$work/restore-ab.err" &
+    restore=$!
+    : >"$work/restore-ab.timeline"
+    [ -n "${TIMELINE:-}" ] && sample "$restore" "$s0" >"$work/restore-ab.timeline"
+    wait "$restore" || { tail -3 "$work/restore-ab.err" >&2; exit 1; }
     s1=$(cpu_of "$server")
     rm -rf "$dest"
     read -r wall user sys rss <"$work/restore-ab.time"
@@ -90,5 +114,6 @@ for round in $(seq "$rounds"); do
     printf 'round %s  %-28s %s  wall %s s  user %s  sys %s  rss %s MiB  server %.2f CPU-s  %s\n' \
       "$round" "$(basename "$bin")" "$extra" "$wall" "$user" "$sys" $((rss / 1024)) \
       "$(awk -v t=$((s1 - s0)) 'BEGIN { print t / 100 }')" "$packs"
+    cat "$work/restore-ab.timeline"
   done
 done
