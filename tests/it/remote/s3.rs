@@ -8,7 +8,7 @@ use crate::mount::guard::{bare, DaemonMount, MountGuard};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every file below `dir`, relative to it.
 fn files(dir: &Path) -> BTreeSet<String> {
@@ -224,17 +224,24 @@ fn cached_snapshots(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `src/big` (`size` bytes of noise from `seed`) and `src/small` ("a small
+/// file"), backed up: the source and the big file's bytes.
+fn big_and_small(t: &TempRepo, size: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let big = tree::noise(size, seed);
+    tree::file(&src.join("big"), &big);
+    tree::file(&src.join("small"), b"a small file");
+    t.backup(&src);
+    (src, big)
+}
+
 /// The mount reads a remote repository lazily: a file's bytes by range
 /// requests, never a whole data pack.
 #[test]
 fn the_mount_reads_by_range() {
     let (t, proxy) = s3_repo("mount");
-    let src = t.join("src");
-    fs::create_dir_all(&src).unwrap();
-    let big = tree::noise(6 << 20, 7);
-    tree::file(&src.join("big"), &big);
-    tree::file(&src.join("small"), b"a small file");
-    t.backup(&src);
+    let (src, big) = big_and_small(&t, 6 << 20, 7);
     proxy.forget();
     let m = MountGuard::start(&t, "mnt", &["--snapshot", "latest"]);
     let inside = m.join(src.strip_prefix("/").unwrap());
@@ -261,12 +268,7 @@ fn the_mount_reads_by_range() {
 #[test]
 fn a_daemon_mount_reads_from_the_bucket() {
     let (t, proxy) = s3_repo("daemon");
-    let src = t.join("src");
-    fs::create_dir_all(&src).unwrap();
-    let big = tree::noise(5 << 20, 11);
-    tree::file(&src.join("big"), &big);
-    tree::file(&src.join("small"), b"a small file");
-    t.backup(&src);
+    let (src, big) = big_and_small(&t, 5 << 20, 11);
     let m = DaemonMount::start(&t, "mnt");
     proxy.forget();
     let inside = restored(&m.mnt.join("snapshots/latest"), &src);
