@@ -260,7 +260,7 @@ impl Repository {
         if self.is_local() {
             return items.iter().map(f).collect();
         }
-        side_by_side(items, f)
+        side_by_side(items, FETCH_THREADS, f)
     }
 
     /// Resolve a snapshot spec: an id, a unique id prefix, or `latest`; `filter`
@@ -446,9 +446,13 @@ impl SnapshotFilter {
     }
 }
 
-/// `f` of every item, in order, on up to [`FETCH_THREADS`] threads. The
-/// calling thread works too, so it ends even when no thread can be started.
-fn side_by_side<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// `f` of every item, in order, on up to `threads` threads. The calling
+/// thread is one of them, so it ends even when no other can be started.
+pub(crate) fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     if items.len() < 2 {
         return items.iter().map(f).collect();
     }
@@ -461,7 +465,7 @@ fn side_by_side<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
         done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
     };
     std::thread::scope(|s| {
-        for _ in 1..items.len().min(FETCH_THREADS) {
+        for _ in 1..items.len().min(threads) {
             if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
                 break;
             }
@@ -484,7 +488,7 @@ mod side_by_side_tests {
         let items: Vec<u64> = (0..40).collect();
         let running = std::sync::atomic::AtomicUsize::new(0);
         let most = std::sync::atomic::AtomicUsize::new(0);
-        let got = side_by_side(&items, |&i| {
+        let got = side_by_side(&items, FETCH_THREADS, |&i| {
             use std::sync::atomic::Ordering::SeqCst;
             let now = running.fetch_add(1, SeqCst) + 1;
             most.fetch_max(now, SeqCst);
@@ -497,7 +501,7 @@ mod side_by_side_tests {
         let threads: HashSet<_> = got.iter().map(|g| g.1).collect();
         assert!(threads.len() > 1, "one thread did everything");
         assert!(most.into_inner() > 1, "never two at once");
-        assert!(side_by_side(&[] as &[u8], |_| 0).is_empty());
-        assert_eq!(side_by_side(&[7], |x| x * 2), vec![14]);
+        assert!(side_by_side(&[] as &[u8], 4, |_| 0).is_empty());
+        assert_eq!(side_by_side(&[7], 4, |x| x * 2), vec![14]);
     }
 }

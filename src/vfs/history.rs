@@ -53,7 +53,6 @@ use crate::format::id::TreeId;
 use crate::format::tree::{Entry, Kind, Time, Tree};
 use crate::history::fingerprint;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Threads loading the trees of one level of a history at once.
@@ -470,17 +469,8 @@ impl Vfs {
         if ids.len() < 2 {
             return;
         }
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..PREFETCH_THREADS.min(ids.len()) {
-                let work = || {
-                    while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let _ = self.tree(id);
-                    }
-                };
-                // Without a thread, the pass loads what is left itself.
-                let _ = std::thread::Builder::new().spawn_scoped(s, work);
-            }
+        crate::repo::side_by_side(ids, PREFETCH_THREADS, |id| {
+            let _ = self.tree(id);
         });
     }
 }
