@@ -571,12 +571,7 @@ fn a_signal_ends_the_dump_unfinished_and_releases_the_lock() {
     tree::file(&src.join("small.txt"), b"small");
     t.backup(&src);
     for (round, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
-        let mut child = t
-            .cmd(["dump".as_ref(), spec(&src).as_os_str()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = t.spawn(["dump".as_ref(), spec(&src).as_os_str()]);
         let mut pipe = child.stdout.take().unwrap();
         let mut head = vec![0; 1 << 20];
         pipe.read_exact(&mut head).unwrap();

@@ -124,17 +124,12 @@ fn backup_waits_for_prune_and_loses_nothing() {
     );
     mutate(&src, 10);
     let locks = LockWrites::watch(&t.repo().join("locks"));
-    let mut waiting = t
-        .cmd([
-            OsStr::new("backup"),
-            OsStr::new("--lock-wait"),
-            OsStr::new("60s"),
-            src.as_os_str(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut waiting = t.spawn([
+        OsStr::new("backup"),
+        OsStr::new("--lock-wait"),
+        OsStr::new("60s"),
+        src.as_os_str(),
+    ]);
     // It is waiting once it has tried for the lock twice, still running.
     let deadline = Instant::now() + Duration::from_secs(30);
     while locks.by(waiting.id()) < 2 {

@@ -240,6 +240,20 @@ impl TempRepo {
         c
     }
 
+    /// The command started, its stdout and stderr piped (for
+    /// `wait_with_output`).
+    pub fn spawn<I, S>(&self, args: I) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rewind")
+    }
+
     /// [`TempRepo::cmd`] in a mount namespace of its own where `passwd` is
     /// /etc/passwd: the names it records are not this machine's.
     pub fn cmd_with_passwd<I, S>(&self, passwd: &Path, args: I) -> Command

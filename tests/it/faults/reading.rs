@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -148,12 +147,7 @@ fn files_vanishing_during_backup_are_named_and_the_rest_is_saved() {
         for i in 0..N {
             tree::file(&name(i), format!("content of file {i}").as_bytes());
         }
-        let child = t
-            .cmd([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = t.spawn([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]);
         wait_until_open(child.id(), &dir);
         for i in (0..N).rev().filter(|i| i % 2 == 1) {
             fs::remove_file(name(i)).unwrap();

@@ -420,7 +420,6 @@ fn copy_between_a_directory_and_a_bucket() {
 #[test]
 fn a_cold_cache_downloads_manifests_and_index_files_side_by_side() {
     use crate::common::proxy::Fault;
-    use std::process::Stdio;
     let (t, proxy) = s3_repo("side-by-side");
     let src = t.join("src");
     for i in 0..6u64 {
@@ -435,12 +434,7 @@ fn a_cold_cache_downloads_manifests_and_index_files_side_by_side() {
     ] {
         fs::remove_dir_all(t.join("cache")).unwrap();
         proxy.inject("GET", path, Fault::Hold, 4);
-        let child = t
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = t.spawn(&args);
         // Sequential downloads would hold one at a time, and this fails
         // after 60 s.
         proxy.wait_held(4);

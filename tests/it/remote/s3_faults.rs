@@ -121,12 +121,7 @@ fn the_server_killed_during_an_upload() {
 
     // Killed and back within the retries.
     proxy.inject("PUT", "/data/", Fault::Hold, 1);
-    let child = t
-        .cmd([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = t.spawn([OsStr::new("backup"), OsStr::new("--json"), src.as_os_str()]);
     proxy.wait_held(1);
     server.kill();
     proxy.release();
