@@ -13,6 +13,11 @@
 //! directory's files from few packs). The walker takes a listing only for
 //! the directory it stat'ed itself (same device and inode) and only if it
 //! is fresh (5 s); else it lists the directory again, from a warm cache.
+//! (`history::ahead` reads a snapshot's trees ahead of a walk in the same
+//! way, but queues each tree's subtrees itself and reads each tree id once:
+//! trees are immutable and shared between snapshots, where a live
+//! directory is listed where the walker asks, and only once it is stat'ed
+//! the same.)
 
 use super::exclude::Excludes;
 use super::file::read_file;
@@ -168,7 +173,7 @@ impl Ahead {
         depth: usize,
     ) -> Option<Arc<Request>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.outstanding >= AHEAD_TOTAL || s.closed {
+        if s.outstanding >= AHEAD_TOTAL {
             return None;
         }
         s.seq += 1;

@@ -10,10 +10,11 @@
 //! and keeps what it found below it as a `MatchNode`: the matching entries
 //! of that tree and, for each subdirectory with matches somewhere below,
 //! its own node. A subtree with no match is remembered as empty, so the
-//! next snapshot that holds it is done with it at once. Trees are the unit of memoisation only where the
-//! patterns look at names alone; a pattern with `/` depends on where a tree
-//! sits, so then the key is the tree id and its path (a tree that stays in
-//! one place across snapshots, the usual case, is still walked once).
+//! next snapshot that holds it is done with it at once. Trees are the unit
+//! of memoisation only where the patterns look at names alone; a pattern
+//! with `/` depends on where a tree sits, so then the key is the tree id
+//! and its path (a tree that stays in one place across snapshots, the usual
+//! case, is still walked once).
 //!
 //! Trees are read ahead of the walk by a few threads (`history::ahead`),
 //! so reading and decoding overlap.
