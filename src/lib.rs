@@ -88,4 +88,5 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+mod signal;
 pub mod vfs;

@@ -50,6 +50,7 @@
 
 use super::{Backend, FileType, ObjectInfo, Parts, Planned};
 use crate::error::{Error, Result};
+use crate::signal::Signal;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -127,10 +128,6 @@ struct State {
     queue: VecDeque<Handle>,
     /// Threads downloading from `queue`.
     fetchers: usize,
-    /// Plans waiting for pinned windows to be released: a dropped plan
-    /// signals only when there are any (a signal is a system call, and a
-    /// restore drops a plan for every file).
-    waiting: usize,
 }
 
 impl State {
@@ -260,7 +257,7 @@ struct Shared {
     sizes: Sizes,
     state: Mutex<State>,
     /// Signalled when a plan is dropped.
-    released: Condvar,
+    released: Signal,
     /// Downloads ahead that have not ended yet (see [`ReadAhead::quiesce`]).
     pending: (Mutex<usize>, Condvar),
 }
@@ -372,17 +369,15 @@ struct Plan {
 
 impl Drop for Plan {
     fn drop(&mut self) {
-        let waiting = {
+        {
             let mut st = self.shared.state();
             for (name, k) in &self.windows {
                 st.unpin(name, *k);
             }
             st.evict();
-            st.waiting
-        };
-        if waiting > 0 {
-            self.shared.released.notify_all();
         }
+        // A restore drops a plan for every file: signalled only to waiters.
+        self.shared.released.notify_all();
     }
 }
 
@@ -429,7 +424,7 @@ impl ReadAhead {
                 inner,
                 sizes: Sizes::default(),
                 state: Mutex::default(),
-                released: Condvar::new(),
+                released: Signal::default(),
                 pending: Default::default(),
             }),
         }
@@ -591,13 +586,7 @@ impl Backend for ReadAhead {
             if st.pinned + new <= PLANNED {
                 break;
             }
-            st.waiting += 1;
-            st = self
-                .shared
-                .released
-                .wait(st)
-                .unwrap_or_else(|e| e.into_inner());
-            st.waiting -= 1;
+            st = self.shared.released.wait(st);
         }
         for (name, k) in &want {
             if let Some(h) = st.pin(name, *k) {

@@ -29,6 +29,7 @@ use crate::format::tree::{Entry, Kind, Tree};
 use crate::meta::{self, cstr, Names};
 use crate::progress::Progress;
 use crate::repo::writer::RepoWriter;
+use crate::signal::Signal;
 use crossbeam_channel::{Receiver, Sender};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
@@ -145,7 +146,8 @@ impl Listed {
 #[derive(Default)]
 pub(super) struct Ahead {
     state: Mutex<AheadState>,
-    ready: Condvar,
+    /// A request was made, or the queue closed.
+    ready: Signal,
     /// Names and previous entries in listings not yet taken.
     held: AtomicUsize,
 }
@@ -156,8 +158,6 @@ struct AheadState {
     seq: u64,
     /// Requests made and not yet claimed.
     outstanding: usize,
-    /// Listers waiting for a request.
-    waiting: usize,
     closed: bool,
 }
 
@@ -188,10 +188,8 @@ impl Ahead {
         });
         s.queue.insert(r.key, r.clone());
         s.outstanding += 1;
-        if s.waiting > 0 {
-            drop(s);
-            self.ready.notify_one();
-        }
+        drop(s);
+        self.ready.notify_one();
         Some(r)
     }
 
@@ -205,9 +203,7 @@ impl Ahead {
             if s.closed {
                 return None;
             }
-            s.waiting += 1;
-            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
-            s.waiting -= 1;
+            s = self.ready.wait(s);
         }
     }
 

@@ -27,9 +27,10 @@
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::tree::{Entry, Extent};
+use crate::signal::Signal;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Slots (files, holes, data extents) queued ahead of the consumer at most.
@@ -106,7 +107,9 @@ struct Job {
 pub(crate) struct Budget {
     limit: u64,
     state: Mutex<BudgetState>,
-    changed: Condvar,
+    /// Bytes were released, or the stream closed (a restore releases every
+    /// file: signalled only to waiters).
+    changed: Signal,
     peak: AtomicU64,
     waits: AtomicU64,
 }
@@ -115,9 +118,6 @@ pub(crate) struct Budget {
 struct BudgetState {
     used: u64,
     closed: bool,
-    /// Threads waiting in `acquire`: a release signals only when there are
-    /// any (a signal is a system call, and a restore releases every file).
-    waiting: usize,
 }
 
 impl Budget {
@@ -125,7 +125,7 @@ impl Budget {
         Budget {
             limit,
             state: Mutex::new(BudgetState::default()),
-            changed: Condvar::new(),
+            changed: Signal::default(),
             peak: AtomicU64::new(0),
             waits: AtomicU64::new(0),
         }
@@ -145,9 +145,7 @@ impl Budget {
                 self.waits.fetch_add(1, Relaxed);
                 waited = true;
             }
-            st.waiting += 1;
-            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.waiting -= 1;
+            st = self.changed.wait(st);
         }
         if st.closed {
             return false;
@@ -160,9 +158,7 @@ impl Budget {
     pub(crate) fn release(&self, n: u64) {
         let mut st = self.lock();
         st.used = st.used.saturating_sub(n);
-        if st.waiting > 0 {
-            self.changed.notify_all();
-        }
+        self.changed.notify_all();
     }
 
     fn close(&self) {
