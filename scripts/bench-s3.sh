@@ -112,6 +112,8 @@ case $server_kind in
     garage=$(command -v garage || echo "$HOME/.cargo/bin/garage")
     [ -x "$garage" ] || { echo "bench-s3: garage not found (cargo install --locked garage)" >&2; exit 1; }
     g=$work/garage && mkdir -p "$g/meta" "$g/data"
+    # The RPC secret lets anyone who reads it join the node.
+    (umask 077 && : >"$g/garage.toml")
     cat >"$g/garage.toml" <<EOF
 metadata_dir = "$g/meta"
 data_dir = "$g/data"

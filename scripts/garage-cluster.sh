@@ -53,6 +53,8 @@ rpc_port() { echo $((base + 10 * $1 + 1)); }
 s3_port() { echo $((base + 10 * $1)); }
 for i in 0 1 2; do
   mkdir -p "$work/node$i/meta" "$work/node$i/data"
+  # The RPC secret lets anyone who reads it join the cluster.
+  (umask 077 && : >"$(conf $i)")
   cat >"$(conf $i)" <<EOF
 metadata_dir = "$work/node$i/meta"
 data_dir = "$work/node$i/data"

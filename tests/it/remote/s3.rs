@@ -262,9 +262,12 @@ fn the_mount_reads_by_range() {
     drop(m);
 }
 
-/// `mount --daemon` forks after opening the repository (config, key): the
-/// child serves from the bucket over a client and runtime of its own (the
-/// parent's runtime threads are not in the child), and ends on unmount.
+/// `mount --daemon` forks after opening the repository (config, key, with
+/// requests on the parent's I/O runtime, whose threads are not in the
+/// child): the child still serves files from the bucket, and ends on
+/// unmount. (It does so even when handed the parent's client, checked: the
+/// HTTP pool drops connections whose tasks are gone; what the child's own
+/// client and runtime avoid is touching the parent's runtime at all.)
 #[test]
 fn a_daemon_mount_reads_from_the_bucket() {
     let (t, proxy) = s3_repo("daemon");
