@@ -10,6 +10,7 @@
 #   ROUNDS=3 EXTRA="--connections 16" scripts/bench-s3-restore.sh BIN BIN
 #   TARGET=/var/tmp/r scripts/bench-s3-restore.sh BIN    # into that directory
 #   TIMELINE=0.25 ROUNDS=1 scripts/bench-s3-restore.sh BIN  # and where the time goes
+#   WHAT=latest:/path/in/snapshot scripts/bench-s3-restore.sh BIN  # a part of it
 #
 # The server is the one bench-s3.sh last ran, started again on its data:
 # Garage when BENCH_WORK/garage is there, else s3s-fs on BENCH_WORK/s3.
@@ -18,11 +19,12 @@
 # not differ between turns), EXTRA (arguments for every restore; EXTRA_2
 # replaces them on every second binary's turn), TIMELINE (seconds: under
 # each restore, a sample every so often of the client's and the server's
-# CPU-seconds so far and the bytes the client has written).
+# CPU-seconds so far and the bytes the client has written), WHAT (what to
+# restore: default `latest`, the whole snapshot).
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
-[ $# -ge 1 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,23p' "$0" >&2; exit 2; }
 work=${BENCH_WORK:-/tmp/rewind-bench-s3}
 rounds=${ROUNDS:-4}
 export REWIND_PASSWORD=bench-password
@@ -101,7 +103,7 @@ for round in $(seq "$rounds"); do
     # shellcheck disable=SC2086
     /usr/bin/time -o "$work/restore-ab.time" -f '%e %U %S %M' \
       env REWIND_REQUEST_STATS=1 XDG_CACHE_HOME="$work/restore-ab-cache" \
-      "$bin" --repo "s3:http://127.0.0.1:$port/rewind" restore latest --target "$dest" $extra \
+      "$bin" --repo "s3:http://127.0.0.1:$port/rewind" restore "${WHAT:-latest}" --target "$dest" $extra \
       >/dev/null 2>"$work/restore-ab.err" &
     restore=$!
     : >"$work/restore-ab.timeline"

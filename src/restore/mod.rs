@@ -256,14 +256,23 @@ pub fn restore(
     let threads = if opts.dry_run { 0 } else { opts.threads.max(1) };
     let (tx, rx) = crossbeam_channel::bounded::<write::Job>(queue_len(repo, threads));
     std::thread::scope(|s| {
+        let mut writers = 0;
         for _ in 0..threads {
             let rx = rx.clone();
             let r = &r;
-            s.spawn(move || {
-                for job in rx {
-                    r.write_file(job);
-                }
-            });
+            let writer = std::thread::Builder::new()
+                .name("restore-write".into())
+                .spawn_scoped(s, move || {
+                    for job in rx {
+                        r.write_file(job);
+                    }
+                });
+            match writer {
+                Ok(_) => writers += 1,
+                // Fewer writers only slow the restore; none would stall it.
+                Err(e) if writers == 0 => return r.warn(Error::io(&opts.target, e)),
+                Err(_) => break,
+            }
         }
         drop(rx);
         let dup = target.as_ref().map(|fd| dirs::dup(fd.as_raw_fd()));
