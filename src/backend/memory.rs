@@ -12,11 +12,22 @@ type Files = BTreeMap<(FileType, String), (Vec<u8>, SystemTime)>;
 #[derive(Default, Clone)]
 pub struct MemoryBackend {
     files: Arc<Mutex<Files>>,
+    /// Seen as remote storage ([`MemoryBackend::remote`]).
+    remote: bool,
 }
 
 impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// One that says it is not local, as a bucket does: a repository on it
+    /// plans its reads, for a read-ahead over it to serve.
+    pub fn remote() -> Self {
+        MemoryBackend {
+            remote: true,
+            ..Self::default()
+        }
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, Files> {
@@ -111,5 +122,9 @@ impl Backend for MemoryBackend {
         check_name(t, name)?;
         self.files().remove(&(t, name.to_string()));
         Ok(())
+    }
+
+    fn is_local(&self) -> bool {
+        !self.remote
     }
 }

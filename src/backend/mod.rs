@@ -206,11 +206,20 @@ pub trait Backend: Send + Sync {
 
     /// Ranges of objects of type `t` (name, offset, length) that are about
     /// to be read, in the order they will be. A backend that reads ahead
-    /// ([`readahead`]) may download them now and keep them while the
-    /// returned [`Planned`] lives, and may wait before returning until it
-    /// has room for them; `None` when it keeps nothing (the default). A
-    /// caller drops the plan when its reads are done or abandoned.
-    fn plan(&self, _t: FileType, _reads: &[(String, u64, u64)]) -> Option<Planned> {
+    /// ([`readahead`]) may download the first of them, as many as one plan
+    /// holds (how many is returned), now and keep them while the returned
+    /// [`Planned`] lives, and may wait before returning until it has room
+    /// for them; `None` when it keeps nothing (the default). A caller drops
+    /// the plan when its reads are done or abandoned.
+    fn plan(&self, _t: FileType, _reads: &[(String, u64, u64)]) -> Option<(Planned, usize)> {
+        None
+    }
+
+    /// As [`Backend::plan`], for a reader that plans the rest of what it
+    /// reads a stretch at a time, while it reads (at least one read is
+    /// held). Never waits: `None` when the backend has no room now (or
+    /// keeps nothing), and the reader goes on without.
+    fn plan_now(&self, _t: FileType, _reads: &[(String, u64, u64)]) -> Option<(Planned, usize)> {
         None
     }
 }

@@ -38,9 +38,15 @@
 //!
 //! Windows not planned are also fetched before they are read, on threads
 //! of their own: a new window has the one after it fetched; a window read
-//! after the one before it (a reader going forward through the pack), one
-//! fetched ahead, or the last window of a plan that was cut at
-//! [`PLAN_MAX`] has the next [`AHEAD`] fetched.
+//! after the one before it (a reader going forward through the pack), or
+//! one fetched ahead, has the next [`AHEAD`] fetched. A plan holds the
+//! first of its reads whose windows fit [`PLAN_MAX`] and says how many
+//! those are; a reader that knows what it reads after them (a restore's
+//! writer, through a file's extents) plans that next, before it gets
+//! there ([`Backend::plan_now`], which never waits), rather than leave it
+//! to this blind guess: the frames of a file changed since an earlier
+//! backup sit in short runs among other files' data, and each run would
+//! have 8 MiB after it fetched for nothing.
 //!
 //! # Memory
 //!
@@ -381,29 +387,28 @@ impl Drop for Plan {
     }
 }
 
-/// The distinct windows that `reads` (pack, offset, length) fall in, in
-/// order, at most [`PLAN_MAX`]; and whether some were cut off. Reads that
-/// pass through (empty, or a window or more) have none.
-fn windows_of(reads: &[(String, u64, u64)]) -> (Vec<(String, u64)>, bool) {
+/// The distinct windows of the first of `reads` whose windows fit one
+/// plan ([`PLAN_MAX`]), and how many reads those are. Reads that pass
+/// through (empty, or a window or more) need none.
+fn windows_covering(reads: &[(String, u64, u64)]) -> (Vec<(String, u64)>, usize) {
     let mut want: Vec<(String, u64)> = Vec::new();
-    for (name, offset, len) in reads {
-        if *len == 0 || *len >= WINDOW {
+    for (i, (name, offset, len)) in reads.iter().enumerate() {
+        let end = offset.saturating_add(*len);
+        if *len == 0 || *len >= WINDOW || end == u64::MAX {
             continue;
         }
-        let Some(end) = offset.checked_add(*len) else {
-            continue;
-        };
+        let mut new: Vec<(String, u64)> = Vec::new();
         for k in offset / WINDOW..=(end - 1) / WINDOW {
-            if want.iter().any(|(n, j)| *j == k && n == name) {
-                continue;
+            if !want.iter().chain(&new).any(|(n, j)| *j == k && n == name) {
+                new.push((name.clone(), k));
             }
-            if want.len() == PLAN_MAX {
-                return (want, true);
-            }
-            want.push((name.clone(), k));
         }
+        if want.len() + new.len() > PLAN_MAX {
+            return (want, i);
+        }
+        want.extend(new);
     }
-    (want, false)
+    (want, reads.len())
 }
 
 /// A backend whose small pack reads are served from whole windows.
@@ -437,6 +442,22 @@ impl ReadAhead {
     /// Whether a kept window holds byte `offset` of `name`.
     fn kept(&self, name: &str, offset: u64) -> bool {
         self.shared.state().find(name, offset / WINDOW).is_some()
+    }
+
+    /// Pin `windows` for a new plan, queue those to download, and start
+    /// fetchers for them.
+    fn pin_all(&self, mut st: MutexGuard<'_, State>, windows: Vec<(String, u64)>) -> Planned {
+        for (name, k) in &windows {
+            if let Some(h) = st.pin(name, *k) {
+                st.queue.push_back(h);
+            }
+        }
+        self.start_fetchers(&mut st);
+        drop(st);
+        Box::new(Plan {
+            shared: self.shared.clone(),
+            windows,
+        })
     }
 
     /// Run `f` on a thread of its own, counted as pending while it runs;
@@ -569,13 +590,13 @@ impl Backend for ReadAhead {
         self.inner().settle()
     }
 
-    /// Pins the windows of `reads` (see the module docs), waiting while
-    /// [`PLANNED`] windows are pinned.
-    fn plan(&self, t: FileType, reads: &[(String, u64, u64)]) -> Option<Planned> {
+    /// Pins the windows of the first of `reads` that one plan holds (see
+    /// the module docs), waiting while [`PLANNED`] windows are pinned.
+    fn plan(&self, t: FileType, reads: &[(String, u64, u64)]) -> Option<(Planned, usize)> {
         if t != FileType::Pack {
             return None;
         }
-        let (want, cut) = windows_of(reads);
+        let (want, covered) = windows_covering(reads);
         if want.is_empty() {
             return None;
         }
@@ -588,22 +609,22 @@ impl Backend for ReadAhead {
             }
             st = self.shared.released.wait(st);
         }
-        for (name, k) in &want {
-            if let Some(h) = st.pin(name, *k) {
-                st.queue.push_back(h);
-            }
+        Some((self.pin_all(st, want), covered))
+    }
+
+    /// Pins the windows of the first of `reads` that one plan holds, at
+    /// once or not at all.
+    fn plan_now(&self, t: FileType, reads: &[(String, u64, u64)]) -> Option<(Planned, usize)> {
+        if t != FileType::Pack || reads.is_empty() {
+            return None;
         }
-        if let (true, Some((name, k))) = (cut, want.last()) {
-            if let Some(pos) = st.find(name, *k) {
-                st.windows[pos].ahead = true;
-            }
+        let (want, covered) = windows_covering(reads);
+        let st = self.shared.state();
+        let new = want.iter().filter(|(n, k)| !st.is_pinned(n, *k)).count();
+        if st.pinned + new > PLANNED {
+            return None;
         }
-        self.start_fetchers(&mut st);
-        drop(st);
-        Some(Box::new(Plan {
-            shared: self.shared.clone(),
-            windows: want,
-        }))
+        Some((self.pin_all(st, want), covered.max(1)))
     }
 }
 
@@ -789,7 +810,7 @@ mod tests {
             .iter()
             .map(|&(o, l)| (name.to_string(), o, l))
             .collect();
-        ra.plan(FileType::Pack, &reads).expect("windows to plan")
+        ra.plan(FileType::Pack, &reads).expect("windows to plan").0
     }
 
     /// Planned windows are downloaded before they are read, each once, and
@@ -913,8 +934,8 @@ mod tests {
             read_ok(&ra, &name, &data, bundle.0, bundle.1 as usize);
             read_ok(&ra, &name, &data, 30, 40);
         }
-        let (want, cut) = windows_of(&vec![(name.clone(), bundle.0, bundle.1); 3]);
-        assert_eq!((want.len(), cut), (2, false));
+        let (want, covered) = windows_covering(&vec![(name.clone(), bundle.0, bundle.1); 3]);
+        assert_eq!((want.len(), covered), (2, 3));
         drop(plans);
         ra.quiesce();
         assert_eq!(ra.pinned(), 0);

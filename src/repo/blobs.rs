@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 const MISSING_PACK: &str = "pack file is missing";
 
+/// A planned blob's location (`None`: not in the index) and the index of
+/// its frame among the plan's reads.
+type Found = (Option<Location>, usize);
+
 fn is_missing_pack(e: &Error) -> bool {
     matches!(e, Error::Corrupt { reason, .. } if reason == MISSING_PACK)
 }
@@ -84,9 +88,10 @@ impl Repository {
     /// (in this order, by [`Repository::read_data`]) will take, up to `max`
     /// stored bytes: it may download them ahead and keep them until the
     /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
-    /// Also where the blobs the plan covers are, in order (`None`: not in
-    /// the index), for [`Repository::read_data_at`]; its reader may drop the
-    /// plan once it has read those. Blobs not in the index are left out
+    /// Also where the blobs the plan covers are (the first of `ids`, as far
+    /// as one plan of the backend holds), in order (`None`: not in the
+    /// index), for [`Repository::read_data_at`]; its reader may drop the
+    /// plan once it has read those, and plan the rest. Blobs not in the index are left out
     /// (their read fails on its own); a local repository plans nothing.
     pub fn plan_data<'a>(
         &self,
@@ -96,6 +101,46 @@ impl Repository {
         if self.backend.is_local() {
             return None;
         }
+        let (reads, covered) = self.frames_of(ids, max);
+        let (plan, n) = self.backend.plan(FileType::Pack, &reads)?;
+        Some((plan, Self::covered(covered, n)))
+    }
+
+    /// [`Repository::plan_data`] for the next stretch of a file being read,
+    /// as far as one plan of the backend holds: never waits
+    /// ([`Backend::plan_now`](crate::backend::Backend::plan_now)), and the
+    /// locations it returns are those of the blobs the plan covers.
+    pub fn plan_data_now<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BlobId>,
+        max: u64,
+    ) -> Option<(Planned, Vec<Option<Location>>)> {
+        if self.backend.is_local() {
+            return None;
+        }
+        let (reads, covered) = self.frames_of(ids, max);
+        let (plan, n) = self.backend.plan_now(FileType::Pack, &reads)?;
+        Some((plan, Self::covered(covered, n)))
+    }
+
+    /// The locations of the blobs whose frames are the first `n`.
+    fn covered(blobs: Vec<Found>, n: usize) -> Vec<Option<Location>> {
+        blobs
+            .into_iter()
+            .take_while(|(_, frame)| *frame < n)
+            .map(|(loc, _)| loc)
+            .collect()
+    }
+
+    /// The distinct frames (pack, offset, length) that reading blobs `ids`
+    /// in order takes, up to `max` stored bytes; and each blob's location
+    /// with the index of its frame (for a blob not in the index, that of
+    /// the frame after it).
+    fn frames_of<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BlobId>,
+        max: u64,
+    ) -> (Vec<(String, u64, u64)>, Vec<Found>) {
         let mut frames: Vec<(PackId, u64, u64)> = Vec::new();
         let (mut total, mut covered) = (0u64, Vec::new());
         for id in ids {
@@ -103,27 +148,25 @@ impl Repository {
                 break;
             }
             let Ok(Some(loc)) = self.lookup(id) else {
-                covered.push(None);
+                covered.push((None, frames.len()));
                 continue;
             };
-            covered.push(Some(loc));
             let (offset, len) = (loc.frame.offset as u64, loc.frame.stored_len as u64);
             // Blobs of one bundled frame: one read of it.
-            if frames
+            if !frames
                 .last()
                 .is_some_and(|f| f.0 == loc.pack && f.1 == offset)
             {
-                continue;
+                total = total.saturating_add(len);
+                frames.push((loc.pack, offset, len));
             }
-            total = total.saturating_add(len);
-            frames.push((loc.pack, offset, len));
+            covered.push((Some(loc), frames.len() - 1));
         }
-        let reads: Vec<(String, u64, u64)> = frames
+        let reads = frames
             .into_iter()
             .map(|(pack, offset, len)| (pack.to_hex(), offset, len))
             .collect();
-        let plan = self.backend.plan(FileType::Pack, &reads)?;
-        Some((plan, covered))
+        (reads, covered)
     }
 
     /// The plaintext of blob `id` at `loc`, checked against its id.

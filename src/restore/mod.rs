@@ -44,14 +44,18 @@
 //! # Planned downloads
 //!
 //! From a remote repository, each file's first reads (up to 8 MiB of stored
-//! data) are planned when the walk queues it, before it reaches the pool:
-//! the backend's read-ahead ([`crate::backend::readahead`]) downloads them
-//! on several connections while the pool writes the files queued before,
-//! and keeps them until the file is written or has failed. The walk waits
-//! when the plans hold their budget (64 MiB); the pool never does. A
-//! planned blob is read at the location its plan found
-//! ([`Repository::read_data_at`]), any other through
-//! [`Repository::read_data`]; both decode and check it.
+//! data, in at most 4 windows of 2 MiB) are planned when the walk queues
+//! it, before it reaches the pool: the backend's read-ahead
+//! ([`crate::backend::readahead`]) downloads them on several connections
+//! while the pool writes the files queued before, and keeps them until the
+//! file is written or has failed. The walk waits when the plans hold their
+//! budget (64 MiB); the pool never does: a writer plans the rest of a
+//! bigger file a stretch at a time, each when the one before is half read,
+//! only when the budget has room at once (`write::Stretches`), so a file
+//! whose data lies in short runs among other files' data downloads the
+//! windows its runs are in, not the 8 MiB after each. A planned blob is
+//! read at the location its plan found ([`Repository::read_data_at`]), any
+//! other through [`Repository::read_data`]; both decode and check it.
 //!
 //! # Filters, `--delete`, `--dry-run`
 //!
