@@ -48,11 +48,15 @@
 //! backup sit in short runs among other files' data, and each run would
 //! have 8 MiB after it fetched for nothing.
 //!
+//! Plans made while reading ([`Backend::plan_now`]) have a budget of their
+//! own, [`LATER`] windows: a writer planning the rest of a big file takes
+//! nothing from the plans of the files queued behind it, nor they from it.
+//!
 //! # Memory
 //!
-//! At most [`KEPT`] windows not pinned and [`PLANNED`] pinned ones are held
-//! (`(KEPT + PLANNED) * WINDOW`, 128 MiB), besides the reads being copied
-//! out of them.
+//! At most [`KEPT`] windows not pinned, [`PLANNED`] pinned by plans and
+//! [`LATER`] by plans made while reading are held (`(KEPT + PLANNED +
+//! LATER) * WINDOW`, 176 MiB), besides the reads being copied out of them.
 
 use super::{Backend, FileType, ObjectInfo, Parts, Planned};
 use crate::error::{Error, Result};
@@ -68,8 +72,9 @@ pub const KEPT: usize = 32;
 pub const AHEAD: usize = 4;
 /// Windows pinned by plans, at most (64 MiB).
 pub const PLANNED: usize = 32;
-/// Windows one plan pins, at most (the reader's own fetching ahead takes
-/// over after them).
+/// Windows pinned by plans made while reading, at most (48 MiB).
+pub const LATER: usize = 24;
+/// Windows one plan pins, at most (the reader plans what follows).
 pub const PLAN_MAX: usize = 4;
 const _: () = assert!(PLAN_MAX <= PLANNED, "a plan alone must fit the budget");
 
@@ -91,6 +96,8 @@ struct Window {
     ahead: bool,
     /// The live plans that pinned it.
     pins: usize,
+    /// Of those, plans made while reading ([`Backend::plan_now`]).
+    later: usize,
     /// In the queue of planned downloads.
     queued: bool,
 }
@@ -103,6 +110,7 @@ impl Window {
             slot: Slot::default(),
             ahead,
             pins: 0,
+            later: 0,
             queued: false,
         }
     }
@@ -130,6 +138,11 @@ struct State {
     windows: VecDeque<Window>,
     /// Windows with `pins > 0`.
     pinned: usize,
+    /// Windows pinned by plans made ahead ([`Backend::plan`]), and by
+    /// plans made while reading ([`Backend::plan_now`]): each budget's
+    /// count.
+    first: usize,
+    later: usize,
     /// Pinned windows to download, in the order they were planned.
     queue: VecDeque<Handle>,
     /// Threads downloading from `queue`.
@@ -141,8 +154,16 @@ impl State {
         self.windows.iter().position(|x| x.k == k && x.name == name)
     }
 
-    fn is_pinned(&self, name: &str, k: u64) -> bool {
-        self.find(name, k).is_some_and(|p| self.windows[p].pins > 0)
+    /// Whether window `k` of `name` counts in the budget of plans made
+    /// while reading (`later`), or of the others.
+    fn is_pinned(&self, name: &str, k: u64, later: bool) -> bool {
+        self.find(name, k).is_some_and(|p| {
+            let w = &self.windows[p];
+            match later {
+                true => w.later > 0,
+                false => w.pins > w.later,
+            }
+        })
     }
 
     /// Enter `w` as the most recently used window.
@@ -201,7 +222,7 @@ impl State {
     /// Pin window `k` of `name` for one more plan; the window to download,
     /// when it is new, or holds nothing and is neither queued nor being
     /// downloaded.
-    fn pin(&mut self, name: &str, k: u64) -> Option<Handle> {
+    fn pin(&mut self, name: &str, k: u64, later: bool) -> Option<Handle> {
         let pos = match self.find(name, k) {
             Some(pos) => pos,
             None => {
@@ -214,6 +235,14 @@ impl State {
         if w.pins == 1 {
             self.pinned += 1;
         }
+        if later {
+            w.later += 1;
+            if w.later == 1 {
+                self.later += 1;
+            }
+        } else if w.pins - w.later == 1 {
+            self.first += 1;
+        }
         let empty = matches!(w.slot.try_lock().as_deref(), Ok(None));
         if !empty || w.queued {
             return None;
@@ -223,14 +252,27 @@ impl State {
     }
 
     /// A plan that pinned window `k` of `name` is gone.
-    fn unpin(&mut self, name: &str, k: u64) {
+    fn unpin(&mut self, name: &str, k: u64, later: bool) {
         if let Some(pos) = self.find(name, k) {
             let w = &mut self.windows[pos];
-            if w.pins > 0 {
-                w.pins -= 1;
-                if w.pins == 0 {
-                    self.pinned -= 1;
+            let mine = match later {
+                true => w.later,
+                false => w.pins - w.later,
+            };
+            if mine == 0 {
+                return;
+            }
+            w.pins -= 1;
+            if w.pins == 0 {
+                self.pinned -= 1;
+            }
+            if later {
+                w.later -= 1;
+                if w.later == 0 {
+                    self.later -= 1;
                 }
+            } else if w.pins == w.later {
+                self.first -= 1;
             }
         }
     }
@@ -371,6 +413,8 @@ fn short(name: &str, end: u64) -> Error {
 struct Plan {
     shared: Arc<Shared>,
     windows: Vec<(String, u64)>,
+    /// Made while reading ([`Backend::plan_now`]).
+    later: bool,
 }
 
 impl Drop for Plan {
@@ -378,7 +422,7 @@ impl Drop for Plan {
         {
             let mut st = self.shared.state();
             for (name, k) in &self.windows {
-                st.unpin(name, *k);
+                st.unpin(name, *k, self.later);
             }
             st.evict();
         }
@@ -444,11 +488,16 @@ impl ReadAhead {
         self.shared.state().find(name, offset / WINDOW).is_some()
     }
 
-    /// Pin `windows` for a new plan, queue those to download, and start
-    /// fetchers for them.
-    fn pin_all(&self, mut st: MutexGuard<'_, State>, windows: Vec<(String, u64)>) -> Planned {
+    /// Pin `windows` for a new plan (made while reading: `later`), queue
+    /// those to download, and start fetchers for them.
+    fn pin_all(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        windows: Vec<(String, u64)>,
+        later: bool,
+    ) -> Planned {
         for (name, k) in &windows {
-            if let Some(h) = st.pin(name, *k) {
+            if let Some(h) = st.pin(name, *k, later) {
                 st.queue.push_back(h);
             }
         }
@@ -457,6 +506,7 @@ impl ReadAhead {
         Box::new(Plan {
             shared: self.shared.clone(),
             windows,
+            later,
         })
     }
 
@@ -602,14 +652,17 @@ impl Backend for ReadAhead {
         }
         let mut st = self.shared.state();
         loop {
-            let new = want.iter().filter(|(n, k)| !st.is_pinned(n, *k)).count();
+            let new = want
+                .iter()
+                .filter(|(n, k)| !st.is_pinned(n, *k, false))
+                .count();
             // One plan alone always fits: PLAN_MAX <= PLANNED.
-            if st.pinned + new <= PLANNED {
+            if st.first + new <= PLANNED {
                 break;
             }
             st = self.shared.released.wait(st);
         }
-        Some((self.pin_all(st, want), covered))
+        Some((self.pin_all(st, want, false), covered))
     }
 
     /// Pins the windows of the first of `reads` that one plan holds, at
@@ -620,11 +673,14 @@ impl Backend for ReadAhead {
         }
         let (want, covered) = windows_covering(reads);
         let st = self.shared.state();
-        let new = want.iter().filter(|(n, k)| !st.is_pinned(n, *k)).count();
-        if st.pinned + new > PLANNED {
+        let new = want
+            .iter()
+            .filter(|(n, k)| !st.is_pinned(n, *k, true))
+            .count();
+        if st.later + new > LATER {
             return None;
         }
-        Some((self.pin_all(st, want), covered.max(1)))
+        Some((self.pin_all(st, want, true), covered.max(1)))
     }
 }
 
@@ -844,6 +900,61 @@ mod tests {
             .plan(FileType::Pack, &[(name.clone(), 0, WINDOW), (name, 5, 0)])
             .is_none());
         assert_eq!(ra.pinned(), 0);
+    }
+
+    /// Plans made while reading have a budget of their own: they are made
+    /// while the other plans' budget is full, refused (never waited for)
+    /// when their own is, and take nothing from the other plans' budget;
+    /// each holds the first reads whose windows fit one plan.
+    #[test]
+    fn plans_made_while_reading_have_their_own_budget() {
+        let size = (PLANNED + LATER + 8) as u64 * WINDOW;
+        let (_counter, ra, name, _data) = fixture(6, size, 3, 233);
+        let frames = |from: usize, n: usize| -> Vec<(String, u64, u64)> {
+            (from..from + n)
+                .map(|k| (name.clone(), k as u64 * WINDOW + 5, 64))
+                .collect()
+        };
+        let first: Vec<Planned> = (0..PLANNED / PLAN_MAX)
+            .map(|p| {
+                ra.plan(FileType::Pack, &frames(p * PLAN_MAX, PLAN_MAX))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert_eq!(ra.pinned(), PLANNED);
+        let mut later = Vec::new();
+        for p in 0..LATER / PLAN_MAX {
+            let reads = frames(PLANNED + p * PLAN_MAX, 2 * PLAN_MAX);
+            let (plan, n) = ra
+                .plan_now(FileType::Pack, &reads)
+                .expect("room of its own");
+            assert_eq!(n, PLAN_MAX, "the reads one plan holds");
+            later.push(plan);
+        }
+        assert_eq!(ra.pinned(), PLANNED + LATER);
+        assert!(
+            ra.plan_now(FileType::Pack, &frames(0, 1)).is_none(),
+            "its budget is full"
+        );
+        drop(first);
+        assert_eq!(ra.pinned(), LATER);
+        // The other plans' budget is whole again, whatever the later ones pin.
+        let again: Vec<Planned> = (0..PLANNED / PLAN_MAX)
+            .map(|p| {
+                ra.plan(FileType::Pack, &frames(PLANNED + p * PLAN_MAX, PLAN_MAX))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        // Windows PLANNED.. 2 * PLANNED, the later plans' among them.
+        assert_eq!(ra.pinned(), PLANNED);
+        drop(later);
+        drop(again);
+        ra.quiesce();
+        assert_eq!(ra.pinned(), 0);
+        let st = ra.shared.state();
+        assert_eq!((st.first, st.later), (0, 0));
     }
 
     /// Plans wait while PLANNED windows are pinned, and go on when a plan
