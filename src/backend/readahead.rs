@@ -79,7 +79,7 @@ pub const PLAN_MAX: usize = 4;
 const _: () = assert!(PLAN_MAX <= PLANNED, "a plan alone must fit the budget");
 
 /// Connections left to readers' own downloads when planned windows are
-/// fetched: the fetchers are the rest (6 of the default 8).
+/// fetched: the fetchers are the rest (14 of a bucket's default 16).
 pub const READERS_SHARE: usize = 2;
 
 /// A window's bytes: filled once by its first reader, `None` until then

@@ -90,7 +90,7 @@ pub struct Cli {
     )]
     pub repo: Option<PathBuf>,
 
-    /// Requests to a remote repository in flight at once, and packs stored at once by backup, prune and copy [default: 4 for a local repository, 8 for a remote one]
+    /// Requests to a remote repository in flight at once, and packs stored at once by backup, prune and copy [default: 4 packs for a local repository; 8 packs for a remote one, and 16 requests on S3, 8 over SFTP]
     #[arg(long, global = true, env = "REWIND_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: Option<u16>,
 
@@ -537,6 +537,10 @@ impl RepoArg {
     }
 }
 
+/// Requests in flight at once to an S3 bucket, unless `--connections`
+/// says (over SFTP, each connection is an `ssh` session: as many as packs).
+const S3_REQUESTS: usize = 16;
+
 /// Packs stored at once: `given`, else 4 for a local repository and 8 for
 /// a remote one.
 fn connections(given: Option<usize>, remote: bool) -> usize {
@@ -555,13 +559,20 @@ fn open_backend(
     counter: &Counter,
 ) -> Arc<dyn Backend> {
     let n = self::connections(connections, !matches!(location, Location::Local(_)));
+    // A request to a bucket costs little memory beyond the read-ahead's
+    // fixed budget, and a slow server answers more of them at once: reads
+    // (a restore, the mount, check) go wider than the packs a backup holds.
+    let in_flight = match location {
+        Location::S3(_) => connections.unwrap_or(S3_REQUESTS),
+        _ => n,
+    };
     let retry = crate::backend::retry::Policy::from_env();
     let remote: Arc<dyn Backend> = match location {
         Location::Local(p) => return Arc::new(crate::backend::local::LocalBackend::new(p)),
         Location::S3(l) => Arc::new(crate::backend::s3::S3Backend::new(
             l,
             &crate::backend::s3::S3Options {
-                connections: n,
+                connections: in_flight,
                 retry,
                 credentials: None,
             },
@@ -583,7 +594,9 @@ fn open_backend(
         .push((remote.location(), counter.clone()));
     // Counted inside the read-ahead: the counts are the requests made.
     let counted = Arc::new(Counting::new(remote, counter.clone()));
-    Arc::new(crate::backend::readahead::ReadAhead::new(counted, n))
+    Arc::new(crate::backend::readahead::ReadAhead::new(
+        counted, in_flight,
+    ))
 }
 
 /// Another repository (`--copy-chunker-params-from`, `copy --from-repo`):

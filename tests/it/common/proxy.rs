@@ -159,15 +159,25 @@ impl Proxy {
     }
 
     /// Wait until `n` requests are held since the last release (at most
-    /// 60 s).
+    /// 60 s, then fail).
     pub fn wait_held(&self, n: usize) {
         let mut st = self.shared.state.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while st.held < n {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "no request held after 60 s: {:?}", st.seen);
+            if left.is_zero() {
+                // Not with the lock held: the proxy's drop takes it again.
+                let (held, seen) = (st.held, st.seen.clone());
+                drop(st);
+                panic!("{held} requests held after 60 s, not {n}: {seen:?}");
+            }
             st = self.shared.changed.wait_timeout(st, left).unwrap().0;
         }
+    }
+
+    /// Requests held now (since the last release).
+    pub fn held(&self) -> usize {
+        self.shared.state.lock().unwrap().held
     }
 
     /// Let held requests (and those still to come) through.

@@ -199,3 +199,58 @@ fn files_are_private_until_restored() {
     let m = fs::symlink_metadata(dir.join("zlink")).unwrap();
     assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o664, 1234, 5678));
 }
+
+/// Requests in flight to a bucket: up to 16 at once without
+/// `--connections`, up to N with `--connections N`. Every data download is
+/// held by the proxy: a restore of files in many windows has its planned
+/// windows' fetchers (all but two of the requests) waiting there, and its
+/// writers may add theirs, never past the limit.
+#[test]
+fn requests_in_flight_are_16_by_default_and_as_many_as_connections_say() {
+    let (t, proxy) = s3_repo("in-flight");
+    let src = t.join("src");
+    for i in 0..40u64 {
+        tree::file(
+            &src.join(format!("f{i:02}")),
+            &tree::noise(3 << 19, 900 + i),
+        );
+    }
+    t.backup(&src);
+    // Trees into the cache first, so that only data is read below.
+    t.ok(["ls", "latest"]);
+    for (connections, limit) in [(None, 16), (Some("3"), 3)] {
+        proxy.inject("GET", "/data/", Fault::Hold, usize::MAX);
+        let target = t.join(format!("out-{limit}"));
+        let mut args = vec![
+            OsStr::new("restore"),
+            OsStr::new("latest"),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ];
+        if let Some(n) = connections {
+            args.extend([OsStr::new("--connections"), OsStr::new(n)]);
+        }
+        let child = t
+            .cmd(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        proxy.wait_held(limit - 2);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let held = proxy.held();
+        proxy.release();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            (limit - 2..=limit).contains(&held),
+            "{held} requests in flight with --connections {connections:?}"
+        );
+        expect_code(&out, 0, "restore");
+        // The first comparison reads the source, and so moves its atimes.
+        let opts = compare::Options {
+            atime: false,
+            ..Default::default()
+        };
+        compare::assert_same(&src, &restored(&target, &src), opts);
+    }
+}
