@@ -27,9 +27,10 @@
 //! connections stay busy while readers decode and write. A window stays as
 //! long as one plan that pinned it is alive (counted once per plan, however
 //! many reads of it the plan makes), then is an ordinary kept window. At
-//! most [`PLANNED`] windows are pinned: a plan that would pin more waits
-//! until plans are dropped (a plan made when none is alive never waits, so
-//! a lone plan cannot wait for itself). A pinned window no longer pinned by
+//! most [`PLANNED`] windows are pinned by plans made ahead
+//! ([`Backend::plan`]): one that would pin more waits until plans are
+//! dropped (a plan made when none is alive never waits, so a lone plan
+//! cannot wait for itself). A pinned window no longer pinned by
 //! the time its turn comes is not downloaded. A reader that comes to a
 //! pinned window still queued downloads it itself, and one whose download
 //! failed is left for the reader too.
@@ -641,7 +642,8 @@ impl Backend for ReadAhead {
     }
 
     /// Pins the windows of the first of `reads` that one plan holds (see
-    /// the module docs), waiting while [`PLANNED`] windows are pinned.
+    /// the module docs), waiting while plans made ahead pin [`PLANNED`]
+    /// windows.
     fn plan(&self, t: FileType, reads: &[(String, u64, u64)]) -> Option<(Planned, usize)> {
         if t != FileType::Pack {
             return None;

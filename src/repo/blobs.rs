@@ -2,6 +2,7 @@
 //! id and the length the caller expects.
 
 use super::Repository;
+use crate::backend::readahead::{PLAN_MAX, WINDOW};
 use crate::backend::{FileType, Planned};
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
@@ -133,22 +134,25 @@ impl Repository {
     }
 
     /// The distinct frames (pack, offset, length) that reading blobs `ids`
-    /// in order takes, up to `max` stored bytes; and each blob's location
+    /// in order takes, up to `max` stored bytes and as far as one plan of
+    /// the read-ahead holds (frames in at most [`PLAN_MAX`] windows; larger
+    /// frames are read whole, outside windows); and each blob's location
     /// with the index of its frame (for a blob not in the index, that of
-    /// the frame after it).
+    /// the frame before it).
     fn frames_of<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,
         max: u64,
     ) -> (Vec<(String, u64, u64)>, Vec<Found>) {
         let mut frames: Vec<(PackId, u64, u64)> = Vec::new();
+        let mut windows: Vec<(PackId, u64)> = Vec::new();
         let (mut total, mut covered) = (0u64, Vec::new());
         for id in ids {
             if total >= max {
                 break;
             }
             let Ok(Some(loc)) = self.lookup(id) else {
-                covered.push((None, frames.len()));
+                covered.push((None, frames.len().saturating_sub(1)));
                 continue;
             };
             let (offset, len) = (loc.frame.offset as u64, loc.frame.stored_len as u64);
@@ -157,6 +161,17 @@ impl Repository {
                 .last()
                 .is_some_and(|f| f.0 == loc.pack && f.1 == offset)
             {
+                if len > 0 && len < WINDOW {
+                    let (first, last) = (offset / WINDOW, (offset + len - 1) / WINDOW);
+                    let new: Vec<(PackId, u64)> = (first..=last)
+                        .map(|k| (loc.pack, k))
+                        .filter(|w| !windows.contains(w))
+                        .collect();
+                    if windows.len() + new.len() > PLAN_MAX {
+                        break;
+                    }
+                    windows.extend(new);
+                }
                 total = total.saturating_add(len);
                 frames.push((loc.pack, offset, len));
             }
@@ -356,5 +371,65 @@ impl Repository {
         let (start, hlen) = pack::header_range(size, &trailer, &object)?;
         let frame = self.backend.get_range(FileType::Pack, &name, start, hlen)?;
         pack::decode_header_frame(&frame, start, &self.codec, id.0, &object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::readahead::ReadAhead;
+    use crate::backend::Backend;
+    use crate::repo::writer::RepoWriter;
+    use crate::repo::InitOptions;
+
+    /// Bytes that do not compress, from `seed`.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A plan's locations are those of the blobs whose frames it holds: all
+    /// the blobs of a bundled frame (a blob missing from the index between
+    /// two of them too, without a location), and no blob past the frames
+    /// that fit one plan's windows.
+    #[test]
+    fn a_plan_locates_the_blobs_of_the_frames_it_holds() {
+        let mem: Arc<dyn Backend> = Arc::new(MemoryBackend::remote());
+        let backend = Arc::new(ReadAhead::new(mem, 8));
+        let repo = Arc::new(Repository::init(backend, &InitOptions::plain()).unwrap());
+        let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
+        // Two small blobs bundled in one frame, then big ones 3 MiB apart.
+        let a = w.add_data(&noise(1000, 1)).unwrap();
+        let b = w.add_data(&noise(1000, 2)).unwrap();
+        let mut far = Vec::new();
+        for i in 0..8 {
+            far.push(w.add_data(&noise(100_000, 10 + i)).unwrap());
+            w.add_data(&noise(3 << 20, 100 + i)).unwrap();
+        }
+        w.flush().unwrap();
+        let (la, lb) = (
+            repo.lookup(&a).unwrap().unwrap(),
+            repo.lookup(&b).unwrap().unwrap(),
+        );
+        assert_eq!(
+            (la.pack, la.frame.offset),
+            (lb.pack, lb.frame.offset),
+            "bundled"
+        );
+        let missing = BlobId([7; 32]);
+        let (_plan, locs) = repo.plan_data_now([&a, &missing, &b], 8 << 20).unwrap();
+        assert_eq!(locs.len(), 3, "the bundle's blobs and the one between");
+        assert!(locs[0].is_some() && locs[1].is_none() && locs[2].is_some());
+        // Each far blob in a window of its own: one plan holds four.
+        let (_plan, locs) = repo.plan_data_now(&far, 64 << 20).unwrap();
+        assert_eq!(locs.len(), PLAN_MAX);
     }
 }

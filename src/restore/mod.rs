@@ -51,7 +51,8 @@
 //! file is written or has failed. The walk waits when the plans hold their
 //! budget (64 MiB); the pool never does: a writer plans the rest of a
 //! bigger file a stretch at a time, each when the one before is half read,
-//! only when the budget has room at once (`write::Stretches`), so a file
+//! in a budget of their own (48 MiB) and only when it has room at once
+//! (`write::Stretches`), so a file
 //! whose data lies in short runs among other files' data downloads the
 //! windows its runs are in, not the 8 MiB after each. A planned blob is
 //! read at the location its plan found ([`Repository::read_data_at`]), any
@@ -273,7 +274,8 @@ pub fn restore(
                 });
             match writer {
                 Ok(_) => writers += 1,
-                // Fewer writers only slow the restore; none would stall it.
+                // Fewer writers only slow the restore (and say nothing);
+                // none would stall it.
                 Err(e) if writers == 0 => return r.warn(Error::io(&opts.target, e)),
                 Err(_) => break,
             }

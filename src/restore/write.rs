@@ -5,6 +5,7 @@ use super::dirs::DirNode;
 use super::{cvt, with_path, Restorer};
 use crate::backend::Planned;
 use crate::error::Error;
+use crate::format::id::BlobId;
 use crate::format::index::Location;
 use crate::format::tree::{Entry, Extent};
 use crate::meta::{self, cstr, Handle};
@@ -34,8 +35,10 @@ pub struct Job {
     pub first_link: bool,
     /// Its first reads, announced to the backend ([`Restorer::plan`]), and
     /// where the data extents they cover are (found once, read by
-    /// location): dropped once those are read (or the file has failed), so
-    /// a big file holds no pins while the rest of it is written.
+    /// location): dropped once those are read (or the file has failed); a
+    /// bigger file's writer plans the rest itself ([`Stretches`]) in the
+    /// read-ahead's budget for plans made while reading, not in the
+    /// queued files'.
     pub plan: Option<(Planned, Vec<Option<Location>>)>,
     /// Its status when made, if the walk took it (a hard link's first
     /// member): nothing but its content changes it before its metadata is
@@ -203,15 +206,18 @@ impl Restorer<'_> {
 /// it, then, from a remote repository, each next one planned while the
 /// one before is half read, so that its downloads run while this one is
 /// decoded and written. A next stretch is planned only when the read-ahead
-/// has room for it at once ([`Repository::plan_data_now`]): a writer
-/// waiting for room that the queued files' plans hold would wait for
-/// itself. Without a plan, a read downloads its window when it comes to it
-/// (and has the windows after it in the pack fetched ahead, blind).
+/// has room for it at once, in a budget of its own
+/// ([`Repository::plan_data_now`]): writers never wait for room (the queued
+/// files' plans, which writers release, wait for theirs). Without a plan, a
+/// read downloads its window when it comes to it (and has the windows
+/// after it in the pack fetched ahead, blind).
 struct Stretches<'a> {
     repo: &'a crate::repo::Repository,
     extents: &'a [Extent],
     /// The data extents of the file.
     data: usize,
+    /// Their blobs, listed when a stretch is first planned here.
+    ids: Vec<&'a BlobId>,
     /// Planned stretches, in order: (first data extent, plan, where its
     /// blobs are); at most two.
     plans: std::collections::VecDeque<(usize, Planned, Vec<Option<Location>>)>,
@@ -249,6 +255,7 @@ impl<'a> Stretches<'a> {
             repo: r.repo,
             extents,
             data,
+            ids: Vec::new(),
             plans,
             end,
             retry: 0,
@@ -273,14 +280,17 @@ impl<'a> Stretches<'a> {
     /// reads have passed it).
     fn plan_next(&mut self, i: usize) {
         let from = self.end.max(i);
-        let ids = self
-            .extents
-            .iter()
-            .filter_map(|x| match x {
-                Extent::Data { id, .. } => Some(id),
-                Extent::Hole { .. } => None,
-            })
-            .skip(from);
+        if self.ids.is_empty() {
+            self.ids = self
+                .extents
+                .iter()
+                .filter_map(|x| match x {
+                    Extent::Data { id, .. } => Some(id),
+                    Extent::Hole { .. } => None,
+                })
+                .collect();
+        }
+        let ids = self.ids.get(from..).unwrap_or_default().iter().copied();
         match self.repo.plan_data_now(ids, PLAN_BYTES) {
             Some((plan, locs)) if !locs.is_empty() => {
                 self.end = from + locs.len();
