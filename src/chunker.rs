@@ -308,17 +308,7 @@ thread_local! {
 mod tests {
     use super::*;
 
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::testing::noise;
 
     const PARAMS: ChunkerParams = ChunkerParams {
         min: 2048,

@@ -89,4 +89,6 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 mod signal;
+#[cfg(test)]
+mod testing;
 pub mod vfs;

@@ -91,36 +91,41 @@ impl Repository {
     /// plan is dropped ([`Backend::plan`](crate::backend::Backend::plan)).
     /// Also where the blobs the plan covers are (the first of `ids`, as far
     /// as one plan of the backend holds), in order (`None`: not in the
-    /// index), for [`Repository::read_data_at`]; its reader may drop the
-    /// plan once it has read those, and plan the rest. Blobs not in the index are left out
-    /// (their read fails on its own); a local repository plans nothing.
+    /// index, whose read fails on its own), for
+    /// [`Repository::read_data_at`]; its reader may drop the plan once it
+    /// has read those, and plan the rest. A local repository plans nothing.
     pub fn plan_data<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,
         max: u64,
     ) -> Option<(Planned, Vec<Option<Location>>)> {
-        if self.backend.is_local() {
-            return None;
-        }
-        let (reads, covered) = self.frames_of(ids, max);
-        let (plan, n) = self.backend.plan(FileType::Pack, &reads)?;
-        Some((plan, Self::covered(covered, n)))
+        self.plan_with(ids, max, false)
     }
 
-    /// [`Repository::plan_data`] for the next stretch of a file being read,
-    /// as far as one plan of the backend holds: never waits
-    /// ([`Backend::plan_now`](crate::backend::Backend::plan_now)), and the
-    /// locations it returns are those of the blobs the plan covers.
+    /// [`Repository::plan_data`] for the next stretch of a file being read:
+    /// never waits ([`Backend::plan_now`](crate::backend::Backend::plan_now)).
     pub fn plan_data_now<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a BlobId>,
         max: u64,
     ) -> Option<(Planned, Vec<Option<Location>>)> {
+        self.plan_with(ids, max, true)
+    }
+
+    fn plan_with<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BlobId>,
+        max: u64,
+        now: bool,
+    ) -> Option<(Planned, Vec<Option<Location>>)> {
         if self.backend.is_local() {
             return None;
         }
         let (reads, covered) = self.frames_of(ids, max);
-        let (plan, n) = self.backend.plan_now(FileType::Pack, &reads)?;
+        let (plan, n) = match now {
+            true => self.backend.plan_now(FileType::Pack, &reads)?,
+            false => self.backend.plan(FileType::Pack, &reads)?,
+        };
         Some((plan, Self::covered(covered, n)))
     }
 
@@ -382,19 +387,7 @@ mod tests {
     use crate::backend::Backend;
     use crate::repo::writer::RepoWriter;
     use crate::repo::InitOptions;
-
-    /// Bytes that do not compress, from `seed`.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::testing::noise;
 
     /// A plan's locations are those of the blobs whose frames it holds: all
     /// the blobs of a bundled frame (a blob missing from the index between

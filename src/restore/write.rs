@@ -347,20 +347,23 @@ mod tests {
     use crate::format::tree::{Entry, Extent, Kind};
     use crate::repo::writer::RepoWriter;
     use crate::repo::{InitOptions, Repository};
+    use crate::testing::noise;
     use std::path::Path;
     use std::sync::Arc;
 
-    /// Bytes that do not compress, from `seed`.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+    /// A plain restore into `target` with `threads` writers.
+    fn options(target: &Path, threads: usize) -> RestoreOptions {
+        RestoreOptions {
+            target: target.to_path_buf(),
+            includes: vec![],
+            excludes: vec![],
+            overwrite: false,
+            delete: false,
+            dry_run: false,
+            protect: vec![],
+            numeric_owner: true,
+            threads,
+        }
     }
 
     /// A file whose data lies in short runs between other data, restored
@@ -383,7 +386,7 @@ mod tests {
         let mut content = Vec::new();
         for run in 0..runs {
             for c in 0..per_run {
-                let bytes = noise(chunk, run * 100 + c);
+                let bytes = noise(chunk, run * 100 + c + 1);
                 let id = w.add_data(&bytes).unwrap();
                 e.extents.push(Extent::Data {
                     id,
@@ -401,17 +404,7 @@ mod tests {
         e.nlink = 1;
         e.size = content.len() as u64;
         let dir = tempfile::tempdir().unwrap();
-        let opts = RestoreOptions {
-            target: dir.path().to_path_buf(),
-            includes: vec![],
-            excludes: vec![],
-            overwrite: false,
-            delete: false,
-            dry_run: false,
-            protect: vec![],
-            numeric_owner: true,
-            threads: 2,
-        };
+        let opts = options(dir.path(), 2);
         let before = counter.snapshot().total(Op::Get).bytes;
         let silent = crate::progress::Silent;
         let out = restore(&repo, &e, Path::new("/dump"), &opts, &silent, &NoChanges).unwrap();
@@ -461,17 +454,7 @@ mod tests {
             e.extents = vec![Extent::Data { id: head, len: 100 }];
             e.extents.extend(tail);
             e.size = 150;
-            let opts = RestoreOptions {
-                target: dir.path().to_path_buf(),
-                includes: vec![],
-                excludes: vec![],
-                overwrite: false,
-                delete: false,
-                dry_run: false,
-                protect: vec![],
-                numeric_owner: true,
-                threads: 1,
-            };
+            let opts = options(dir.path(), 1);
             let silent = crate::progress::Silent;
             let out = restore(&repo, &e, Path::new("/f"), &opts, &silent, &NoChanges).unwrap();
             assert_eq!(out.errors, 0, "case {i}");
