@@ -155,16 +155,20 @@ impl State {
         self.windows.iter().position(|x| x.k == k && x.name == name)
     }
 
-    /// Whether window `k` of `name` counts in the budget of plans made
-    /// while reading (`later`), or of the others.
-    fn is_pinned(&self, name: &str, k: u64, later: bool) -> bool {
-        self.find(name, k).is_some_and(|p| {
-            let w = &self.windows[p];
-            match later {
-                true => w.later > 0,
-                false => w.pins > w.later,
-            }
-        })
+    /// How many of `windows` a new plan would add to the budget of plans
+    /// made while reading (`later`), or of the others: those not pinned
+    /// by a plan of that kind yet.
+    fn unpinned(&self, windows: &[(String, u64)], later: bool) -> usize {
+        let pinned = |name: &str, k: u64| {
+            self.find(name, k).is_some_and(|p| {
+                let w = &self.windows[p];
+                match later {
+                    true => w.later > 0,
+                    false => w.pins > w.later,
+                }
+            })
+        };
+        windows.iter().filter(|(n, k)| !pinned(n, *k)).count()
     }
 
     /// Enter `w` as the most recently used window.
@@ -438,22 +442,40 @@ impl Drop for Plan {
 fn windows_covering(reads: &[(String, u64, u64)]) -> (Vec<(String, u64)>, usize) {
     let mut want: Vec<(String, u64)> = Vec::new();
     for (i, (name, offset, len)) in reads.iter().enumerate() {
-        let end = offset.saturating_add(*len);
-        if *len == 0 || *len >= WINDOW || end == u64::MAX {
-            continue;
-        }
-        let mut new: Vec<(String, u64)> = Vec::new();
-        for k in offset / WINDOW..=(end - 1) / WINDOW {
-            if !want.iter().chain(&new).any(|(n, j)| *j == k && n == name) {
-                new.push((name.clone(), k));
-            }
-        }
-        if want.len() + new.len() > PLAN_MAX {
+        if !fit_windows(&mut want, name, *offset, *len) {
             return (want, i);
         }
-        want.extend(new);
     }
     (want, reads.len())
+}
+
+/// Add the windows that reading `len` bytes at `offset` of pack `pack`
+/// takes to `held`, the windows of one plan so far; `false` (adding none)
+/// when they would make more than [`PLAN_MAX`]. A read that passes
+/// through (empty, or a window or more) takes none. Generic over how a
+/// pack is named, so that a repository counts by pack id what the plan will
+/// pin by name.
+pub(crate) fn fit_windows<P: PartialEq + Clone>(
+    held: &mut Vec<(P, u64)>,
+    pack: &P,
+    offset: u64,
+    len: u64,
+) -> bool {
+    let end = offset.saturating_add(len);
+    if len == 0 || len >= WINDOW || end == u64::MAX {
+        return true;
+    }
+    let mut new: Vec<(P, u64)> = Vec::new();
+    for k in offset / WINDOW..=(end - 1) / WINDOW {
+        if !held.iter().chain(&new).any(|(p, j)| *j == k && p == pack) {
+            new.push((pack.clone(), k));
+        }
+    }
+    if held.len() + new.len() > PLAN_MAX {
+        return false;
+    }
+    held.extend(new);
+    true
 }
 
 /// A backend whose small pack reads are served from whole windows.
@@ -654,12 +676,8 @@ impl Backend for ReadAhead {
         }
         let mut st = self.shared.state();
         loop {
-            let new = want
-                .iter()
-                .filter(|(n, k)| !st.is_pinned(n, *k, false))
-                .count();
             // One plan alone always fits: PLAN_MAX <= PLANNED.
-            if st.first + new <= PLANNED {
+            if st.first + st.unpinned(&want, false) <= PLANNED {
                 break;
             }
             st = self.shared.released.wait(st);
@@ -675,11 +693,7 @@ impl Backend for ReadAhead {
         }
         let (want, covered) = windows_covering(reads);
         let st = self.shared.state();
-        let new = want
-            .iter()
-            .filter(|(n, k)| !st.is_pinned(n, *k, true))
-            .count();
-        if st.later + new > LATER {
+        if st.later + st.unpinned(&want, true) > LATER {
             return None;
         }
         Some((self.pin_all(st, want, true), covered.max(1)))

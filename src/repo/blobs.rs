@@ -2,7 +2,7 @@
 //! id and the length the caller expects.
 
 use super::Repository;
-use crate::backend::readahead::{PLAN_MAX, WINDOW};
+use crate::backend::readahead::fit_windows;
 use crate::backend::{FileType, Planned};
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
@@ -140,8 +140,7 @@ impl Repository {
 
     /// The distinct frames (pack, offset, length) that reading blobs `ids`
     /// in order takes, up to `max` stored bytes and as far as one plan of
-    /// the read-ahead holds (frames in at most [`PLAN_MAX`] windows; larger
-    /// frames are read whole, outside windows); and each blob's location
+    /// the read-ahead holds ([`fit_windows`]); and each blob's location
     /// with the index of its frame (for a blob not in the index, that of
     /// the frame before it).
     fn frames_of<'a>(
@@ -166,16 +165,8 @@ impl Repository {
                 .last()
                 .is_some_and(|f| f.0 == loc.pack && f.1 == offset)
             {
-                if len > 0 && len < WINDOW {
-                    let (first, last) = (offset / WINDOW, (offset + len - 1) / WINDOW);
-                    let new: Vec<(PackId, u64)> = (first..=last)
-                        .map(|k| (loc.pack, k))
-                        .filter(|w| !windows.contains(w))
-                        .collect();
-                    if windows.len() + new.len() > PLAN_MAX {
-                        break;
-                    }
-                    windows.extend(new);
+                if !fit_windows(&mut windows, &loc.pack, offset, len) {
+                    break;
                 }
                 total = total.saturating_add(len);
                 frames.push((loc.pack, offset, len));
@@ -383,7 +374,7 @@ impl Repository {
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
-    use crate::backend::readahead::ReadAhead;
+    use crate::backend::readahead::{ReadAhead, PLAN_MAX};
     use crate::backend::Backend;
     use crate::repo::writer::RepoWriter;
     use crate::repo::InitOptions;

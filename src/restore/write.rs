@@ -57,9 +57,8 @@ impl Restorer<'_> {
     /// complete is removed (at the end), with the links made to it.
     pub(super) fn write_file(&self, mut job: Job) {
         self.dequeue_extents(job.queued);
-        let mut plan = job.plan.take();
-        let written = self.write_content(&job, &mut plan);
-        drop(plan);
+        let plan = job.plan.take();
+        let written = self.write_content(&job, plan);
         match written {
             Ok(n) => {
                 self.counts.files.fetch_add(1, Relaxed);
@@ -125,7 +124,7 @@ impl Restorer<'_> {
     fn write_content(
         &self,
         job: &Job,
-        plan: &mut Option<(Planned, Vec<Option<Location>>)>,
+        plan: Option<(Planned, Vec<Option<Location>>)>,
     ) -> std::result::Result<u64, Stop> {
         let fd = job.fd.as_raw_fd();
         let mut offset = 0u64;
@@ -133,7 +132,7 @@ impl Restorer<'_> {
         let mut data_end = 0u64;
         let mut data_read = 0usize;
         let failed = |e| Stop::Failed(Error::io(&job.path, e));
-        let mut stretches = Stretches::new(self, &job.entry.extents, plan.take());
+        let mut stretches = Stretches::new(self, &job.entry.extents, plan);
         for ext in &job.entry.extents {
             if crate::interrupt::requested() {
                 return Err(Stop::Interrupted);

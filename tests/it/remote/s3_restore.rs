@@ -230,12 +230,7 @@ fn requests_in_flight_are_16_by_default_and_as_many_as_connections_say() {
         if let Some(n) = connections {
             args.extend([OsStr::new("--connections"), OsStr::new(n)]);
         }
-        let child = t
-            .cmd(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = t.spawn(args);
         proxy.wait_held(limit - 2);
         std::thread::sleep(std::time::Duration::from_millis(500));
         let held = proxy.held();
