@@ -649,15 +649,16 @@ impl<'a, 'r> Restore<'a, 'r> {
             }
             None => (false, None),
         };
-        self.r.queue_extents(e.extents.len());
         let plan = self.r.plan(&e.extents);
         // A planned extent's location (about 60 bytes) counts as two more.
-        let located = plan.as_ref().map_or(0, |p| 2 * p.1.len());
-        self.r.queue_extents(located);
+        let queued = e.extents.len() + plan.as_ref().map_or(0, |p| 2 * p.1.len());
+        // At once: a file that holds more than the budget is queued alone,
+        // which a second wait, for its plan, would never be.
+        self.r.queue_extents(queued);
         let job = Job {
             fd,
             dir: node,
-            queued: e.extents.len() + located,
+            queued,
             entry: take(e),
             path: path.to_path_buf(),
             first_link,

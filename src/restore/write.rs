@@ -429,6 +429,55 @@ mod tests {
         );
     }
 
+    /// A file of more extents than the queue of files holds (a big sparse
+    /// image) is queued alone and restored, from a local repository and
+    /// from a remote one (whose plan of its first reads counts too),
+    /// rather than wait for room it can never have.
+    #[test]
+    fn a_file_of_more_extents_than_the_queue_holds_is_restored() {
+        for remote in [false, true] {
+            let mem = match remote {
+                true => MemoryBackend::remote(),
+                false => MemoryBackend::new(),
+            };
+            let repo = Arc::new(Repository::init(Arc::new(mem), &InitOptions::plain()).unwrap());
+            let w = RepoWriter::new(repo.clone(), 3, false).unwrap();
+            let data = w.add_data(&[5u8; 64]).unwrap();
+            w.flush().unwrap();
+            let holes = super::super::QUEUED_EXTENTS as usize + 10;
+            let mut e = Entry::new(b"image".to_vec(), Kind::File);
+            e.mode = 0o644;
+            e.nlink = 1;
+            e.extents = vec![Extent::Data { id: data, len: 64 }];
+            e.extents
+                .extend((0..holes).map(|_| Extent::Hole { len: 1 }));
+            e.extents.push(Extent::Data { id: data, len: 64 });
+            e.size = 128 + holes as u64;
+            let dir = tempfile::tempdir().unwrap();
+            let opts = options(dir.path(), 2);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let run = {
+                let repo = repo.clone();
+                std::thread::spawn(move || {
+                    let silent = crate::progress::Silent;
+                    let out = restore(&repo, &e, Path::new("/image"), &opts, &silent, &NoChanges);
+                    let _ = tx.send(out.map(|o| o.errors));
+                })
+            };
+            let out = rx.recv_timeout(std::time::Duration::from_secs(120));
+            assert_eq!(
+                out.expect("the restore waits for room it never gets")
+                    .unwrap(),
+                0
+            );
+            run.join().unwrap();
+            let bytes = std::fs::read(dir.path().join("image")).unwrap();
+            assert_eq!(bytes.len(), 128 + holes, "remote: {remote}");
+            assert!(bytes[..64].iter().all(|&b| b == 5) && bytes[bytes.len() - 64..] == [5u8; 64]);
+            assert!(bytes[64..bytes.len() - 64].iter().all(|&b| b == 0));
+        }
+    }
+
     /// A file's length is its entry's size whatever its last extent is: a
     /// hole, or (a tree that allows it) an empty data extent after a hole,
     /// which leaves the last byte written short of the size.
