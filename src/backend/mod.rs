@@ -23,6 +23,7 @@
 //! ```
 
 pub mod counting;
+pub mod http;
 pub mod local;
 pub mod location;
 pub mod memory;

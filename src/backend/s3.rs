@@ -125,7 +125,62 @@ impl std::fmt::Debug for S3Options {
 struct Conn {
     generation: u32,
     op: Operator,
-    http: reqwest::Client,
+    http: Fetch,
+}
+
+/// The HTTP client behind OpenDAL and our own requests: reqwest's over
+/// TLS, [`super::http::Plain`] on a loopback `http://` endpoint.
+#[derive(Clone)]
+enum Fetch {
+    Tls(opendal_http_transport_reqwest::ReqwestTransport),
+    Plain(super::http::Plain),
+}
+
+impl opendal::HttpTransport for Fetch {
+    async fn fetch(
+        &self,
+        req: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
+        match self {
+            Fetch::Tls(t) => t.fetch(req).await,
+            Fetch::Plain(p) => p.fetch(req).await,
+        }
+    }
+}
+
+impl Fetch {
+    /// Send a request (a body of `body`); its status, and its body read up
+    /// to `max + 1` bytes.
+    async fn send(
+        &self,
+        method: http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+        max: u64,
+    ) -> opendal::Result<(http::StatusCode, Vec<u8>)> {
+        use opendal::raw::oio::ReadStream;
+        use opendal::HttpTransport;
+        let mut req = http::Request::new(opendal::Buffer::from(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers.clone();
+        let resp = self.fetch(req).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        loop {
+            let chunk = body.read().await?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk.to_bytes());
+            if out.len() as u64 > max {
+                break;
+            }
+        }
+        Ok((status, out))
+    }
 }
 
 /// A bucket (and prefix) as a repository.
@@ -192,30 +247,20 @@ fn describe(e: &opendal::Error) -> String {
 /// A whole object, in one presigned GET, reading at most `max + 1` bytes.
 async fn get_bounded(
     op: &Operator,
-    http: &reqwest::Client,
+    http: &Fetch,
     rel: &str,
     max: u64,
 ) -> std::result::Result<Vec<u8>, Fail> {
     let req = op.presign_read(rel, Duration::from_secs(3600)).await?;
-    let transport = |e: reqwest::Error| {
-        Fail::Dal(
-            opendal::Error::new(Kind::Unexpected, e.without_url().to_string()).set_temporary(),
+    let (status, out) = http
+        .send(
+            req.method().clone(),
+            req.uri(),
+            req.header(),
+            Vec::new(),
+            max,
         )
-    };
-    let mut resp = http
-        .request(req.method().clone(), req.uri().to_string())
-        .headers(req.header().clone())
-        .send()
-        .await
-        .map_err(transport)?;
-    let status = resp.status();
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        out.extend_from_slice(&chunk);
-        if out.len() as u64 > max {
-            break;
-        }
-    }
+        .await?;
     if status.is_success() {
         return Ok(out);
     }
@@ -223,7 +268,7 @@ async fn get_bounded(
 }
 
 /// An S3 error answer as OpenDAL classifies it.
-fn http_error(status: reqwest::StatusCode, body: &[u8]) -> opendal::Error {
+fn http_error(status: http::StatusCode, body: &[u8]) -> opendal::Error {
     let text = String::from_utf8_lossy(body);
     let tag = |name: &str| -> Option<String> {
         let start = text.find(&format!("<{name}>"))? + name.len() + 2;
@@ -405,22 +450,24 @@ impl S3Backend {
                 )))
             }
         }
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true);
-        if self.loc.scheme == "http" {
-            // No TLS to verify: skip loading the system's trust store (a
-            // file per certificate, read at every start).
-            http = http.tls_certs_only(std::iter::empty());
-        }
-        let http = http.build().map_err(|e| {
-            Error::io(
-                self.loc.to_string(),
-                std::io::Error::other(format!("starting the HTTP client: {e}")),
-            )
-        })?;
+        let idle = Duration::from_secs(30);
+        let http = if self.loc.scheme == "http" {
+            Fetch::Plain(super::http::Plain::new(CONNECT_TIMEOUT, idle))
+        } else {
+            let http = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .pool_idle_timeout(idle)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| {
+                    Error::io(
+                        self.loc.to_string(),
+                        std::io::Error::other(format!("starting the HTTP client: {e}")),
+                    )
+                })?;
+            Fetch::Tls(opendal_http_transport_reqwest::ReqwestTransport::new(http))
+        };
         let builder = opendal::services::S3::default()
             .endpoint(&self.loc.endpoint())
             .bucket(&self.loc.bucket)
@@ -431,9 +478,7 @@ impl S3Backend {
             .credential_provider_chain(credential_chain(&self.credentials));
         let op = Operator::new(builder)
             .map_err(|e| Error::InvalidInput(format!("{}: {}", self.loc, describe(&e))))?;
-        let transport = opendal::HttpTransporter::new(
-            opendal_http_transport_reqwest::ReqwestTransport::new(http.clone()),
-        );
+        let transport = opendal::HttpTransporter::new(http.clone());
         let op = {
             let ctx = op.base_context().with_http_transport(transport);
             op.with_context(ctx)
@@ -566,15 +611,11 @@ impl S3Backend {
                     .sign(&mut parts, None)
                     .await
                     .map_err(|e| fail(format!("signing CreateBucket: {e}"), false))?;
-                let resp = http
-                    .put(&url)
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
+                let (status, text) = http
+                    .send(http::Method::PUT, &parts.uri, &parts.headers, body, 1 << 20)
                     .await
-                    .map_err(|e| fail(e.without_url().to_string(), true))?;
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
+                    .map_err(|e| fail(describe(&e), true))?;
+                let text = String::from_utf8_lossy(&text);
                 if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
                     return Ok(());
                 }
