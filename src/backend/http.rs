@@ -35,8 +35,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// A TCP connection that acknowledges what it reads at once.
-pub struct QuickAck(TokioIo<TcpStream>);
+/// A TCP connection that acknowledges what it reads at once, and fails a
+/// read that waits longer than its limit (reqwest's `read_timeout`, which
+/// this client replaces).
+pub struct QuickAck {
+    io: TokioIo<TcpStream>,
+    /// How long a read may wait for bytes.
+    limit: Duration,
+    /// Started when a read first waited; gone once bytes come.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 impl QuickAck {
     /// Acknowledge at once from now on (until the kernel's next guess).
@@ -46,7 +54,7 @@ impl QuickAck {
         // failure only leaves acknowledgements delayed.
         unsafe {
             libc::setsockopt(
-                self.0.inner().as_raw_fd(),
+                self.io.inner().as_raw_fd(),
                 libc::IPPROTO_TCP,
                 libc::TCP_QUICKACK,
                 (&one as *const libc::c_int).cast(),
@@ -62,11 +70,28 @@ impl hyper::rt::Read for QuickAck {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) {
-            self.arm();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if r.is_ready() {
+            self.waiting = None;
+            if matches!(r, Poll::Ready(Ok(()))) {
+                self.arm();
+            }
+            return r;
         }
-        r
+        // A pooled connection with no request waits here too: the pool
+        // lets it go after its idle time, well before the limit.
+        let limit = self.limit;
+        let timer = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waiting = None;
+                let why = format!("no data for {} s", limit.as_secs());
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -76,7 +101,7 @@ impl hyper::rt::Write for QuickAck {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -84,19 +109,19 @@ impl hyper::rt::Write for QuickAck {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -106,10 +131,12 @@ impl Connection for QuickAck {
     }
 }
 
-/// Opens [`QuickAck`] connections (`TCP_NODELAY` too), each within a time.
+/// Opens [`QuickAck`] connections (`TCP_NODELAY` too), each within
+/// `timeout`, whose reads wait at most `read`.
 #[derive(Clone)]
 pub struct Connector {
     timeout: Duration,
+    read: Duration,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -122,7 +149,7 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = self.timeout;
+        let (timeout, read) = (self.timeout, self.read);
         Box::pin(async move {
             if uri.scheme_str() != Some("http") {
                 return Err(io::Error::other("only http:// goes through this client"));
@@ -138,7 +165,11 @@ impl tower_service::Service<Uri> for Connector {
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
             tcp.set_nodelay(true)?;
-            Ok(QuickAck(TokioIo::new(tcp)))
+            Ok(QuickAck {
+                io: TokioIo::new(tcp),
+                limit: read,
+                waiting: None,
+            })
         })
     }
 }
@@ -150,12 +181,18 @@ pub struct Plain {
 }
 
 impl Plain {
-    /// Connections open within `connect`, kept `idle` between requests.
-    pub fn new(connect: Duration, idle: Duration) -> Self {
+    /// Connections open within `connect`, a read waits at most `read`,
+    /// and a connection is kept `idle` between requests. No proxy is asked
+    /// (the server is on this machine) and no redirect followed (S3 answers
+    /// none that a client should follow).
+    pub fn new(connect: Duration, read: Duration, idle: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(Connector { timeout: connect });
+            .build(Connector {
+                timeout: connect,
+                read,
+            });
         Plain { client }
     }
 }
@@ -216,36 +253,64 @@ impl<S: futures::Stream> futures::Stream for SyncStream<S> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
     use std::time::Instant;
 
-    /// Answers a server sends head first, then body a moment later, with
-    /// Nagle on (as s3s-fs does): on a kept-alive connection the body waits
-    /// for the head's acknowledgement, which Linux would delay 40 ms. None
-    /// of them waits that long here (one may: a loaded machine).
+    /// Serve `stream` as a server that writes each answer's head, then its
+    /// body a moment later, with Nagle on (as s3s-fs does); count the
+    /// requests answered after the first on their connection in `reused`.
+    fn serve(mut s: std::net::TcpStream, reused: &AtomicUsize) {
+        let mut buf = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        for n in 0.. {
+            while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => pending.extend_from_slice(&buf[..k]),
+                }
+            }
+            let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            pending.drain(..end + 4);
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
+            if s.write_all(head).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(3));
+            if s.write_all(b"hello").is_err() {
+                return;
+            }
+            if n > 0 {
+                reused.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    /// On a kept-alive connection, such a server's body waits for the
+    /// head's acknowledgement, which Linux would delay 40 ms. None of the
+    /// answers waits that long here (one may: a loaded machine); most come
+    /// on a reused connection, where the delay would be.
     #[test]
     fn small_answers_on_a_kept_alive_connection_are_not_held_back() {
         const N: usize = 12;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let mut pending: Vec<u8> = Vec::new();
-            for _ in 0..N {
-                while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).unwrap();
-                    assert!(n > 0, "the client closed the connection");
-                    pending.extend_from_slice(&buf[..n]);
+        let reused = Arc::new(AtomicUsize::new(0));
+        {
+            let reused = reused.clone();
+            // Left blocked in accept when the test ends.
+            std::thread::spawn(move || {
+                for s in listener.incoming().flatten() {
+                    let reused = reused.clone();
+                    std::thread::spawn(move || serve(s, &reused));
                 }
-                let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-                pending.drain(..end + 4);
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(3));
-                s.write_all(b"hello").unwrap();
-            }
-        });
-        let plain = Plain::new(Duration::from_secs(5), Duration::from_secs(30));
+            });
+        }
+        let plain = Plain::new(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        );
         let uri: Uri = format!("http://127.0.0.1:{port}/o").parse().unwrap();
         let mut late = Vec::new();
         for _ in 0..N {
@@ -254,18 +319,60 @@ mod tests {
                 let (plain, uri) = (plain.clone(), uri.clone());
                 async move {
                     let req = Request::get(uri).body(Buffer::new()).unwrap();
-                    let mut body = plain.fetch(req).await.unwrap().into_body();
-                    body.to_buffer().await.unwrap()
+                    let fetch = async move {
+                        let mut body = plain.fetch(req).await.unwrap().into_body();
+                        body.to_buffer().await.unwrap()
+                    };
+                    tokio::time::timeout(Duration::from_secs(10), fetch).await
                 }
             })
-            .unwrap();
+            .unwrap()
+            .expect("an answer within 10 s");
             assert_eq!(body.to_bytes(), &b"hello"[..]);
             let took = t.elapsed();
             if took >= Duration::from_millis(35) {
                 late.push(took);
             }
         }
-        server.join().unwrap();
         assert!(late.len() <= 1, "answers held back: {late:?}");
+        assert!(
+            reused.load(SeqCst) >= N / 2,
+            "only {} of {N} answers came on a kept-alive connection",
+            reused.load(SeqCst)
+        );
+    }
+
+    /// A server that answers nothing: the read fails after its limit,
+    /// named, rather than wait for the request's whole deadline.
+    #[test]
+    fn a_read_that_waits_past_its_limit_fails() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        });
+        let plain = Plain::new(
+            Duration::from_secs(5),
+            Duration::from_millis(300),
+            Duration::from_secs(30),
+        );
+        let uri: Uri = format!("http://127.0.0.1:{port}/o").parse().unwrap();
+        let t = Instant::now();
+        let got = crate::backend::runtime::run(async move {
+            let req = Request::get(uri).body(Buffer::new()).unwrap();
+            tokio::time::timeout(Duration::from_secs(2), plain.fetch(req)).await
+        })
+        .unwrap()
+        .expect("the read's own limit comes first");
+        let Err(e) = got else {
+            panic!("an answer from a server that sends nothing");
+        };
+        assert!(e.is_temporary(), "{e}");
+        let chain = format!("{e:?}");
+        assert!(chain.contains("no data for"), "{chain}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        held.join().unwrap();
     }
 }

@@ -149,8 +149,8 @@ impl opendal::HttpTransport for Fetch {
 }
 
 impl Fetch {
-    /// Send a request (a body of `body`); its status, and its body read up
-    /// to `max + 1` bytes.
+    /// Send a request (a body of `body`); its status, and its body read
+    /// until it ends or passes `max` bytes (by at most one piece).
     async fn send(
         &self,
         method: http::Method,
@@ -452,7 +452,7 @@ impl S3Backend {
         }
         let idle = Duration::from_secs(30);
         let http = if self.loc.scheme == "http" {
-            Fetch::Plain(super::http::Plain::new(CONNECT_TIMEOUT, idle))
+            Fetch::Plain(super::http::Plain::new(CONNECT_TIMEOUT, READ_TIMEOUT, idle))
         } else {
             let http = reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)

@@ -348,8 +348,9 @@ fn queue_len(repo: &Repository, threads: usize) -> usize {
 /// Files queued for the pool from a remote repository, at most. Small
 /// files plan little each (a few share a window), and the queue is what
 /// bounds how far ahead they plan: 4096 left the server idle while the
-/// writers worked through a source tree (restore from s3s-fs 4.44-4.69 s,
-/// against 3.97-4.32 s at 8192 and 4.05-4.21 s at 9872).
+/// writers worked through a source tree (restore from s3s-fs 4.58-4.89 s,
+/// against 4.05-4.47 s at 8192; 9872, this machine's limit, was no
+/// better).
 const REMOTE_QUEUE: usize = 8192;
 
 /// Extents of the files queued for the pool, at most (40 bytes each) before
