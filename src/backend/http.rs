@@ -42,8 +42,11 @@ pub struct QuickAck {
     io: TokioIo<TcpStream>,
     /// How long a read may wait for bytes.
     limit: Duration,
-    /// Started when a read first waited; gone once bytes come.
-    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The limit's timer, made once per connection and set again each time
+    /// a read starts to wait (reads wait often: at every gap in a body).
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// A read is waiting, and `timer` runs for it.
+    waiting: bool,
 }
 
 impl QuickAck {
@@ -72,7 +75,7 @@ impl hyper::rt::Read for QuickAck {
     ) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if r.is_ready() {
-            self.waiting = None;
+            self.waiting = false;
             if matches!(r, Poll::Ready(Ok(()))) {
                 self.arm();
             }
@@ -81,13 +84,15 @@ impl hyper::rt::Read for QuickAck {
         // A pooled connection with no request waits here too: the pool
         // lets it go after its idle time, well before the limit.
         let limit = self.limit;
-        let timer = self
-            .waiting
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + limit;
+            self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                self.waiting = None;
-                let why = format!("no data for {} s", limit.as_secs());
+                self.waiting = false;
+                let why = format!("no data for {limit:?}");
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
             }
             Poll::Pending => Poll::Pending,
@@ -168,7 +173,8 @@ impl tower_service::Service<Uri> for Connector {
             Ok(QuickAck {
                 io: TokioIo::new(tcp),
                 limit: read,
-                waiting: None,
+                timer: Box::pin(tokio::time::sleep(read)),
+                waiting: false,
             })
         })
     }
